@@ -1,0 +1,93 @@
+// Owns `chat serve`: flags, config layering and the process lifetime of a server.
+import type { Command } from "commander";
+import {
+  configFromEnv,
+  defaultConfigText,
+  readConfigFile,
+  resolveConfig,
+} from "../src/config/config.ts";
+import { setupLogging } from "../src/logging.ts";
+import { startServer } from "../src/server/mod.ts";
+import type { CliContext } from "./context.ts";
+
+interface ServeFlags {
+  host?: string;
+  port?: string;
+  data?: string;
+  cert?: string;
+  key?: string;
+  config?: string;
+  registration?: string;
+  logFormat?: string;
+  logLevel?: string;
+  printConfig?: boolean;
+}
+
+/** Adds `chat serve`. */
+export function registerServe(program: Command, ctx: CliContext): void {
+  program.command("serve")
+    .description("Run the chat server (TLS only; self-signed certificate on first start)")
+    .option("--host <addr>", "listen address (default: all interfaces, IPv6 and IPv4)")
+    .option("--port <n>", "TCP port (default 7443)")
+    .option(
+      "--data <dir>",
+      "data directory: database, generated key and certificate (default ./data)",
+    )
+    .option("--cert <file>", "PEM certificate (chain) to serve instead of the generated one")
+    .option("--key <file>", "PEM private key for --cert")
+    .option("--config <file>", "JSON config file (default <data>/config.json when it exists)")
+    .option("--registration <policy>", "open, invite or closed (default open)")
+    .option("--log-format <fmt>", "text or json (default text)")
+    .option("--log-level <level>", "debug, info, warning or error (default info)")
+    .option("--print-config", "print the default configuration and exit")
+    .addHelpText(
+      "after",
+      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_DATA, CHAT_CERT, CHAT_KEY, CHAT_REGISTRATION,\n" +
+        "CHAT_LOG_FORMAT, CHAT_LOG_LEVEL, CHAT_LIMIT_<NAME> (e.g. CHAT_LIMIT_MAX_CONNECTIONS).\n" +
+        "Precedence: flags > environment > config file > defaults.",
+    )
+    .action(async (flags: ServeFlags) => {
+      if (flags.printConfig) {
+        ctx.stdout(defaultConfigText());
+        return;
+      }
+      const env = configFromEnv((n) => Deno.env.get(n));
+      const flagLayer = {
+        host: flags.host,
+        port: flags.port,
+        dataDir: flags.data,
+        certFile: flags.cert,
+        keyFile: flags.key,
+        registration: flags.registration,
+        logFormat: flags.logFormat,
+        logLevel: flags.logLevel,
+      } as Record<string, unknown>;
+      const dataDir = flags.data ?? env.dataDir ?? "./data";
+      let fileLayer = {};
+      const configPath = flags.config ?? `${dataDir}/config.json`;
+      if (flags.config || (await exists(configPath))) fileLayer = await readConfigFile(configPath);
+      const config = resolveConfig(fileLayer, env, flagLayer as never);
+      await setupLogging({ format: config.logFormat, level: config.logLevel });
+      const server = await startServer(config, { fallback: ctx.fallbackProtocol });
+      ctx.stdout(`chat: listening on port ${server.addr.port}\n`);
+      const stopped = new Promise<void>((resolve) => {
+        const stop = () => {
+          Deno.removeSignalListener("SIGINT", stop);
+          Deno.removeSignalListener("SIGTERM", stop);
+          server.close().then(resolve);
+        };
+        Deno.addSignalListener("SIGINT", stop);
+        Deno.addSignalListener("SIGTERM", stop);
+      });
+      await stopped;
+    });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,224 @@
+// Owns server configuration: typed defaults, merged from file < environment < flags, validated once.
+import { ChatError } from "../errors.ts";
+
+/** Everything `chat serve` can be told. Frozen after `resolveConfig`. */
+export interface ServerConfig {
+  /** Listen address; "" = all interfaces (IPv6 and IPv4). */
+  host: string;
+  port: number;
+  dataDir: string;
+  /** Paths to a real certificate and key; when unset a self-signed pair lives in dataDir. */
+  certFile: string | null;
+  keyFile: string | null;
+  registration: "open" | "invite" | "closed";
+  logFormat: "text" | "json";
+  logLevel: "debug" | "info" | "warning" | "error";
+  /** `FULL` survives power loss (default); `NORMAL` survives process crashes only. */
+  dbSynchronous: "FULL" | "NORMAL";
+  limits: ServerLimits;
+}
+
+/** Every limit, each with its default; all on by default. */
+export interface ServerLimits {
+  maxLineBytes: number;
+  maxBodyBytes: number;
+  messagesPerSecond: number;
+  messageBurst: number;
+  historyMax: number;
+  resumeMaxMessages: number;
+  pingIntervalMs: number;
+  idleTimeoutMs: number;
+  handshakeTimeoutMs: number;
+  authTimeoutMs: number;
+  preAuthMaxFrames: number;
+  maxConnections: number;
+  maxConnectionsPerAddress: number;
+  sendQueueBytes: number;
+  /** Password hashing: worker threads and queue length. */
+  hashWorkers: number;
+  hashQueue: number;
+  /** Failed logins: bucket size and refill interval, per account and per address. */
+  loginFailuresPerAccount: number;
+  loginFailureRefillMsPerAccount: number;
+  loginFailuresPerAddress: number;
+  loginFailureRefillMsPerAddress: number;
+  /** Registrations per address: bucket size and refill interval. */
+  registrationsPerAddress: number;
+  registrationRefillMs: number;
+  /** Time given to clients and the database at shutdown. */
+  shutdownGraceMs: number;
+}
+
+export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
+  maxLineBytes: 8192,
+  maxBodyBytes: 4000,
+  messagesPerSecond: 10,
+  messageBurst: 30,
+  historyMax: 500,
+  resumeMaxMessages: 1000,
+  pingIntervalMs: 30_000,
+  idleTimeoutMs: 75_000,
+  handshakeTimeoutMs: 10_000,
+  authTimeoutMs: 30_000,
+  preAuthMaxFrames: 20,
+  maxConnections: 10_000,
+  maxConnectionsPerAddress: 64,
+  sendQueueBytes: 1024 * 1024,
+  hashWorkers: 1,
+  hashQueue: 64,
+  loginFailuresPerAccount: 5,
+  loginFailureRefillMsPerAccount: 30_000,
+  loginFailuresPerAddress: 20,
+  loginFailureRefillMsPerAddress: 3_000,
+  registrationsPerAddress: 10,
+  registrationRefillMs: 10_000,
+  shutdownGraceMs: 5_000,
+});
+
+export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
+  host: "",
+  port: 7443,
+  dataDir: "./data",
+  certFile: null,
+  keyFile: null,
+  registration: "open",
+  logFormat: "text",
+  logLevel: "info",
+  dbSynchronous: "FULL",
+  limits: DEFAULT_LIMITS,
+});
+
+/** Environment variable for each top-level setting (limits use CHAT_LIMIT_<NAME>). */
+export const ENV_NAMES: Readonly<Record<Exclude<keyof ServerConfig, "limits">, string>> = {
+  host: "CHAT_HOST",
+  port: "CHAT_PORT",
+  dataDir: "CHAT_DATA",
+  certFile: "CHAT_CERT",
+  keyFile: "CHAT_KEY",
+  registration: "CHAT_REGISTRATION",
+  logFormat: "CHAT_LOG_FORMAT",
+  logLevel: "CHAT_LOG_LEVEL",
+  dbSynchronous: "CHAT_DB_SYNCHRONOUS",
+};
+
+type Partialish = Partial<Omit<ServerConfig, "limits">> & { limits?: Partial<ServerLimits> };
+
+function invalid(field: string, detail: string): ChatError {
+  return new ChatError("config_invalid", `Cannot use configuration: ${field} ${detail}`);
+}
+
+function oneOf<T extends string>(field: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== "string" || !allowed.includes(v as T)) {
+    throw invalid(field, `must be one of ${allowed.join(", ")} (got ${JSON.stringify(v)})`);
+  }
+  return v as T;
+}
+
+function int(field: string, v: unknown, min: number, max: number): number {
+  const n = typeof v === "string" && v.trim() !== "" ? Number(v) : v;
+  if (typeof n !== "number" || !Number.isInteger(n) || n < min || n > max) {
+    throw invalid(field, `must be an integer from ${min} to ${max} (got ${JSON.stringify(v)})`);
+  }
+  return n;
+}
+
+function str(field: string, v: unknown): string {
+  if (typeof v !== "string") throw invalid(field, "must be a string");
+  return v;
+}
+
+/** Reads a JSON config file; unknown keys are an error so typos do not pass silently. */
+export async function readConfigFile(path: string): Promise<Partialish> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new ChatError(
+      "config_invalid",
+      `Cannot read config file ${path}: ${(err as Error).message}`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ChatError(
+      "config_invalid",
+      `Cannot parse config file ${path}: ${(err as Error).message}`,
+    );
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ChatError("config_invalid", `Cannot use config file ${path}: not a JSON object`);
+  }
+  return value as Partialish;
+}
+
+/** Settings found in the environment (only the variables that are set). */
+export function configFromEnv(env: (name: string) => string | undefined): Partialish {
+  const out: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(ENV_NAMES)) {
+    const v = env(name);
+    if (v !== undefined && v !== "") out[key] = v;
+  }
+  const limits: Record<string, unknown> = {};
+  for (const key of Object.keys(DEFAULT_LIMITS)) {
+    const v = env(`CHAT_LIMIT_${key.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase()}`);
+    if (v !== undefined && v !== "") limits[key] = v;
+  }
+  if (Object.keys(limits).length) out.limits = limits;
+  return out as Partialish;
+}
+
+/** Merges layers (later wins), validates every field, and returns a frozen config. */
+export function resolveConfig(...layers: Partialish[]): ServerConfig {
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  const limits: Record<string, unknown> = { ...DEFAULT_LIMITS };
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer)) {
+      if (v === undefined) continue;
+      if (k === "limits") {
+        if (typeof v !== "object" || v === null) throw invalid("limits", "must be an object");
+        for (const [lk, lv] of Object.entries(v)) {
+          if (!(lk in DEFAULT_LIMITS)) throw invalid(`limits.${lk}`, "is not a known limit");
+          if (lv !== undefined) limits[lk] = lv;
+        }
+      } else {
+        if (!(k in DEFAULT_CONFIG)) throw invalid(k, "is not a known setting");
+        merged[k] = v;
+      }
+    }
+  }
+  const checkedLimits = {} as Record<string, number>;
+  for (const k of Object.keys(DEFAULT_LIMITS)) {
+    checkedLimits[k] = int(`limits.${k}`, limits[k], k === "hashWorkers" ? 1 : 0, 2 ** 40);
+  }
+  const l = checkedLimits as unknown as ServerLimits;
+  if (l.maxBodyBytes + 512 > l.maxLineBytes) {
+    throw invalid("limits.maxLineBytes", "must leave at least 512 bytes over maxBodyBytes");
+  }
+  const config: ServerConfig = {
+    host: str("host", merged.host),
+    port: int("port", merged.port, 0, 65535),
+    dataDir: str("dataDir", merged.dataDir),
+    certFile: merged.certFile === null ? null : str("certFile", merged.certFile),
+    keyFile: merged.keyFile === null ? null : str("keyFile", merged.keyFile),
+    registration: oneOf("registration", merged.registration, ["open", "invite", "closed"] as const),
+    logFormat: oneOf("logFormat", merged.logFormat, ["text", "json"] as const),
+    logLevel: oneOf("logLevel", merged.logLevel, ["debug", "info", "warning", "error"] as const),
+    dbSynchronous: oneOf("dbSynchronous", merged.dbSynchronous, ["FULL", "NORMAL"] as const),
+    limits: Object.freeze(l),
+  };
+  if ((config.certFile === null) !== (config.keyFile === null)) {
+    throw invalid("certFile/keyFile", "must be given together");
+  }
+  return Object.freeze(config);
+}
+
+/** The default configuration as a commented JSON document (`chat serve --print-config`). */
+export function defaultConfigText(): string {
+  return JSON.stringify(
+    { ...DEFAULT_CONFIG, limits: { ...DEFAULT_LIMITS } },
+    null,
+    2,
+  ) + "\n";
+}

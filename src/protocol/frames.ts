@@ -1,0 +1,113 @@
+// Owns the frame types of the native protocol chat/1 (see docs/PROTOCOL.md).
+
+/** The protocol version this build speaks. */
+export const PROTOCOL_VERSION = 1;
+/** The ALPN identifier that selects chat/1. */
+export const ALPN_CHAT1 = "chat/1";
+
+/** Last ids the client saw, sent with login/register to resume. */
+export interface ResumePoint {
+  rooms?: Record<string, number>;
+  dm?: number;
+}
+
+/** Frames a client sends. */
+export type ClientFrame =
+  | { type: "hello"; ref?: string; version: number; client?: string }
+  | {
+    type: "register";
+    ref?: string;
+    user: string;
+    password: string;
+    invite?: string;
+    resume?: ResumePoint;
+  }
+  | { type: "login"; ref?: string; user: string; password: string; resume?: ResumePoint }
+  | { type: "join"; ref?: string; room: string; since?: number }
+  | { type: "part"; ref?: string; room: string }
+  | { type: "rooms"; ref?: string }
+  | { type: "who"; ref?: string; room: string }
+  | { type: "send"; ref?: string; cid: string; body: string; room?: string; to?: string }
+  | { type: "history"; ref?: string; room?: string; with?: string; limit?: number; before?: number }
+  | { type: "passwd"; ref?: string; old: string; new: string }
+  | { type: "ping"; ref?: string }
+  | { type: "pong"; ref?: string }
+  | { type: "quit"; ref?: string };
+
+export type ClientFrameType = ClientFrame["type"];
+
+/** A message as it appears on the wire (in `msg` frames and history pages). */
+export interface WireMessage {
+  id: number;
+  ts: number;
+  from: string;
+  body: string;
+  room?: string;
+  to?: string;
+}
+
+/** Limits announced in the server `hello`. */
+export interface WireLimits {
+  maxLineBytes: number;
+  maxBodyBytes: number;
+  messagesPerSecond: number;
+  messageBurst: number;
+  historyMax: number;
+  resumeMaxMessages: number;
+  pingIntervalMs: number;
+  idleTimeoutMs: number;
+}
+
+export interface RoomInfo {
+  name: string;
+  topic: string;
+  members: number;
+  online: number;
+  joined: boolean;
+}
+
+/** Frames the server sends. */
+export type ServerFrame =
+  | {
+    type: "hello";
+    version: number;
+    server: string;
+    registration: "open" | "invite" | "closed";
+    limits: WireLimits;
+  }
+  | {
+    type: "ok";
+    ref?: string;
+    op: string;
+    user?: string;
+    rooms?: string[];
+    room?: string;
+    users?: string[];
+  }
+  | {
+    type: "ack";
+    ref?: string;
+    cid: string;
+    id: number;
+    ts: number;
+    room?: string;
+    to?: string;
+    duplicate?: boolean;
+  }
+  | ({ type: "msg" } & WireMessage)
+  | { type: "presence"; room: string; user: string; event: "join" | "leave" }
+  | { type: "who"; ref?: string; room: string; users: string[] }
+  | { type: "rooms"; ref?: string; rooms: RoomInfo[] }
+  | {
+    type: "history";
+    ref?: string;
+    room?: string;
+    with?: string;
+    messages: WireMessage[];
+    more: boolean;
+  }
+  | { type: "resumed"; room?: string; dm?: boolean; count: number; more: boolean }
+  | { type: "error"; ref?: string; code: string; message: string; retryAfterMs?: number }
+  | { type: "ping" }
+  | { type: "pong" }
+  | { type: "bye"; code: string; message: string };

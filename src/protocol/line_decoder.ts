@@ -1,0 +1,81 @@
+// Owns framing: splitting a byte stream into lines with a hard length cap.
+import { ChatError } from "../errors.ts";
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * Splits bytes into lines. Pure and incremental: `push` returns the complete lines in a chunk.
+ * Never holds more than `maxLineBytes` of an unfinished line: past that `push` throws
+ * `line_too_long` (the caller closes the connection; there is no way to resynchronise safely).
+ * A trailing CR before LF is dropped; empty lines are skipped.
+ */
+export class LineSplitter {
+  #max: number;
+  #parts: Uint8Array[] = [];
+  #partBytes = 0;
+
+  constructor(maxLineBytes: number) {
+    this.#max = maxLineBytes;
+  }
+
+  /** Bytes of the unfinished line currently held. */
+  get pendingBytes(): number {
+    return this.#partBytes;
+  }
+
+  push(chunk: Uint8Array): Uint8Array[] {
+    const lines: Uint8Array[] = [];
+    let start = 0;
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(LF, start);
+      if (nl === -1) {
+        const rest = chunk.length - start;
+        if (this.#partBytes + rest > this.#max + 1) this.#tooLong();
+        // Copy: the caller may reuse its read buffer.
+        this.#parts.push(chunk.slice(start));
+        this.#partBytes += rest;
+        break;
+      }
+      let line: Uint8Array;
+      if (this.#parts.length === 0) {
+        line = chunk.subarray(start, nl);
+      } else {
+        line = new Uint8Array(this.#partBytes + nl - start);
+        let off = 0;
+        for (const p of this.#parts) {
+          line.set(p, off);
+          off += p.length;
+        }
+        line.set(chunk.subarray(start, nl), off);
+        this.#parts = [];
+        this.#partBytes = 0;
+      }
+      start = nl + 1;
+      if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
+      if (line.length > this.#max) this.#tooLong();
+      if (line.length > 0) lines.push(line);
+    }
+    return lines;
+  }
+
+  #tooLong(): never {
+    this.#parts = [];
+    this.#partBytes = 0;
+    throw new ChatError("line_too_long", `Cannot read line: longer than ${this.#max} bytes`, {
+      fatal: true,
+    });
+  }
+}
+
+/** The same splitter as a TransformStream of byte chunks to lines (each line its own chunk). */
+export class LineDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
+  constructor(maxLineBytes: number) {
+    const splitter = new LineSplitter(maxLineBytes);
+    super({
+      transform(chunk, controller) {
+        for (const line of splitter.push(chunk)) controller.enqueue(line);
+      },
+    });
+  }
+}

@@ -1,0 +1,141 @@
+// Owns the chat/1 codec: JSON-lines bytes <-> frames, with every field checked against one table.
+import { ChatError } from "../errors.ts";
+import type { ClientFrame, ClientFrameType, ServerFrame } from "./frames.ts";
+
+type FieldKind = "string" | "int" | "resume";
+interface FieldSpec {
+  kind: FieldKind;
+  required: boolean;
+}
+
+const S = (required = true): FieldSpec => ({ kind: "string", required });
+const I = (required = true): FieldSpec => ({ kind: "int", required });
+const R: FieldSpec = { kind: "resume", required: false };
+
+/** The shape of every client frame: one table, checked in one place. */
+export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string, FieldSpec>>> = {
+  hello: { version: I(), client: S(false) },
+  register: { user: S(), password: S(), invite: S(false), resume: R },
+  login: { user: S(), password: S(), resume: R },
+  join: { room: S(), since: I(false) },
+  part: { room: S() },
+  rooms: {},
+  who: { room: S() },
+  send: { cid: S(), body: S(), room: S(false), to: S(false) },
+  history: { room: S(false), with: S(false), limit: I(false), before: I(false) },
+  passwd: { old: S(), new: S() },
+  ping: {},
+  pong: {},
+  quit: {},
+};
+
+const utf8Decoder = new TextDecoder("utf-8", { fatal: true });
+const utf8Encoder = new TextEncoder();
+
+function badFrame(detail: string, ref?: string): ChatError {
+  const err = new ChatError("bad_frame", `Cannot read frame: ${detail}`);
+  err.ref = ref;
+  return err;
+}
+
+function checkResume(v: unknown): boolean {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  const r = v as Record<string, unknown>;
+  if (r.dm !== undefined && !Number.isSafeInteger(r.dm)) return false;
+  if (r.rooms !== undefined) {
+    if (typeof r.rooms !== "object" || r.rooms === null || Array.isArray(r.rooms)) return false;
+    const entries = Object.entries(r.rooms);
+    if (entries.length > 100) return false;
+    for (const [, id] of entries) if (!Number.isSafeInteger(id)) return false;
+  }
+  return true;
+}
+
+/** Decodes bytes of one line (no newline) to text; throws `invalid_utf8`. */
+export function decodeUtf8Line(line: Uint8Array): string {
+  try {
+    return utf8Decoder.decode(line);
+  } catch {
+    throw new ChatError("invalid_utf8", "Cannot read frame: the line is not valid UTF-8");
+  }
+}
+
+/**
+ * Decodes one line into a client frame. Throws ChatError `invalid_utf8`, `bad_frame` or
+ * `unknown_type` (with `ref` attached when the frame had one).
+ */
+export function decodeClientFrame(line: Uint8Array): ClientFrame {
+  const text = decodeUtf8Line(line);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw badFrame("not JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw badFrame("not a JSON object");
+  }
+  const obj = value as Record<string, unknown>;
+  let ref: string | undefined;
+  if (obj.ref !== undefined) {
+    if (typeof obj.ref !== "string" || obj.ref.length < 1 || obj.ref.length > 64) {
+      throw badFrame("ref must be a string of 1-64 characters");
+    }
+    ref = obj.ref;
+  }
+  if (typeof obj.type !== "string") throw badFrame("missing type", ref);
+  const spec = Object.hasOwn(CLIENT_FRAME_FIELDS, obj.type)
+    ? CLIENT_FRAME_FIELDS[obj.type as ClientFrameType]
+    : undefined;
+  if (!spec) {
+    const err = new ChatError(
+      "unknown_type",
+      `Cannot handle frame: unknown type ${JSON.stringify(obj.type.slice(0, 32))}`,
+    );
+    err.ref = ref;
+    throw err;
+  }
+  for (const [field, f] of Object.entries(spec)) {
+    const v = obj[field];
+    if (v === undefined || v === null) {
+      if (f.required) throw badFrame(`${obj.type} needs ${field}`, ref);
+      delete obj[field];
+      continue;
+    }
+    const ok = f.kind === "string"
+      ? typeof v === "string"
+      : f.kind === "int"
+      ? Number.isSafeInteger(v)
+      : checkResume(v);
+    if (!ok) throw badFrame(`${obj.type}.${field} has the wrong type`, ref);
+  }
+  return obj as unknown as ClientFrame;
+}
+
+/** Encodes a server frame as one line of bytes (with the newline). */
+export function encodeServerFrame(frame: ServerFrame): Uint8Array {
+  return utf8Encoder.encode(JSON.stringify(frame) + "\n");
+}
+
+/** Client side: encodes a client frame as one line of bytes. */
+export function encodeClientFrame(frame: ClientFrame): Uint8Array {
+  return utf8Encoder.encode(JSON.stringify(frame) + "\n");
+}
+
+/** Client side: decodes one server line. Throws `bad_frame` on anything that is not a frame. */
+export function decodeServerFrame(line: Uint8Array | string): ServerFrame {
+  const text = typeof line === "string" ? line : decodeUtf8Line(line);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw badFrame("server sent something that is not JSON");
+  }
+  if (
+    typeof value !== "object" || value === null ||
+    typeof (value as { type?: unknown }).type !== "string"
+  ) {
+    throw badFrame("server sent a frame without type");
+  }
+  return value as ServerFrame;
+}

@@ -1,0 +1,57 @@
+// Owns starting a complete server from a config: data dir, certificate, store, listener.
+import { getLogger } from "@logtape/logtape";
+import { join } from "node:path";
+import type { ServerConfig } from "../config/config.ts";
+import { loadOrCreateServerCert } from "../tls/certificate.ts";
+import { SqliteStore } from "../store/sqlite_store.ts";
+import { ChatServer, type FallbackProtocol } from "./server.ts";
+import type { Clock } from "./token_bucket.ts";
+
+export { ChatServer } from "./server.ts";
+
+const log = getLogger(["chat", "server"]);
+
+/** File name of the database inside the data dir. */
+export const DB_FILE = "chat.db";
+
+/** Opens everything under `config.dataDir` and starts listening. */
+export async function startServer(
+  config: ServerConfig,
+  opts: { clock?: Clock; fallback?: FallbackProtocol } = {},
+): Promise<ChatServer> {
+  await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  const cert = await loadOrCreateServerCert({
+    dataDir: config.dataDir,
+    certPath: config.certFile ?? undefined,
+    keyPath: config.keyFile ?? undefined,
+  });
+  if (cert.created) {
+    log.info("Generated a self-signed certificate at {path}", { path: cert.certPath });
+  }
+  log.info("Certificate SHA-256 fingerprint {fingerprint}", {
+    fingerprint: cert.info.fingerprintSha256,
+  });
+  const store = SqliteStore.open({
+    path: join(config.dataDir, DB_FILE),
+    synchronous: config.dbSynchronous,
+  });
+  try {
+    const server = await ChatServer.start({
+      config,
+      store,
+      certPem: cert.certPem,
+      keyPem: cert.keyPem,
+      clock: opts.clock,
+      fallback: opts.fallback,
+    });
+    const a = server.addr;
+    log.info("Listening on {host} port {port} (TLS, ALPN chat/1)", {
+      host: a.hostname,
+      port: a.port,
+    });
+    return server;
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,215 @@
+// Owns password hashing: argon2id on worker threads with a bounded queue, so logins never stall chat.
+import { argon2id, argon2Verify } from "hash-wasm";
+import { ChatError } from "../errors.ts";
+
+/** OWASP's minimum for argon2id: m=19 MiB, t=2, p=1. */
+export const ARGON2_PARAMS = Object.freeze({ memorySize: 19456, iterations: 2, parallelism: 1 });
+
+type Job =
+  | { op: "hash"; id: number; password: string }
+  | { op: "verify"; id: number; password: string; hash: string };
+type JobResult = { id: number; ok: true; value: string | boolean } | {
+  id: number;
+  ok: false;
+  error: string;
+};
+
+async function runJob(job: Job): Promise<string | boolean> {
+  if (job.op === "hash") {
+    return await argon2id({
+      password: job.password,
+      salt: crypto.getRandomValues(new Uint8Array(16)),
+      ...ARGON2_PARAMS,
+      hashLength: 32,
+      outputType: "encoded",
+    });
+  }
+  try {
+    return await argon2Verify({ password: job.password, hash: job.hash });
+  } catch {
+    return false; // a malformed stored hash never authenticates
+  }
+}
+
+function inWorkerScope(): boolean {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  return typeof g.WorkerGlobalScope === "function" && g instanceof g.WorkerGlobalScope;
+}
+
+// This module is its own worker script: loaded in a worker it serves jobs. The bundle and the
+// compiled binary are one module graph, so `import.meta.url` works as the worker URL in both.
+if (inWorkerScope()) {
+  // deno-lint-ignore no-explicit-any
+  const scope = globalThis as any;
+  scope.onmessage = async (e: MessageEvent<Job>) => {
+    let result: JobResult;
+    try {
+      result = { id: e.data.id, ok: true, value: await runJob(e.data) };
+    } catch (err) {
+      result = { id: e.data.id, ok: false, error: String((err as Error).message ?? err) };
+    }
+    scope.postMessage(result);
+  };
+}
+
+/** True inside a hashing worker: the entry point must then do nothing else. */
+export function isHasherWorker(): boolean {
+  return inWorkerScope();
+}
+
+interface Waiting {
+  job: Job;
+  resolve: (v: string | boolean) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Statistics for `chat admin stats` and benchmarks. */
+export interface HasherStats {
+  queued: number;
+  running: number;
+  completed: number;
+  rejectedBusy: number;
+}
+
+/**
+ * A pool of argon2id workers.
+ *
+ * 1. At most `workers` jobs run at once, one per worker; the rest wait in FIFO order.
+ * 2. At most `queue` jobs wait; past that `hash`/`verify` reject at once with ChatError `busy`
+ *    carrying `retryAfterMs`, so a login storm costs memory proportional to `queue`, not to it.
+ * 3. Workers start lazily on first use and are terminated by `close()`.
+ */
+export class PasswordHasher {
+  #size: number;
+  #maxQueue: number;
+  #idle: Worker[] = [];
+  #all: Worker[] = [];
+  #waiting: Waiting[] = [];
+  #running = new Map<number, { worker: Worker; w: Waiting }>();
+  #nextId = 1;
+  #completed = 0;
+  #rejectedBusy = 0;
+  #closed = false;
+  /** Average job time, used for the retry hint. */
+  #avgMs = 80;
+
+  constructor(opts: { workers: number; queue: number }) {
+    this.#size = Math.max(1, opts.workers);
+    this.#maxQueue = opts.queue;
+  }
+
+  get stats(): HasherStats {
+    return {
+      queued: this.#waiting.length,
+      running: this.#running.size,
+      completed: this.#completed,
+      rejectedBusy: this.#rejectedBusy,
+    };
+  }
+
+  /** Hashes a password into a PHC string `$argon2id$v=19$m=19456,t=2,p=1$…`. */
+  hash(password: string): Promise<string> {
+    return this.#submit({ op: "hash", id: this.#nextId++, password }) as Promise<string>;
+  }
+
+  /** Checks a password against a PHC string. A malformed hash is false, never an exception. */
+  verify(password: string, hash: string): Promise<boolean> {
+    return this.#submit({ op: "verify", id: this.#nextId++, password, hash }) as Promise<boolean>;
+  }
+
+  #submit(job: Job): Promise<string | boolean> {
+    if (this.#closed) {
+      return Promise.reject(
+        new ChatError("shutting_down", "Cannot check password: server is stopping"),
+      );
+    }
+    if (
+      this.#waiting.length >= this.#maxQueue && this.#idle.length === 0 &&
+      this.#all.length >= this.#size
+    ) {
+      this.#rejectedBusy++;
+      const retryAfterMs = Math.ceil(((this.#waiting.length / this.#size) + 1) * this.#avgMs);
+      return Promise.reject(
+        new ChatError("busy", "Cannot check password now: the server is busy, retry shortly", {
+          retryAfterMs,
+        }),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      this.#waiting.push({ job, resolve, reject });
+      this.#pump();
+    });
+  }
+
+  #spawn(): Worker {
+    const worker = new Worker(import.meta.url, { type: "module" });
+    worker.onmessage = (e: MessageEvent<JobResult>) => this.#onResult(worker, e.data);
+    worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#onWorkerFailure(worker, e.message);
+    };
+    this.#all.push(worker);
+    return worker;
+  }
+
+  #pump(): void {
+    while (this.#waiting.length > 0) {
+      let worker = this.#idle.pop();
+      if (!worker) {
+        if (this.#all.length >= this.#size) return;
+        worker = this.#spawn();
+      }
+      const w = this.#waiting.shift()!;
+      this.#running.set(w.job.id, { worker, w });
+      (w as Waiting & { started?: number }).started = performance.now();
+      worker.postMessage(w.job);
+    }
+  }
+
+  #onResult(worker: Worker, r: JobResult): void {
+    const entry = this.#running.get(r.id);
+    if (!entry) return;
+    this.#running.delete(r.id);
+    this.#completed++;
+    const started = (entry.w as Waiting & { started?: number }).started;
+    if (started !== undefined) {
+      this.#avgMs = this.#avgMs * 0.8 + (performance.now() - started) * 0.2;
+    }
+    if (r.ok) entry.w.resolve(r.value);
+    else entry.w.reject(new ChatError("internal", `Cannot hash password: ${r.error}`));
+    if (!this.#closed) {
+      this.#idle.push(worker);
+      this.#pump();
+    }
+  }
+
+  #onWorkerFailure(worker: Worker, message: string): void {
+    worker.terminate();
+    this.#all = this.#all.filter((w) => w !== worker);
+    this.#idle = this.#idle.filter((w) => w !== worker);
+    for (const [id, entry] of this.#running) {
+      if (entry.worker === worker) {
+        this.#running.delete(id);
+        entry.w.reject(
+          new ChatError("internal", `Cannot hash password: worker failed (${message})`),
+        );
+      }
+    }
+    if (!this.#closed) this.#pump();
+  }
+
+  /** Terminates the workers; queued and running jobs are rejected. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    const err = new ChatError("shutting_down", "Cannot check password: server is stopping");
+    for (const w of this.#waiting) w.reject(err);
+    for (const { w } of this.#running.values()) w.reject(err);
+    this.#waiting = [];
+    this.#running.clear();
+    for (const w of this.#all) w.terminate();
+    this.#all = [];
+    this.#idle = [];
+  }
+}

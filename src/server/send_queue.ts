@@ -1,0 +1,118 @@
+// Owns outbound flow control for one connection: a bounded, ordered byte queue and its writer loop.
+
+/** Where the queue writes; a Deno.Conn fits. */
+export interface ByteSink {
+  write(p: Uint8Array): Promise<number>;
+}
+
+/**
+ * Outbound queue of one connection.
+ *
+ * 1. `enqueue` is synchronous and never blocks the caller (the hub fans out to thousands).
+ * 2. One writer loop drains the queue; bytes leave in enqueue order, never reordered.
+ * 3. All chunks waiting when the writer wakes are coalesced into one write (fewer TLS records
+ *    and syscalls under load).
+ * 4. Unsent bytes are bounded by `maxBytes`. Going over calls `onOverflow` once and drops all
+ *    further output: the connection is then closed by the owner with a stated reason.
+ * 5. The same Uint8Array may be enqueued on many queues (encode once, write to many): the queue
+ *    MUST NOT modify chunks.
+ */
+export class SendQueue {
+  #sink: ByteSink;
+  #chunks: Uint8Array[] = [];
+  #bytes = 0;
+  #maxBytes: number;
+  #writing = false;
+  #closed = false;
+  #overflowed = false;
+  #onOverflow: () => void;
+  #onError: (err: unknown) => void;
+  #idle: (() => void)[] = [];
+
+  constructor(opts: {
+    sink: ByteSink;
+    maxBytes: number;
+    onOverflow: () => void;
+    onError: (err: unknown) => void;
+  }) {
+    this.#sink = opts.sink;
+    this.#maxBytes = opts.maxBytes;
+    this.#onOverflow = opts.onOverflow;
+    this.#onError = opts.onError;
+  }
+
+  /** Unsent bytes. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  get overflowed(): boolean {
+    return this.#overflowed;
+  }
+
+  /** Queues bytes; returns false when they were dropped (closed or over the bound). */
+  enqueue(chunk: Uint8Array): boolean {
+    if (this.#closed || this.#overflowed) return false;
+    if (this.#bytes + chunk.length > this.#maxBytes) {
+      this.#overflowed = true;
+      this.#chunks = [];
+      this.#bytes = 0;
+      this.#onOverflow();
+      return false;
+    }
+    this.#chunks.push(chunk);
+    this.#bytes += chunk.length;
+    if (!this.#writing) void this.#drain();
+    return true;
+  }
+
+  async #drain(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#chunks.length > 0 && !this.#closed) {
+        const chunks = this.#chunks;
+        const size = this.#bytes;
+        this.#chunks = [];
+        let buf: Uint8Array;
+        if (chunks.length === 1) {
+          buf = chunks[0];
+        } else {
+          buf = new Uint8Array(size);
+          let off = 0;
+          for (const c of chunks) {
+            buf.set(c, off);
+            off += c.length;
+          }
+        }
+        let off = 0;
+        while (off < buf.length) {
+          off += await this.#sink.write(off === 0 ? buf : buf.subarray(off));
+        }
+        this.#bytes -= size;
+      }
+    } catch (err) {
+      this.#closed = true;
+      this.#chunks = [];
+      this.#bytes = 0;
+      this.#onError(err);
+    } finally {
+      this.#writing = false;
+      const waiters = this.#idle;
+      this.#idle = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  /** Resolves when everything queued so far has been written (or the queue failed). */
+  flushed(): Promise<void> {
+    if (!this.#writing && this.#chunks.length === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** Stops writing; queued bytes are dropped. */
+  close(): void {
+    this.#closed = true;
+    this.#chunks = [];
+    this.#bytes = 0;
+  }
+}

@@ -1,0 +1,319 @@
+// Owns the TLS listener: accept loop, connection limits, deadlines, keepalive sweep and shutdown.
+import { getLogger } from "@logtape/logtape";
+import { ChatError } from "../errors.ts";
+import type { ServerConfig } from "../config/config.ts";
+import { ALPN_CHAT1 } from "../protocol/frames.ts";
+import type { Store } from "../store/store.ts";
+import { AuthService } from "./auth.ts";
+import { ChatService } from "./chat_service.ts";
+import { Hub } from "./hub.ts";
+import { NativeProtocol } from "./native_protocol.ts";
+import { PasswordHasher } from "./password_hasher.ts";
+import { Session, type SessionDeps } from "./session.ts";
+import type { Clock } from "./token_bucket.ts";
+
+const log = getLogger(["chat", "server"]);
+
+/** Builds the protocol handler for a connection that did not negotiate chat/1 (seed codec). */
+export type FallbackProtocol = (s: Session) => import("./session.ts").ProtocolHandler;
+
+/** What `startServer` needs. */
+export interface StartOptions {
+  config: ServerConfig;
+  store: Store;
+  certPem: string;
+  keyPem: string;
+  clock?: Clock;
+  /** Protocol for clients without ALPN; without it they are refused. */
+  fallback?: FallbackProtocol;
+}
+
+/** Live numbers for `chat admin stats` and benchmarks. */
+export interface ServerStats {
+  connections: number;
+  sessions: number;
+  messagesStored: number;
+  deliveries: number;
+  queuedBytes: number;
+  maxQueuedBytes: number;
+  hasher: PasswordHasher["stats"];
+}
+
+/** Strips the IPv4-mapped prefix so limits and logs see one address per client. */
+export function normalizeAddress(addr: Deno.Addr): string {
+  if (addr.transport !== "tcp") return addr.transport;
+  const h = addr.hostname;
+  return h.startsWith("::ffff:") && h.includes(".") ? h.slice(7) : h;
+}
+
+/**
+ * A running chat server. `close()` stops accepting, tells clients, flushes and closes the store
+ * within `shutdownGraceMs`.
+ */
+export class ChatServer {
+  readonly config: ServerConfig;
+  readonly hub = new Hub();
+  readonly service: ChatService;
+  readonly auth: AuthService;
+  readonly hasher: PasswordHasher;
+  #store: Store;
+  #listener: Deno.TlsListener;
+  #clock: Clock;
+  #fallback?: FallbackProtocol;
+  #sessions = new Set<Session>();
+  /** Sockets accepted but not yet past the TLS handshake. */
+  #handshaking = new Map<Deno.TlsConn, number>();
+  #perAddress = new Map<string, number>();
+  #sweeper: ReturnType<typeof setInterval>;
+  #acceptLoop: Promise<void>;
+  #stopping = false;
+  #closed: Promise<void> | null = null;
+  #deps: SessionDeps;
+
+  private constructor(opts: StartOptions, listener: Deno.TlsListener) {
+    this.config = opts.config;
+    this.#store = opts.store;
+    this.#listener = listener;
+    this.#clock = opts.clock ?? Date.now;
+    this.#fallback = opts.fallback;
+    const l = opts.config.limits;
+    this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue });
+    this.auth = new AuthService({
+      store: opts.store,
+      hasher: this.hasher,
+      config: opts.config,
+      clock: this.#clock,
+    });
+    this.service = new ChatService({
+      store: opts.store,
+      hub: this.hub,
+      config: opts.config,
+      clock: this.#clock,
+    });
+    this.#deps = {
+      service: this.service,
+      auth: this.auth,
+      limits: l,
+      clock: this.#clock,
+      onClosed: (s) => this.#forget(s),
+      stopping: () => this.#stopping,
+    };
+    const tick = Math.max(
+      20,
+      Math.min(
+        1000,
+        Math.floor(
+          Math.min(l.pingIntervalMs, l.idleTimeoutMs, l.authTimeoutMs, l.handshakeTimeoutMs) / 4,
+        ),
+      ),
+    );
+    this.#sweeper = setInterval(() => this.#sweep(), tick);
+    this.#acceptLoop = this.#accept();
+  }
+
+  /** Opens the store-backed service and starts listening. */
+  static async start(opts: StartOptions): Promise<ChatServer> {
+    const c = opts.config;
+    let listener: Deno.TlsListener;
+    try {
+      listener = Deno.listenTls({
+        hostname: c.host === "" ? "::" : c.host,
+        port: c.port,
+        cert: opts.certPem,
+        key: opts.keyPem,
+        alpnProtocols: [ALPN_CHAT1],
+      });
+    } catch (err) {
+      throw new ChatError(
+        "listen_failed",
+        `Cannot listen on ${c.host || "[::]"}:${c.port}: ${(err as Error).message}`,
+        { fatal: true },
+      );
+    }
+    const server = new ChatServer(opts, listener);
+    try {
+      await server.service.init();
+    } catch (err) {
+      await server.close();
+      throw err;
+    }
+    return server;
+  }
+
+  /** The bound address (port 0 resolves here). */
+  get addr(): Deno.NetAddr {
+    return this.#listener.addr as Deno.NetAddr;
+  }
+
+  get stats(): ServerStats {
+    let queued = 0;
+    let maxQueued = 0;
+    for (const s of this.#sessions) {
+      queued += s.queue.bytes;
+      if (s.queue.bytes > maxQueued) maxQueued = s.queue.bytes;
+    }
+    return {
+      connections: this.#sessions.size + this.#handshaking.size,
+      sessions: this.hub.sessionCount,
+      messagesStored: this.service.stored,
+      deliveries: this.hub.delivered,
+      queuedBytes: queued,
+      maxQueuedBytes: maxQueued,
+      hasher: this.hasher.stats,
+    };
+  }
+
+  async #accept(): Promise<void> {
+    while (!this.#stopping) {
+      let conn: Deno.TlsConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (err) {
+        if (this.#stopping || err instanceof Deno.errors.BadResource) return;
+        log.warn("Accept failed: {error}", { error: String(err) });
+        continue;
+      }
+      // Failure boundary: nothing one connection does can end the accept loop.
+      this.#admit(conn).catch((err) => {
+        log.error("Connection setup failed: {error}", { error: String(err) });
+        try {
+          conn.close();
+        } catch { /* gone */ }
+      });
+    }
+  }
+
+  async #admit(conn: Deno.TlsConn): Promise<void> {
+    const remote = normalizeAddress(conn.remoteAddr);
+    const l = this.config.limits;
+    const total = this.#sessions.size + this.#handshaking.size;
+    const fromHere = this.#perAddress.get(remote) ?? 0;
+    this.#handshaking.set(conn, this.#clock());
+    this.#perAddress.set(remote, fromHere + 1);
+    let session: Session | null = null;
+    try {
+      const hs = await conn.handshake();
+      this.#handshaking.delete(conn);
+      if (this.#stopping) {
+        conn.close();
+        return;
+      }
+      const refusal = total >= l.maxConnections
+        ? new ChatError("server_full", "Cannot connect: the server is full", { fatal: true })
+        : fromHere >= l.maxConnectionsPerAddress
+        ? new ChatError(
+          "too_many_connections",
+          "Cannot connect: too many connections from your address",
+          {
+            fatal: true,
+          },
+        )
+        : null;
+      session = new Session(conn, remote, this.#deps);
+      const handler = hs.alpnProtocol === ALPN_CHAT1
+        ? new NativeProtocol(session)
+        : this.#fallback
+        ? this.#fallback(session)
+        : new NativeProtocol(session);
+      session.setHandler(handler);
+      this.#sessions.add(session);
+      if (refusal) {
+        log.warn("Refused {remote}: {code}", { remote, code: refusal.code });
+        session.fail(refusal);
+        return;
+      }
+      log.debug("Connect {connId} from {remote} ({protocol})", {
+        connId: session.connId,
+        remote,
+        protocol: handler.name,
+      });
+      await session.run();
+    } catch (err) {
+      log.debug("Handshake with {remote} failed: {error}", { remote, error: String(err) });
+      try {
+        conn.close();
+      } catch { /* gone */ }
+    } finally {
+      this.#handshaking.delete(conn);
+      if (!session) this.#release(remote);
+    }
+  }
+
+  #release(remote: string): void {
+    const n = (this.#perAddress.get(remote) ?? 1) - 1;
+    if (n <= 0) this.#perAddress.delete(remote);
+    else this.#perAddress.set(remote, n);
+  }
+
+  #forget(s: Session): void {
+    if (this.#sessions.delete(s)) this.#release(s.remote);
+  }
+
+  /** Deadlines and keepalive, checked for every connection on one timer. */
+  #sweep(): void {
+    const now = this.#clock();
+    const l = this.config.limits;
+    for (const [conn, since] of this.#handshaking) {
+      if (now - since > l.handshakeTimeoutMs) {
+        this.#handshaking.delete(conn);
+        try {
+          conn.close();
+        } catch { /* gone */ }
+      }
+    }
+    for (const s of this.#sessions) {
+      if (s.closed) continue;
+      if (!s.user && now - s.acceptedAt > l.authTimeoutMs) {
+        s.fail(
+          new ChatError("auth_timeout", "Cannot continue: login took too long", { fatal: true }),
+        );
+        continue;
+      }
+      const silent = now - s.lastRx;
+      if (silent > l.idleTimeoutMs) {
+        s.close("idle_timeout", "No traffic received in time", true);
+      } else if (silent > l.pingIntervalMs && !s.pingSent) {
+        s.pingSent = true;
+        s.handler.ping();
+      }
+    }
+  }
+
+  /** Closes every session of a user with `bye` `kicked`; returns how many. */
+  kickUser(userId: number, message: string): number {
+    return this.service.kickUser(userId, (m) => (m as Session).close("kicked", message, true));
+  }
+
+  /**
+   * Graceful stop: refuse new connections, send `bye` `shutdown`, give queues up to
+   * `shutdownGraceMs` to drain, commit pending writes and close the store. Idempotent.
+   */
+  close(): Promise<void> {
+    return this.#closed ??= this.#close();
+  }
+
+  async #close(): Promise<void> {
+    this.#stopping = true;
+    log.info("Shutting down: {n} connections", { n: this.#sessions.size });
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    for (const conn of this.#handshaking.keys()) {
+      try {
+        conn.close();
+      } catch { /* gone */ }
+    }
+    const grace = this.config.limits.shutdownGraceMs;
+    const sessions = [...this.#sessions];
+    for (const s of sessions) s.close("shutdown", "The server is shutting down", true, grace);
+    const drained = Promise.all(sessions.map((s) => s.queue.flushed()));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([drained, new Promise((r) => timer = setTimeout(r, grace))]);
+    clearTimeout(timer);
+    clearInterval(this.#sweeper);
+    await this.#acceptLoop;
+    this.hasher.close();
+    await this.#store.close();
+    log.info("Stopped");
+  }
+}

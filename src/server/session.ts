@@ -1,0 +1,331 @@
+// Owns one connection's life: lines in, frames out through its SendQueue, deadlines, and close.
+import { getLogger } from "@logtape/logtape";
+import { ChatError } from "../errors.ts";
+import type { ServerLimits } from "../config/config.ts";
+import { LineSplitter } from "../protocol/line_decoder.ts";
+import type { WireMessage } from "../protocol/frames.ts";
+import type { UserRecord } from "../store/store.ts";
+import type { ChatService, ServiceSession } from "./chat_service.ts";
+import type { AuthService } from "./auth.ts";
+import type { EventEncoder } from "./hub.ts";
+import { SendQueue } from "./send_queue.ts";
+import { type Clock, TokenBucket } from "./token_bucket.ts";
+
+const log = getLogger(["chat", "session"]);
+
+/** What a wire protocol plugs into a session. */
+export interface ProtocolHandler {
+  readonly name: string;
+  readonly encoder: EventEncoder;
+  /** Called once when the connection is ready (the seed protocol greets first). */
+  start(): void;
+  /** Handles one complete line. Errors thrown here are reported through `reportError`. */
+  onLine(line: Uint8Array): Promise<void> | void;
+  /** Writes a protocol-level error for `err` (fatal ones are followed by close). */
+  reportError(err: ChatError): void;
+  /** Keepalive probe after inbound silence. */
+  ping(): void;
+  /** Last words before the server closes the connection. */
+  bye(code: string, message: string): void;
+  /** Login succeeded and the session is in `rooms`; sent before any backlog or live message. */
+  loggedIn(user: string, rooms: string[]): void;
+  /** End-of-resume marker (the native protocol only). */
+  resumed(info: { room?: string; dm?: boolean; count: number; more: boolean }): void;
+}
+
+/** Everything a session needs from the server. */
+export interface SessionDeps {
+  service: ChatService;
+  auth: AuthService;
+  limits: ServerLimits;
+  clock: Clock;
+  /** Called once when the session ended (for registry bookkeeping). */
+  onClosed: (s: Session) => void;
+  /** True while the server is shutting down. */
+  stopping: () => boolean;
+}
+
+/** The transport a session runs on (a Deno.TlsConn after its handshake). */
+export interface SessionConn {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+interface Held {
+  bytes: Uint8Array;
+  msgId: number;
+  scope: number;
+}
+
+/**
+ * One client connection.
+ *
+ * States: `open` (pre-auth) → `authed` → `closed`. Lines are handled in order; `send` frames may
+ * run concurrently (up to `maxInflight`) because they wait on group commit, and are still stored
+ * in arrival order since each enqueues its write before yielding to the next line.
+ * Failure boundary: any exception in this connection's handling ends this connection only.
+ */
+export class Session implements ServiceSession {
+  static #nextId = 1;
+  readonly connId = Session.#nextId++;
+  readonly remote: string;
+  readonly acceptedAt: number;
+  readonly rooms = new Set<number>();
+  readonly queue: SendQueue;
+  #conn: SessionConn;
+  #deps: SessionDeps;
+  #handler!: ProtocolHandler;
+  #user: UserRecord | null = null;
+  #closed = false;
+  #held: Held[] | null = null;
+  #bucket: TokenBucket;
+  #inflight = 0;
+  #inflightDone: (() => void) | null = null;
+  /** Time of the last line or byte received. */
+  lastRx: number;
+  pingSent = false;
+  preAuthFrames = 0;
+  closeReason = "";
+
+  constructor(conn: SessionConn, remote: string, deps: SessionDeps) {
+    this.#conn = conn;
+    this.remote = remote;
+    this.#deps = deps;
+    this.acceptedAt = this.lastRx = deps.clock();
+    this.#bucket = new TokenBucket({
+      capacity: deps.limits.messageBurst,
+      refillMs: deps.limits.messagesPerSecond > 0 ? 1000 / deps.limits.messagesPerSecond : 0,
+      clock: deps.clock,
+    });
+    this.queue = new SendQueue({
+      sink: conn,
+      maxBytes: deps.limits.sendQueueBytes,
+      onOverflow: () => {
+        log.warn("Closing {connId} from {remote}: send queue over {bytes} bytes", {
+          connId: this.connId,
+          remote,
+          bytes: deps.limits.sendQueueBytes,
+        });
+        this.close("slow_consumer", "", false);
+      },
+      onError: () => this.close("write_failed", "", false),
+    });
+  }
+
+  setHandler(h: ProtocolHandler): void {
+    this.#handler = h;
+  }
+
+  get handler(): ProtocolHandler {
+    return this.#handler;
+  }
+
+  get service(): ChatService {
+    return this.#deps.service;
+  }
+
+  get auth(): AuthService {
+    return this.#deps.auth;
+  }
+
+  get limits(): ServerLimits {
+    return this.#deps.limits;
+  }
+
+  get user(): UserRecord | null {
+    return this.#user;
+  }
+
+  get userId(): number {
+    return this.#user?.id ?? 0;
+  }
+
+  get userName(): string {
+    return this.#user?.name ?? "";
+  }
+
+  get encoder(): EventEncoder {
+    return this.#handler.encoder;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  get stopping(): boolean {
+    return this.#deps.stopping();
+  }
+
+  /** Takes a message token; throws `rate_limited` when the bucket is empty. */
+  chargeMessage(): void {
+    if (this.#deps.limits.messagesPerSecond <= 0) return;
+    const wait = this.#bucket.take();
+    if (wait > 0) {
+      throw new ChatError("rate_limited", "Cannot send: too many messages, slow down", {
+        retryAfterMs: wait,
+      });
+    }
+  }
+
+  /** Queues raw bytes for this client. */
+  write(bytes: Uint8Array): void {
+    if (!this.#closed) this.queue.enqueue(bytes);
+  }
+
+  // HubMember / ServiceSession
+
+  deliver(bytes: Uint8Array, msgId: number, scope = 0): void {
+    if (this.#held) this.#held.push({ bytes, msgId, scope });
+    else this.write(bytes);
+  }
+
+  hold(): void {
+    this.#held ??= [];
+  }
+
+  release(afterIds: Map<number, number>): void {
+    const held = this.#held;
+    this.#held = null;
+    if (!held) return;
+    for (const h of held) {
+      const last = afterIds.get(h.scope);
+      if (last !== undefined && h.msgId <= last) continue; // already sent in the backlog
+      this.write(h.bytes);
+    }
+  }
+
+  backlog(msg: WireMessage): void {
+    const bytes = this.#handler.encoder.encodeEvent({ kind: "msg", msg });
+    if (bytes) this.write(bytes);
+  }
+
+  resumed(info: { room?: string; dm?: boolean; count: number; more: boolean }): void {
+    this.#handler.resumed(info);
+  }
+
+  /** Marks the session authenticated and puts it online. */
+  async authenticated(
+    user: UserRecord,
+    resume?: Parameters<ChatService["attach"]>[2],
+  ): Promise<string[]> {
+    this.#user = user;
+    log.info("Login of {user} on {connId} from {remote} ({protocol})", {
+      user: user.name,
+      connId: this.connId,
+      remote: this.remote,
+      protocol: this.#handler.name,
+    });
+    return await this.#deps.service.attach(
+      this,
+      user,
+      resume,
+      (rooms) => this.#handler.loggedIn(user.name, rooms),
+    );
+  }
+
+  /** Runs a pipelined operation (a send), bounded by `maxInflight`. */
+  async pipelined(op: () => Promise<void>, maxInflight = 256): Promise<void> {
+    while (this.#inflight >= maxInflight) {
+      await new Promise<void>((r) => this.#inflightDone = r);
+    }
+    this.#inflight++;
+    op().finally(() => {
+      this.#inflight--;
+      const wake = this.#inflightDone;
+      this.#inflightDone = null;
+      wake?.();
+    });
+  }
+
+  /** Reads until EOF, error or close. Never throws. */
+  async run(): Promise<void> {
+    const splitter = new LineSplitter(this.#deps.limits.maxLineBytes);
+    const buf = new Uint8Array(8192);
+    try {
+      this.#handler.start();
+      while (!this.#closed) {
+        const n = await this.#conn.read(buf);
+        if (n === null) break;
+        this.lastRx = this.#deps.clock();
+        this.pingSent = false;
+        const lines = splitter.push(buf.subarray(0, n));
+        for (const line of lines) {
+          if (this.#closed) break;
+          try {
+            await this.#handler.onLine(line);
+          } catch (err) {
+            this.fail(err);
+          }
+        }
+      }
+    } catch (err) {
+      if (!this.#closed) {
+        if (err instanceof ChatError) this.fail(err);
+        else {log.debug("Read ended on {connId}: {error}", {
+            connId: this.connId,
+            error: String(err),
+          });}
+      }
+    } finally {
+      this.close(this.closeReason || "eof", "", false);
+    }
+  }
+
+  /** Reports an error to the client; fatal errors close the connection. */
+  fail(err: unknown): void {
+    if (this.#closed) return;
+    if (err instanceof ChatError) {
+      this.#handler.reportError(err);
+      if (err.fatal) this.close(err.code, err.message, false);
+      return;
+    }
+    log.error("Unexpected failure on {connId} from {remote}: {error}", {
+      connId: this.connId,
+      remote: this.remote,
+      error: err instanceof Error ? err.stack ?? err.message : String(err),
+    });
+    this.#handler.reportError(
+      new ChatError("internal", "Cannot continue: internal server error", {
+        fatal: true,
+      }),
+    );
+    this.close("internal", "", false);
+  }
+
+  /**
+   * Ends the session: optionally sends `bye`, takes it offline, and closes the socket once queued
+   * bytes are written (bounded by `graceMs`). Idempotent.
+   */
+  close(reason: string, message: string, sayBye: boolean, graceMs = 200): void {
+    if (this.#closed) return;
+    if (sayBye) this.#handler.bye(reason, message);
+    this.#closed = true;
+    this.closeReason ||= reason;
+    if (this.#user) {
+      this.#deps.service.detach(this);
+      log.info("Logout of {user} on {connId} from {remote}: {reason}", {
+        user: this.#user.name,
+        connId: this.connId,
+        remote: this.remote,
+        reason,
+      });
+    }
+    this.#deps.onClosed(this);
+    const finish = () => {
+      this.queue.close();
+      try {
+        this.#conn.close();
+      } catch { /* already closed */ }
+    };
+    if (this.queue.bytes === 0 || this.queue.overflowed) {
+      finish();
+    } else {
+      const timer = setTimeout(finish, graceMs);
+      this.queue.flushed().then(() => {
+        clearTimeout(timer);
+        finish();
+      });
+    }
+  }
+}

@@ -1,0 +1,63 @@
+// Owns the SQLite schema: ordered migrations, applied by PRAGMA user_version.
+
+/** Migration n (1-based) brings the schema from version n-1 to n. Never edit a released one. */
+export const MIGRATIONS: readonly string[] = [
+  `
+  CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    name_key TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('admin', 'member')),
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE rooms (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'room' CHECK (kind IN ('room', 'dm')),
+    archived INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  CREATE TABLE memberships (
+    room_id INTEGER NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    joined_at INTEGER NOT NULL,
+    PRIMARY KEY (room_id, user_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX memberships_user ON memberships(user_id, room_id);
+  CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    room_id INTEGER NOT NULL REFERENCES rooms(id),
+    sender_id INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    UNIQUE (sender_id, cid)
+  );
+  CREATE INDEX messages_room ON messages(room_id, id);
+  CREATE TABLE invites (
+    id INTEGER PRIMARY KEY,
+    code_hash TEXT NOT NULL UNIQUE,
+    uses_left INTEGER,
+    expires_at INTEGER,
+    revoked INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    created_by TEXT
+  );
+  CREATE TABLE audit (
+    id INTEGER PRIMARY KEY,
+    ts INTEGER NOT NULL,
+    actor TEXT,
+    action TEXT NOT NULL,
+    target TEXT,
+    remote TEXT,
+    detail TEXT
+  );
+  CREATE INDEX audit_ts ON audit(ts);
+  `,
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,0 +1,494 @@
+// Owns the SQLite implementation of Store: opening safely, migrating, and group-committed writes.
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { ChatError } from "../errors.ts";
+import { GroupCommit } from "./group_commit.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.ts";
+import type {
+  AuditEntry,
+  HistoryPage,
+  InviteRecord,
+  MessageRecord,
+  NewMessage,
+  RoomRecord,
+  Store,
+  StoredMessage,
+  UserRecord,
+} from "./store.ts";
+
+type Row = Record<string, unknown>;
+
+/** Options for opening the database. */
+export interface SqliteStoreOptions {
+  /** Path of the database file. */
+  path: string;
+  /** `FULL` (default) survives power loss; `NORMAL` survives process crashes only. */
+  synchronous?: "FULL" | "NORMAL";
+  /** How long a locked database is retried before failing (default 5000 ms). */
+  busyTimeoutMs?: number;
+}
+
+function toUser(r: Row): UserRecord {
+  return {
+    id: Number(r.id),
+    name: String(r.name),
+    passwordHash: String(r.password_hash),
+    role: r.role === "admin" ? "admin" : "member",
+    disabled: Number(r.disabled) !== 0,
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toRoom(r: Row): RoomRecord {
+  return {
+    id: Number(r.id),
+    name: String(r.name),
+    topic: String(r.topic),
+    kind: r.kind === "dm" ? "dm" : "room",
+    archived: Number(r.archived) !== 0,
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toMessage(r: Row): MessageRecord {
+  return {
+    id: Number(r.id),
+    roomId: Number(r.room_id),
+    senderId: Number(r.sender_id),
+    body: String(r.body),
+    cid: String(r.cid),
+    ts: Number(r.ts),
+  };
+}
+
+function toInvite(r: Row): InviteRecord {
+  return {
+    id: Number(r.id),
+    codeHash: String(r.code_hash),
+    usesLeft: r.uses_left === null ? null : Number(r.uses_left),
+    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
+    revoked: Number(r.revoked) !== 0,
+    createdAt: Number(r.created_at),
+    createdBy: r.created_by === null ? null : String(r.created_by),
+  };
+}
+
+function openFailure(path: string, err: unknown): ChatError {
+  const detail = (err as Error).message ?? String(err);
+  if (/readonly|read-only/i.test(detail)) {
+    return new ChatError("db_readonly", `Cannot open database ${path}: it is read-only`, {
+      fatal: true,
+    });
+  }
+  if (/locked|busy/i.test(detail)) {
+    return new ChatError(
+      "db_locked",
+      `Cannot open database ${path}: it is locked by another process (${detail})`,
+      { fatal: true },
+    );
+  }
+  if (/not a database|malformed|corrupt/i.test(detail)) {
+    return new ChatError(
+      "db_corrupt",
+      `Cannot open database ${path}: the file is damaged (${detail}); restore a backup`,
+      { fatal: true },
+    );
+  }
+  return new ChatError("db_open_failed", `Cannot open database ${path}: ${detail}`, {
+    fatal: true,
+  });
+}
+
+/** SQLite store on node:sqlite: WAL, migrations by user_version, group commit. */
+export class SqliteStore implements Store {
+  #db: DatabaseSync;
+  #writes: GroupCommit;
+  #stmts = new Map<string, StatementSync>();
+  #closed = false;
+  readonly path: string;
+
+  private constructor(db: DatabaseSync, path: string) {
+    this.#db = db;
+    this.path = path;
+    this.#writes = new GroupCommit(db);
+  }
+
+  /**
+   * Opens (creating when missing) and migrates the database. Fails fast with a ChatError for a
+   * read-only, locked, corrupt or newer-version file; backs the file up before migrating it.
+   */
+  static open(opts: SqliteStoreOptions): SqliteStore {
+    const path = opts.path;
+    let db: DatabaseSync;
+    try {
+      db = new DatabaseSync(path, { timeout: opts.busyTimeoutMs ?? 5000 } as never);
+    } catch (err) {
+      throw openFailure(path, err);
+    }
+    try {
+      const check = db.prepare("PRAGMA quick_check").get() as Row | undefined;
+      if (!check || check.quick_check !== "ok") {
+        throw new Error(`malformed: quick_check says ${JSON.stringify(check)}`);
+      }
+      db.exec("PRAGMA journal_mode=WAL");
+      db.exec(`PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
+      db.exec("PRAGMA foreign_keys=ON");
+      const version = Number((db.prepare("PRAGMA user_version").get() as Row).user_version);
+      if (version > SCHEMA_VERSION) {
+        throw new ChatError(
+          "db_too_new",
+          `Cannot open database ${path}: its schema version ${version} is newer than this build ` +
+            `understands (${SCHEMA_VERSION}); run a newer chat`,
+          { fatal: true },
+        );
+      }
+      if (version < SCHEMA_VERSION) {
+        if (version > 0) SqliteStore.#backup(db, path, version);
+        for (let v = version; v < SCHEMA_VERSION; v++) {
+          db.exec("BEGIN IMMEDIATE");
+          try {
+            db.exec(MIGRATIONS[v]);
+            db.exec(`PRAGMA user_version=${v + 1}`);
+            db.exec("COMMIT");
+          } catch (err) {
+            db.exec("ROLLBACK");
+            throw err;
+          }
+        }
+      }
+    } catch (err) {
+      try {
+        db.close();
+      } catch { /* already failing */ }
+      if (err instanceof ChatError) throw err;
+      throw openFailure(path, err);
+    }
+    return new SqliteStore(db, path);
+  }
+
+  static #backup(db: DatabaseSync, path: string, version: number): void {
+    const target = `${path}.v${version}.${Date.now()}.bak`;
+    db.prepare("VACUUM INTO ?").run(target);
+  }
+
+  #stmt(sql: string): StatementSync {
+    let s = this.#stmts.get(sql);
+    if (!s) {
+      s = this.#db.prepare(sql);
+      this.#stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  #get(sql: string, ...params: (string | number | null)[]): Row | undefined {
+    return this.#stmt(sql).get(...params) as Row | undefined;
+  }
+
+  #all(sql: string, ...params: (string | number | null)[]): Row[] {
+    return this.#stmt(sql).all(...params) as Row[];
+  }
+
+  /** Group-commit counters, for stats. */
+  get writeStats(): { batches: number; writes: number } {
+    return { batches: this.#writes.batches, writes: this.#writes.writes };
+  }
+
+  // users
+
+  createUser(
+    u: { name: string; passwordHash: string; role?: "admin" | "member"; ts: number },
+  ): Promise<UserRecord> {
+    return this.#writes.enqueue(() => {
+      try {
+        const row = this.#get(
+          "INSERT INTO users(name, name_key, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
+          u.name,
+          u.name.toLowerCase(),
+          u.passwordHash,
+          u.role ?? "member",
+          u.ts,
+        );
+        return toUser(row!);
+      } catch (err) {
+        if (/UNIQUE/i.test((err as Error).message)) {
+          throw new ChatError("user_exists", `Cannot register: the name ${u.name} is taken`);
+        }
+        throw err;
+      }
+    });
+  }
+
+  userByName(name: string): Promise<UserRecord | null> {
+    const r = this.#get("SELECT * FROM users WHERE name_key = ?", name.toLowerCase());
+    return Promise.resolve(r ? toUser(r) : null);
+  }
+
+  userById(id: number): Promise<UserRecord | null> {
+    const r = this.#get("SELECT * FROM users WHERE id = ?", id);
+    return Promise.resolve(r ? toUser(r) : null);
+  }
+
+  listUsers(): Promise<UserRecord[]> {
+    return Promise.resolve(this.#all("SELECT * FROM users ORDER BY name_key").map(toUser));
+  }
+
+  updateUser(
+    id: number,
+    patch: Partial<Pick<UserRecord, "passwordHash" | "role" | "disabled">>,
+  ): Promise<void> {
+    return this.#writes.enqueue(() => {
+      if (patch.passwordHash !== undefined) {
+        this.#stmt("UPDATE users SET password_hash = ? WHERE id = ?").run(patch.passwordHash, id);
+      }
+      if (patch.role !== undefined) {
+        this.#stmt("UPDATE users SET role = ? WHERE id = ?").run(patch.role, id);
+      }
+      if (patch.disabled !== undefined) {
+        this.#stmt("UPDATE users SET disabled = ? WHERE id = ?").run(patch.disabled ? 1 : 0, id);
+      }
+    }, { savepoint: true });
+  }
+
+  removeUser(id: number): Promise<void> {
+    return this.#writes.enqueue(() => {
+      this.#stmt("DELETE FROM users WHERE id = ?").run(id);
+    });
+  }
+
+  // rooms
+
+  roomByName(name: string): Promise<RoomRecord | null> {
+    const r = this.#get("SELECT * FROM rooms WHERE name = ?", name);
+    return Promise.resolve(r ? toRoom(r) : null);
+  }
+
+  roomById(id: number): Promise<RoomRecord | null> {
+    const r = this.#get("SELECT * FROM rooms WHERE id = ?", id);
+    return Promise.resolve(r ? toRoom(r) : null);
+  }
+
+  ensureRoom(name: string, kind: "room" | "dm", ts: number): Promise<RoomRecord> {
+    const existing = this.#get("SELECT * FROM rooms WHERE name = ?", name);
+    if (existing) return Promise.resolve(toRoom(existing));
+    return this.#writes.enqueue(() => {
+      this.#stmt(
+        "INSERT INTO rooms(name, kind, created_at) VALUES (?, ?, ?) ON CONFLICT(name) DO NOTHING",
+      ).run(name, kind, ts);
+      return toRoom(this.#get("SELECT * FROM rooms WHERE name = ?", name)!);
+    });
+  }
+
+  listRooms(): Promise<(RoomRecord & { members: number })[]> {
+    const rows = this.#all(
+      `SELECT r.*, (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS members
+       FROM rooms r WHERE r.kind = 'room' ORDER BY r.name`,
+    );
+    return Promise.resolve(rows.map((r) => ({ ...toRoom(r), members: Number(r.members) })));
+  }
+
+  updateRoom(id: number, patch: Partial<Pick<RoomRecord, "topic" | "archived">>): Promise<void> {
+    return this.#writes.enqueue(() => {
+      if (patch.topic !== undefined) {
+        this.#stmt("UPDATE rooms SET topic = ? WHERE id = ?").run(patch.topic, id);
+      }
+      if (patch.archived !== undefined) {
+        this.#stmt("UPDATE rooms SET archived = ? WHERE id = ?").run(patch.archived ? 1 : 0, id);
+      }
+    }, { savepoint: true });
+  }
+
+  addMember(roomId: number, userId: number, ts: number): Promise<void> {
+    return this.#writes.enqueue(() => {
+      this.#stmt(
+        "INSERT INTO memberships(room_id, user_id, joined_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+      ).run(roomId, userId, ts);
+    });
+  }
+
+  removeMember(roomId: number, userId: number): Promise<void> {
+    return this.#writes.enqueue(() => {
+      this.#stmt("DELETE FROM memberships WHERE room_id = ? AND user_id = ?").run(roomId, userId);
+    });
+  }
+
+  roomsOfUser(userId: number): Promise<RoomRecord[]> {
+    const rows = this.#all(
+      `SELECT r.* FROM memberships m JOIN rooms r ON r.id = m.room_id
+       WHERE m.user_id = ? AND r.kind = 'room' AND r.archived = 0 ORDER BY r.name`,
+      userId,
+    );
+    return Promise.resolve(rows.map(toRoom));
+  }
+
+  isMember(roomId: number, userId: number): Promise<boolean> {
+    return Promise.resolve(
+      this.#get(
+        "SELECT 1 AS x FROM memberships WHERE room_id = ? AND user_id = ?",
+        roomId,
+        userId,
+      ) !==
+        undefined,
+    );
+  }
+
+  // messages
+
+  appendMessage(m: NewMessage): Promise<StoredMessage> {
+    return this.#writes.enqueue(() => {
+      const inserted = this.#get(
+        `INSERT INTO messages(room_id, sender_id, body, cid, ts) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(sender_id, cid) DO NOTHING RETURNING id`,
+        m.roomId,
+        m.senderId,
+        m.body,
+        m.cid,
+        m.ts,
+      );
+      if (inserted) {
+        return { message: { ...m, id: Number(inserted.id) }, duplicate: false };
+      }
+      const original = this.#get(
+        "SELECT * FROM messages WHERE sender_id = ? AND cid = ?",
+        m.senderId,
+        m.cid,
+      );
+      return { message: toMessage(original!), duplicate: true };
+    });
+  }
+
+  messagesAfter(roomId: number, afterId: number, limit: number): Promise<MessageRecord[]> {
+    return Promise.resolve(
+      this.#all(
+        "SELECT * FROM messages WHERE room_id = ? AND id > ? ORDER BY id LIMIT ?",
+        roomId,
+        afterId,
+        limit,
+      ).map(toMessage),
+    );
+  }
+
+  directMessagesAfter(userId: number, afterId: number, limit: number): Promise<MessageRecord[]> {
+    return Promise.resolve(
+      this.#all(
+        `SELECT m.* FROM memberships mb
+         JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
+         JOIN messages m ON m.room_id = mb.room_id AND m.id > ?
+         WHERE mb.user_id = ? ORDER BY m.id LIMIT ?`,
+        afterId,
+        userId,
+        limit,
+      ).map(toMessage),
+    );
+  }
+
+  history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage> {
+    const rows = this.#all(
+      "SELECT * FROM messages WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+      roomId,
+      beforeId ?? Number.MAX_SAFE_INTEGER,
+      limit + 1,
+    );
+    const more = rows.length > limit;
+    const page = rows.slice(0, limit).map(toMessage).reverse();
+    return Promise.resolve({ messages: page, more });
+  }
+
+  // invites
+
+  createInvite(
+    i: {
+      codeHash: string;
+      usesLeft: number | null;
+      expiresAt: number | null;
+      ts: number;
+      createdBy: string | null;
+    },
+  ): Promise<InviteRecord> {
+    return this.#writes.enqueue(() =>
+      toInvite(
+        this.#get(
+          `INSERT INTO invites(code_hash, uses_left, expires_at, created_at, created_by)
+           VALUES (?, ?, ?, ?, ?) RETURNING *`,
+          i.codeHash,
+          i.usesLeft,
+          i.expiresAt,
+          i.ts,
+          i.createdBy,
+        )!,
+      )
+    );
+  }
+
+  consumeInvite(codeHash: string, now: number): Promise<boolean> {
+    return this.#writes.enqueue(() => {
+      const r = this.#stmt(
+        `UPDATE invites SET uses_left = uses_left - 1
+         WHERE code_hash = ? AND revoked = 0 AND (expires_at IS NULL OR expires_at > ?)
+           AND (uses_left IS NULL OR uses_left > 0)`,
+      ).run(codeHash, now);
+      return Number(r.changes) > 0;
+    });
+  }
+
+  listInvites(): Promise<InviteRecord[]> {
+    return Promise.resolve(this.#all("SELECT * FROM invites ORDER BY id").map(toInvite));
+  }
+
+  revokeInvite(id: number): Promise<boolean> {
+    return this.#writes.enqueue(() =>
+      Number(this.#stmt("UPDATE invites SET revoked = 1 WHERE id = ?").run(id).changes) > 0
+    );
+  }
+
+  // audit
+
+  audit(e: AuditEntry): Promise<void> {
+    return this.#writes.enqueue(() => {
+      this.#stmt(
+        "INSERT INTO audit(ts, actor, action, target, remote, detail) VALUES (?, ?, ?, ?, ?, ?)",
+      ).run(
+        e.ts,
+        e.actor,
+        e.action,
+        e.target,
+        e.remote,
+        e.detail ? JSON.stringify(e.detail) : null,
+      );
+    });
+  }
+
+  auditTrail(opts: { limit: number; sinceTs?: number }): Promise<(AuditEntry & { id: number })[]> {
+    const rows = this.#all(
+      "SELECT * FROM audit WHERE ts >= ? ORDER BY id DESC LIMIT ?",
+      opts.sinceTs ?? 0,
+      opts.limit,
+    );
+    return Promise.resolve(
+      rows.reverse().map((r) => ({
+        id: Number(r.id),
+        ts: Number(r.ts),
+        actor: r.actor === null ? null : String(r.actor),
+        action: String(r.action),
+        target: r.target === null ? null : String(r.target),
+        remote: r.remote === null ? null : String(r.remote),
+        detail: r.detail === null ? undefined : JSON.parse(String(r.detail)),
+      })),
+    );
+  }
+
+  /** Runs a read-only query for admin tools (parameterised). */
+  query(sql: string, ...params: (string | number | null)[]): Row[] {
+    return this.#all(sql, ...params);
+  }
+
+  close(): Promise<void> {
+    if (this.#closed) return Promise.resolve();
+    this.#closed = true;
+    this.#writes.close();
+    this.#stmts.clear();
+    try {
+      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    } catch { /* a checkpoint is an optimisation; the WAL is replayed on next open */ }
+    this.#db.close();
+    return Promise.resolve();
+  }
+}
