@@ -1,0 +1,167 @@
+// Owns a raw chat/1 test client: send frames, await frames by predicate with a deadline.
+import { LineSplitter } from "../../src/protocol/line_decoder.ts";
+import type { ServerFrame } from "../../src/protocol/frames.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+type Pred = (f: ServerFrame) => boolean;
+
+/** A test connection speaking chat/1 (or raw bytes) over real TLS. */
+export class WireClient implements AsyncDisposable {
+  readonly conn: Deno.TlsConn;
+  readonly frames: ServerFrame[] = [];
+  #waiters: { pred: Pred; resolve: (f: ServerFrame) => void }[] = [];
+  #closedResolve!: () => void;
+  /** Resolves when the server closed the connection (EOF or reset). */
+  readonly closed: Promise<void>;
+  #reader: Promise<void>;
+  #cid = 0;
+  raw = "";
+
+  private constructor(conn: Deno.TlsConn) {
+    this.conn = conn;
+    this.closed = new Promise((r) => this.#closedResolve = r);
+    this.#reader = this.#read();
+  }
+
+  /** Connects with ALPN chat/1 (or `alpn: []` for none), trusting the test server's cert. */
+  static async connect(
+    port: number,
+    certPem: string,
+    opts: { alpn?: string[]; hostname?: string } = {},
+  ): Promise<WireClient> {
+    const conn = await Deno.connectTls({
+      hostname: opts.hostname ?? "127.0.0.1",
+      port,
+      caCerts: [certPem],
+      alpnProtocols: opts.alpn ?? ["chat/1"],
+    });
+    return new WireClient(conn);
+  }
+
+  /** Connects, says hello and logs in (registering first when `register`). */
+  static async login(
+    port: number,
+    certPem: string,
+    user: string,
+    opts: { register?: boolean; password?: string; resume?: unknown } = {},
+  ): Promise<WireClient> {
+    const c = await WireClient.connect(port, certPem);
+    c.send({ type: "hello", version: 1 });
+    await c.expect((f) => f.type === "hello");
+    c.send({
+      type: opts.register ? "register" : "login",
+      user,
+      password: opts.password ?? "password-" + user,
+      ...(opts.resume ? { resume: opts.resume } : {}),
+    });
+    const r = await c.expect((f) => f.type === "ok" || f.type === "error");
+    if (r.type !== "ok") throw new Error(`login of ${user} failed: ${JSON.stringify(r)}`);
+    return c;
+  }
+
+  async #read(): Promise<void> {
+    const splitter = new LineSplitter(1 << 24);
+    const buf = new Uint8Array(65536);
+    try {
+      while (true) {
+        const n = await this.conn.read(buf);
+        if (n === null) break;
+        for (const line of splitter.push(buf.subarray(0, n))) {
+          const text = dec.decode(line);
+          this.raw += text + "\n";
+          let f: ServerFrame;
+          try {
+            f = JSON.parse(text);
+          } catch {
+            continue;
+          }
+          this.frames.push(f);
+          const i = this.#waiters.findIndex((w) => w.pred(f));
+          if (i >= 0) {
+            const [w] = this.#waiters.splice(i, 1);
+            w.resolve(f);
+          }
+        }
+      }
+    } catch { /* reset or closed locally */ }
+    this.#closedResolve();
+  }
+
+  /** Writes one frame as a JSON line. */
+  send(frame: Record<string, unknown>): void {
+    this.writeRaw(JSON.stringify(frame) + "\n");
+  }
+
+  /** Writes raw text or bytes. */
+  writeRaw(data: string | Uint8Array): void {
+    const bytes = typeof data === "string" ? enc.encode(data) : data;
+    this.conn.write(bytes).catch(() => {});
+  }
+
+  /** Writes and waits until written. */
+  async writeAll(data: string | Uint8Array): Promise<void> {
+    const bytes = typeof data === "string" ? enc.encode(data) : data;
+    let off = 0;
+    while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
+  }
+
+  nextCid(): string {
+    return `c${++this.#cid}`;
+  }
+
+  /** Sends a message and waits for its ack (or error). */
+  async say(room: string, body: string, cid = this.nextCid()): Promise<ServerFrame> {
+    this.send({ type: "send", cid, room, body, ref: cid });
+    return await this.expect((f) => (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid);
+  }
+
+  /** Waits for the first frame (already received or future) matching `pred`; consumes it. */
+  expect(pred: Pred, timeoutMs = 5000): Promise<ServerFrame> {
+    const i = this.frames.findIndex(pred);
+    if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
+        reject(new Error(`timed out waiting for a frame; got: ${JSON.stringify(this.frames)}`));
+      }, timeoutMs);
+      const done = (f: ServerFrame) => {
+        clearTimeout(timer);
+        const j = this.frames.indexOf(f);
+        if (j >= 0) this.frames.splice(j, 1);
+        resolve(f);
+      };
+      this.#waiters.push({ pred, resolve: done });
+    });
+  }
+
+  /** Resolves true when no matching frame arrives within `ms`. */
+  async none(pred: Pred, ms = 300): Promise<boolean> {
+    await new Promise((r) => setTimeout(r, ms));
+    return !this.frames.some(pred);
+  }
+
+  /** Waits for the server to close the connection. */
+  async expectClosed(timeoutMs = 5000): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.closed,
+      new Promise((_, reject) =>
+        timer = setTimeout(() => reject(new Error("server did not close the connection")), timeoutMs)
+      ),
+    ]);
+    clearTimeout(timer);
+  }
+
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* already closed */ }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.#reader;
+  }
+}
