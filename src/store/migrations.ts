@@ -57,6 +57,25 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX audit_ts ON audit(ts);
   `,
+  // 2: full-text search over message bodies (admin `history search`), kept in sync by triggers
+  // and filled from the rows already stored; an index on ts for retention, prune and export.
+  `
+  CREATE VIRTUAL TABLE messages_fts USING fts5(
+    body, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+  );
+  CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
+    INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+  END;
+  CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+  END;
+  CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+  END;
+  INSERT INTO messages_fts(messages_fts) VALUES ('rebuild');
+  CREATE INDEX messages_ts ON messages(ts);
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -7,9 +7,11 @@ import type {
   AuditEntry,
   HistoryPage,
   InviteRecord,
+  MessageFilter,
   MessageRecord,
   NewMessage,
   RoomRecord,
+  StorageStats,
   Store,
   StoredMessage,
   UserRecord,
@@ -71,6 +73,43 @@ function toInvite(r: Row): InviteRecord {
     createdBy: r.created_by === null ? null : String(r.created_by),
   };
 }
+
+/** SQL condition and parameters for a MessageFilter (columns of `messages`, optional prefix). */
+function filterSql(f: MessageFilter, prefix = ""): { where: string; params: number[] } {
+  const parts: string[] = [];
+  const params: number[] = [];
+  if (f.roomId !== undefined) {
+    parts.push(`${prefix}room_id = ?`);
+    params.push(f.roomId);
+  }
+  if (f.sinceTs !== undefined) {
+    parts.push(`${prefix}ts >= ?`);
+    params.push(f.sinceTs);
+  }
+  if (f.untilTs !== undefined) {
+    parts.push(`${prefix}ts < ?`);
+    params.push(f.untilTs);
+  }
+  return { where: parts.length ? parts.join(" AND ") : "1", params };
+}
+
+/**
+ * Plain words to an FTS5 query: every word quoted (so `-`, `:`, `"`, `OR` and `NEAR` are text, not
+ * syntax), all words required, a trailing `*` kept as a prefix match. Null when no word is left.
+ */
+export function ftsQuery(text: string): string | null {
+  const terms: string[] = [];
+  for (const raw of text.split(/\s+/)) {
+    const prefix = /[^*]\*+$/.test(raw);
+    const word = raw.replace(/\*+$/, "");
+    if (word === "") continue;
+    terms.push(`"${word.replaceAll('"', '""')}"${prefix ? "*" : ""}`);
+  }
+  return terms.length ? terms.join(" ") : null;
+}
+
+/** Rows deleted per transaction by pruneMessages: short enough that live writes barely wait. */
+const PRUNE_BATCH = 2000;
 
 function openFailure(path: string, err: unknown): ChatError {
   const detail = (err as Error).message ?? String(err);
@@ -473,6 +512,87 @@ export class SqliteStore implements Store {
         detail: r.detail === null ? undefined : JSON.parse(String(r.detail)),
       })),
     );
+  }
+
+  // administration
+
+  messageRange(f: MessageFilter): Promise<{ count: number; maxId: number }> {
+    const { where, params } = filterSql(f);
+    const r = this.#get(
+      `SELECT count(*) AS n, coalesce(max(id), 0) AS max_id FROM messages WHERE ${where}`,
+      ...params,
+    )!;
+    return Promise.resolve({ count: Number(r.n), maxId: Number(r.max_id) });
+  }
+
+  messagesPage(
+    f: MessageFilter & { afterId: number; maxId: number; limit: number },
+  ): Promise<MessageRecord[]> {
+    const { where, params } = filterSql(f);
+    return Promise.resolve(
+      this.#all(
+        `SELECT * FROM messages WHERE ${where} AND id > ? AND id <= ? ORDER BY id LIMIT ?`,
+        ...params,
+        f.afterId,
+        f.maxId,
+        f.limit,
+      ).map(toMessage),
+    );
+  }
+
+  searchMessages(
+    q: { text: string; roomId?: number; sinceTs?: number; limit: number },
+  ): Promise<MessageRecord[]> {
+    const match = ftsQuery(q.text);
+    if (match === null) return Promise.resolve([]);
+    const { where, params } = filterSql({ roomId: q.roomId, sinceTs: q.sinceTs }, "m.");
+    return Promise.resolve(
+      this.#all(
+        `SELECT m.* FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid
+         WHERE messages_fts MATCH ? AND ${where} ORDER BY m.id DESC LIMIT ?`,
+        match,
+        ...params,
+        q.limit,
+      ).map(toMessage),
+    );
+  }
+
+  async pruneMessages(beforeTs: number, roomId?: number): Promise<number> {
+    const { where, params } = filterSql({ roomId, untilTs: beforeTs });
+    const sql = `DELETE FROM messages WHERE id IN
+      (SELECT id FROM messages WHERE ${where} ORDER BY id LIMIT ${PRUNE_BATCH})`;
+    let total = 0;
+    for (;;) {
+      // One batch per transaction: a large prune never holds the write lock for long.
+      const n = await this.#writes.enqueue(() => Number(this.#stmt(sql).run(...params).changes));
+      total += n;
+      if (n < PRUNE_BATCH) return total;
+    }
+  }
+
+  storageStats(): Promise<StorageStats> {
+    const size = (p: string) => {
+      try {
+        return Deno.statSync(p).size;
+      } catch {
+        return 0;
+      }
+    };
+    const pageSize = Number((this.#get("PRAGMA page_size") as Row).page_size);
+    const free = Number((this.#get("PRAGMA freelist_count") as Row).freelist_count);
+    const counts = this.#get(
+      `SELECT (SELECT count(*) FROM users) AS users,
+              (SELECT count(*) FROM rooms WHERE kind = 'room') AS rooms,
+              (SELECT count(*) FROM messages) AS messages`,
+    )!;
+    return Promise.resolve({
+      fileBytes: size(this.path),
+      walBytes: size(`${this.path}-wal`),
+      freeBytes: free * pageSize,
+      users: Number(counts.users),
+      rooms: Number(counts.rooms),
+      messages: Number(counts.messages),
+    });
   }
 
   /** Runs a read-only query for admin tools (parameterised). */

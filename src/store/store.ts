@@ -68,6 +68,27 @@ export interface InviteRecord {
   createdBy: string | null;
 }
 
+/** Which messages an admin export, count or prune looks at. All bounds optional. */
+export interface MessageFilter {
+  roomId?: number;
+  /** Only messages with `ts >= sinceTs`. */
+  sinceTs?: number;
+  /** Only messages with `ts < untilTs`. */
+  untilTs?: number;
+}
+
+/** Database size and row counts, for `chat admin stats`. */
+export interface StorageStats {
+  /** Bytes of the main database file and of its write-ahead log. */
+  fileBytes: number;
+  walBytes: number;
+  /** Bytes inside the file that hold no data (reused before the file grows). */
+  freeBytes: number;
+  users: number;
+  rooms: number;
+  messages: number;
+}
+
 /** Page of history. */
 export interface HistoryPage {
   messages: MessageRecord[];
@@ -134,6 +155,27 @@ export interface Store {
   // audit
   audit(entry: AuditEntry): Promise<void>;
   auditTrail(opts: { limit: number; sinceTs?: number }): Promise<(AuditEntry & { id: number })[]>;
+
+  // administration
+  /** How many messages match, and the highest id among them (0 when none). */
+  messageRange(f: MessageFilter): Promise<{ count: number; maxId: number }>;
+  /** Messages matching `f` with afterId < id <= maxId, oldest first, at most `limit` (export). */
+  messagesPage(
+    f: MessageFilter & { afterId: number; maxId: number; limit: number },
+  ): Promise<MessageRecord[]>;
+  /**
+   * Full-text search, newest first. `text` is plain words, all of which must occur (case and
+   * accents ignored); a word ending in `*` matches as a prefix. No other query syntax applies.
+   */
+  searchMessages(
+    q: { text: string; roomId?: number; sinceTs?: number; limit: number },
+  ): Promise<MessageRecord[]>;
+  /**
+   * Deletes messages with `ts < beforeTs` (in the room, when given), in several short
+   * transactions so live writes interleave; resolves with how many were deleted.
+   */
+  pruneMessages(beforeTs: number, roomId?: number): Promise<number>;
+  storageStats(): Promise<StorageStats>;
 
   /** Commits pending writes and closes. Idempotent. */
   close(): Promise<void>;
