@@ -15,6 +15,8 @@ export interface ServerConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** `FULL` survives power loss (default); `NORMAL` survives process crashes only. */
   dbSynchronous: "FULL" | "NORMAL";
+  /** Messages older than this many days are deleted (checked hourly); 0 keeps them forever. */
+  retentionDays: number;
   limits: ServerLimits;
 }
 
@@ -85,6 +87,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   logFormat: "text",
   logLevel: "info",
   dbSynchronous: "FULL",
+  retentionDays: 0,
   limits: DEFAULT_LIMITS,
 });
 
@@ -99,6 +102,7 @@ export const ENV_NAMES: Readonly<Record<Exclude<keyof ServerConfig, "limits">, s
   logFormat: "CHAT_LOG_FORMAT",
   logLevel: "CHAT_LOG_LEVEL",
   dbSynchronous: "CHAT_DB_SYNCHRONOUS",
+  retentionDays: "CHAT_RETENTION_DAYS",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits">> & { limits?: Partial<ServerLimits> };
@@ -206,6 +210,7 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     logFormat: oneOf("logFormat", merged.logFormat, ["text", "json"] as const),
     logLevel: oneOf("logLevel", merged.logLevel, ["debug", "info", "warning", "error"] as const),
     dbSynchronous: oneOf("dbSynchronous", merged.dbSynchronous, ["FULL", "NORMAL"] as const),
+    retentionDays: int("retentionDays", merged.retentionDays, 0, 100_000),
     limits: Object.freeze(l),
   };
   if ((config.certFile === null) !== (config.keyFile === null)) {
