@@ -5,6 +5,7 @@ import type { ServerConfig } from "../config/config.ts";
 import { loadOrCreateServerCert } from "../tls/certificate.ts";
 import { SqliteStore } from "../store/sqlite_store.ts";
 import { ChatServer, type FallbackProtocol } from "./server.ts";
+import { seedProtocol } from "./seed_protocol.ts";
 import type { Clock } from "./token_bucket.ts";
 
 export { ChatServer } from "./server.ts";
@@ -14,7 +15,10 @@ const log = getLogger(["chat", "server"]);
 /** File name of the database inside the data dir. */
 export const DB_FILE = "chat.db";
 
-/** Opens everything under `config.dataDir` and starts listening. */
+/**
+ * Opens everything under `config.dataDir` and starts listening. Clients without ALPN `chat/1` get
+ * `opts.fallback` (default: the seed text protocol).
+ */
 export async function startServer(
   config: ServerConfig,
   opts: { clock?: Clock; fallback?: FallbackProtocol } = {},
@@ -42,7 +46,7 @@ export async function startServer(
       certPem: cert.certPem,
       keyPem: cert.keyPem,
       clock: opts.clock,
-      fallback: opts.fallback,
+      fallback: opts.fallback ?? seedProtocol,
     });
     const a = server.addr;
     log.info("Listening on {host} port {port} (TLS, ALPN chat/1)", {

@@ -157,6 +157,15 @@ export class Session implements ServiceSession {
     return this.#deps.stopping();
   }
 
+  /**
+   * Counts as inbound traffic now. For protocols whose clients never answer a ping (the seed
+   * protocol): the keepalive sweep then pings again later instead of closing for silence.
+   */
+  markAlive(): void {
+    this.lastRx = this.#deps.clock();
+    this.pingSent = false;
+  }
+
   /** Takes a message token; throws `rate_limited` when the bucket is empty. */
   chargeMessage(): void {
     if (this.#deps.limits.messagesPerSecond <= 0) return;

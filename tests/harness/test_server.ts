@@ -3,6 +3,7 @@ import { resolveConfig, type ServerConfig, type ServerLimits } from "../../src/c
 import { startServer } from "../../src/server/mod.ts";
 import type { ChatServer } from "../../src/server/server.ts";
 import type { FallbackProtocol } from "../../src/server/server.ts";
+import { seedProtocol } from "../../src/server/seed_protocol.ts";
 
 /** A running test server; `await using` closes it and removes its data dir. */
 export interface TestServer extends AsyncDisposable {
@@ -45,7 +46,7 @@ export async function startTestServer(
     ...opts.config,
     limits: { ...TEST_LIMITS, ...opts.limits },
   });
-  const server = await startServer(config, { fallback: opts.fallback ?? (await defaultFallback()) });
+  const server = await startServer(config, { fallback: opts.fallback ?? seedProtocol });
   const certPem = await Deno.readTextFile(config.certFile ?? `${dataDir}/cert.pem`);
   let stopped = false;
   const stop = async () => {
@@ -65,14 +66,4 @@ export async function startTestServer(
       if (!opts.keepData) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
     },
   };
-}
-
-/** The seed protocol when it exists (issue 5); until then plain clients get chat/1. */
-async function defaultFallback(): Promise<FallbackProtocol | undefined> {
-  try {
-    const mod = await import("../../src/server/seed_protocol.ts");
-    return mod.seedProtocol as FallbackProtocol;
-  } catch {
-    return undefined;
-  }
 }

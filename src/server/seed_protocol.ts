@@ -1,0 +1,184 @@
+// Owns the seed text protocol on a session: the AUTH_REQUIRED dialogue, then lines to `general`.
+import { ChatError } from "../errors.ts";
+import {
+  decodeSeedText,
+  encodeSeedLines,
+  parseAuthChoice,
+  type SeedAuthMode,
+  type SeedServerLine,
+} from "../protocol/seed_codec.ts";
+import { DEFAULT_ROOM } from "./chat_service.ts";
+import type { EventEncoder, HubEvent } from "./hub.ts";
+import type { FallbackProtocol } from "./server.ts";
+import type { ProtocolHandler, Session } from "./session.ts";
+
+/** Failed logins or registrations allowed on one connection before it is closed. */
+export const SEED_MAX_AUTH_ATTEMPTS = 3;
+
+/**
+ * Encodes hub events as seed lines; one shared instance so fan-out encodes once. A seed client
+ * lives in `general`: its messages are plain `from: body`, other rooms' are tagged, and presence
+ * is shown for `general` only.
+ */
+export const SEED_ENCODER: EventEncoder = {
+  encodeEvent(ev: HubEvent): Uint8Array | null {
+    if (ev.kind === "msg") {
+      const m = ev.msg;
+      if (m.to !== undefined) {
+        return encodeSeedLines({ kind: "dm", from: m.from, to: m.to, body: m.body });
+      }
+      if (m.room === DEFAULT_ROOM) {
+        return encodeSeedLines({ kind: "chat", from: m.from, body: m.body });
+      }
+      return encodeSeedLines({ kind: "room", room: m.room ?? "?", from: m.from, body: m.body });
+    }
+    if (ev.room !== DEFAULT_ROOM) return null;
+    return encodeSeedLines(
+      { kind: ev.event === "join" ? "joined" : "left", user: ev.user },
+      { kind: "users", users: ev.online() },
+    );
+  },
+};
+
+type AuthStep =
+  | { step: "choice" }
+  | { step: "user"; mode: SeedAuthMode }
+  | { step: "password"; mode: SeedAuthMode; user: string | null };
+
+/**
+ * The seed protocol on one session. Before login it walks the seed's dialogue (AUTH_REQUIRED →
+ * LOGIN|REGISTER → ENTER_USERNAME → name → ENTER_PASSWORD → secret → AUTH_SUCCESS|AUTH_FAILED);
+ * after it every line is a message to `general`. Lines are handled one at a time by the session,
+ * so the dialogue state needs no locking.
+ */
+export class SeedProtocol implements ProtocolHandler {
+  readonly name = "seed";
+  readonly encoder = SEED_ENCODER;
+  readonly s: Session;
+  #auth: AuthStep = { step: "choice" };
+  #failures = 0;
+  /** Seed clients have no message ids: each send gets `<random prefix><counter>` as its cid. */
+  #cidPrefix = `seed-${crypto.randomUUID()}-`;
+  #seq = 0;
+
+  constructor(s: Session) {
+    this.s = s;
+  }
+
+  #send(...lines: SeedServerLine[]): void {
+    this.s.write(encodeSeedLines(...lines));
+  }
+
+  start(): void {
+    this.#send({ kind: "prompt", prompt: "AUTH_REQUIRED" });
+  }
+
+  async onLine(line: Uint8Array): Promise<void> {
+    if (this.s.user === null) return await this.#authLine(line);
+    const body = decodeSeedText(line);
+    const cid = this.#cidPrefix + ++this.#seq;
+    await this.s.pipelined(async () => {
+      try {
+        this.s.chargeMessage();
+        await this.s.service.send(this.s, { cid, body, room: DEFAULT_ROOM });
+      } catch (err) {
+        this.s.fail(err);
+      }
+    });
+  }
+
+  async #authLine(line: Uint8Array): Promise<void> {
+    if (++this.s.preAuthFrames > this.s.limits.preAuthMaxFrames) {
+      throw new ChatError("too_many_frames", "Cannot continue: too many lines before login", {
+        fatal: true,
+      });
+    }
+    let text: string | null;
+    try {
+      text = decodeSeedText(line);
+    } catch {
+      text = null; // carried to the end of the dialogue, which then fails
+    }
+    const a = this.#auth;
+    switch (a.step) {
+      case "choice": {
+        const mode = text === null ? null : parseAuthChoice(text);
+        if (mode === null) return this.#failed();
+        this.#auth = { step: "user", mode };
+        this.#send({ kind: "prompt", prompt: "ENTER_USERNAME" });
+        return;
+      }
+      case "user":
+        this.#auth = { step: "password", mode: a.mode, user: text === null ? null : text.trim() };
+        this.#send({ kind: "prompt", prompt: "ENTER_PASSWORD" });
+        return;
+      case "password":
+        this.#auth = { step: "choice" };
+        return await this.#check(a.mode, a.user, text);
+    }
+  }
+
+  async #check(mode: SeedAuthMode, name: string | null, password: string | null): Promise<void> {
+    if (name === null || password === null || this.s.stopping) return this.#failed();
+    let user;
+    try {
+      // The secret is whatever the client sent (seed clients send a SHA-256 hex digest): it is
+      // a password like any other, argon2id-hashed by AuthService.
+      user = mode === "login"
+        ? await this.s.auth.login({ user: name, password }, this.s.remote)
+        : await this.s.auth.register({ user: name, password }, this.s.remote);
+    } catch (err) {
+      // Every refusal (wrong password, taken name, throttled, busy, policy) is one AUTH_FAILED.
+      if (err instanceof ChatError && !err.fatal) return this.#failed();
+      throw err;
+    }
+    if (this.s.closed) return;
+    await this.s.authenticated(user);
+    // The newcomer's own list; the others got theirs with the `join` presence event.
+    await this.#sendUsers();
+  }
+
+  #failed(): void {
+    this.#send({ kind: "prompt", prompt: "AUTH_FAILED" });
+    if (++this.#failures >= SEED_MAX_AUTH_ATTEMPTS) {
+      this.s.close("auth_failed", "Too many failed logins", false);
+      return;
+    }
+    this.#send({ kind: "prompt", prompt: "AUTH_REQUIRED" });
+  }
+
+  async #sendUsers(): Promise<void> {
+    const r = await this.s.service.who(this.s, DEFAULT_ROOM);
+    if (!this.s.closed) this.#send({ kind: "users", users: r.users });
+  }
+
+  loggedIn(): void {
+    this.#send({ kind: "prompt", prompt: "AUTH_SUCCESS" });
+  }
+
+  reportError(err: ChatError): void {
+    this.#send({ kind: "error", code: err.code, message: err.message });
+  }
+
+  /**
+   * Seed clients never answer a ping, so silence is not a reason to close them: the keepalive
+   * is a fresh `[USERS_LIST]` (a line every seed client already handles), and a dead peer shows
+   * up as a failed write or a full send queue instead of as silence.
+   */
+  ping(): void {
+    if (this.s.user === null) return; // the auth deadline covers this stage
+    this.s.markAlive();
+    this.#sendUsers().catch(() => {/* closed meanwhile */});
+  }
+
+  bye(code: string, message: string): void {
+    this.#send({ kind: "server", code, message });
+  }
+
+  resumed(): void {
+    // The seed protocol has no resume, so there is never a backlog to end.
+  }
+}
+
+/** The fallback protocol for TLS clients that do not negotiate ALPN `chat/1`. */
+export const seedProtocol: FallbackProtocol = (s: Session) => new SeedProtocol(s);
