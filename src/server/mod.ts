@@ -2,6 +2,7 @@
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import type { ServerConfig } from "../config/config.ts";
+import { claimAdminSocket, startAdministration } from "../admin/mod.ts";
 import { loadOrCreateServerCert } from "../tls/certificate.ts";
 import { SqliteStore } from "../store/sqlite_store.ts";
 import { ChatServer, type FallbackProtocol } from "./server.ts";
@@ -24,6 +25,8 @@ export async function startServer(
   opts: { clock?: Clock; fallback?: FallbackProtocol } = {},
 ): Promise<ChatServer> {
   await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  // Refuses a data dir another server runs on; clears a socket left by a killed one.
+  await claimAdminSocket(config.dataDir);
   const cert = await loadOrCreateServerCert({
     dataDir: config.dataDir,
     certPath: config.certFile ?? undefined,
@@ -53,6 +56,7 @@ export async function startServer(
       host: a.hostname,
       port: a.port,
     });
+    await startAdministration({ server, store, config, certificate: cert.info, clock: opts.clock });
     return server;
   } catch (err) {
     await store.close();
