@@ -166,8 +166,8 @@ export class SeedProtocol implements ProtocolHandler {
    * up as a failed write or a full send queue instead of as silence.
    */
   ping(): void {
-    if (this.s.user === null) return; // the auth deadline covers this stage
-    this.s.markAlive();
+    this.s.markAlive(); // before login the auth deadline bounds the connection instead
+    if (this.s.user === null) return;
     this.#sendUsers().catch(() => {/* closed meanwhile */});
   }
 
