@@ -4,6 +4,7 @@ import { ChatError, ExitCode } from "./src/errors.ts";
 import { isHasherWorker } from "./src/server/password_hasher.ts";
 import type { CliContext } from "./cli/context.ts";
 import { registerServe } from "./cli/serve.ts";
+import { registerAdmin } from "./cli/admin.ts";
 
 const encoder = new TextEncoder();
 
@@ -18,6 +19,7 @@ export function buildProgram(ctx: CliContext): Command {
       writeErr: (s) => ctx.stderr(s),
     });
   registerServe(program, ctx);
+  registerAdmin(program, ctx);
   return program;
 }
 
