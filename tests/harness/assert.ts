@@ -30,7 +30,9 @@ export function assertThrows<E extends Error>(
   } catch (err) {
     if (cls && !(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${err}`);
     if (includes && !String((err as Error).message).includes(includes)) {
-      throw new Error(`expected message to include ${JSON.stringify(includes)}, got ${(err as Error).message}`);
+      throw new Error(
+        `expected message to include ${JSON.stringify(includes)}, got ${(err as Error).message}`,
+      );
     }
     return err as E;
   }
@@ -48,7 +50,9 @@ export async function assertRejects<E extends Error>(
   } catch (err) {
     if (cls && !(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${err}`);
     if (includes && !String((err as Error).message).includes(includes)) {
-      throw new Error(`expected message to include ${JSON.stringify(includes)}, got ${(err as Error).message}`);
+      throw new Error(
+        `expected message to include ${JSON.stringify(includes)}, got ${(err as Error).message}`,
+      );
     }
     return err as E;
   }

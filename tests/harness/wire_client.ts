@@ -114,7 +114,9 @@ export class WireClient implements AsyncDisposable {
   /** Sends a message and waits for its ack (or error). */
   async say(room: string, body: string, cid = this.nextCid()): Promise<ServerFrame> {
     this.send({ type: "send", cid, room, body, ref: cid });
-    return await this.expect((f) => (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid);
+    return await this.expect((f) =>
+      (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid
+    );
   }
 
   /** Waits for the first frame (already received or future) matching `pred`; consumes it. */
@@ -148,7 +150,10 @@ export class WireClient implements AsyncDisposable {
     await Promise.race([
       this.closed,
       new Promise((_, reject) =>
-        timer = setTimeout(() => reject(new Error("server did not close the connection")), timeoutMs)
+        timer = setTimeout(
+          () => reject(new Error("server did not close the connection")),
+          timeoutMs,
+        )
       ),
     ]);
     clearTimeout(timer);

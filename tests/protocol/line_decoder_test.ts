@@ -9,7 +9,9 @@ function split(chunks: (string | Uint8Array)[], max = 16): string[] {
   const s = new LineSplitter(max);
   const out: string[] = [];
   for (const c of chunks) {
-    for (const line of s.push(typeof c === "string" ? enc.encode(c) : c)) out.push(dec.decode(line));
+    for (const line of s.push(typeof c === "string" ? enc.encode(c) : c)) {
+      out.push(dec.decode(line));
+    }
   }
   return out;
 }
@@ -23,7 +25,11 @@ const cases: { name: string; chunks: string[]; want: string[] }[] = [
   { name: "lone CR kept inside a line", chunks: ["a\rb\n"], want: ["a\rb"] },
   { name: "unfinished line held", chunks: ["abc"], want: [] },
   { name: "line exactly at the cap", chunks: ["0123456789abcdef\n"], want: ["0123456789abcdef"] },
-  { name: "line at the cap in pieces", chunks: ["01234567", "89abcdef", "\n"], want: ["0123456789abcdef"] },
+  {
+    name: "line at the cap in pieces",
+    chunks: ["01234567", "89abcdef", "\n"],
+    want: ["0123456789abcdef"],
+  },
 ];
 
 for (const c of cases) {
@@ -62,7 +68,9 @@ Deno.test("LineDecoderStream splits a stream and errors on an over-long line", a
   const lines: string[] = [];
   for await (const l of good) lines.push(dec.decode(l));
   assertEquals(lines, ["a", "bc"]);
-  const bad = ReadableStream.from([enc.encode("0123456789\n")]).pipeThrough(new LineDecoderStream(8));
+  const bad = ReadableStream.from([enc.encode("0123456789\n")]).pipeThrough(
+    new LineDecoderStream(8),
+  );
   let failed = false;
   try {
     for await (const _ of bad) { /* drain */ }

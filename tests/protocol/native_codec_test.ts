@@ -39,10 +39,26 @@ const bad: { name: string; bytes: Uint8Array; code: string }[] = [
   { name: "missing field", bytes: line('{"type":"login","user":"x"}'), code: "bad_frame" },
   { name: "wrong field type", bytes: line('{"type":"hello","version":"1"}'), code: "bad_frame" },
   { name: "fractional int", bytes: line('{"type":"hello","version":1.5}'), code: "bad_frame" },
-  { name: "bad resume", bytes: line('{"type":"login","user":"x","password":"y","resume":{"rooms":{"a":"1"}}}'), code: "bad_frame" },
-  { name: "ref too long", bytes: line(`{"type":"ping","ref":"${"r".repeat(65)}"}`), code: "bad_frame" },
-  { name: "overlong UTF-8 form", bytes: new Uint8Array([0x7b, 0xc0, 0xaf, 0x7d]), code: "invalid_utf8" },
-  { name: "encoded surrogate", bytes: new Uint8Array([0x22, 0xed, 0xa0, 0x80, 0x22]), code: "invalid_utf8" },
+  {
+    name: "bad resume",
+    bytes: line('{"type":"login","user":"x","password":"y","resume":{"rooms":{"a":"1"}}}'),
+    code: "bad_frame",
+  },
+  {
+    name: "ref too long",
+    bytes: line(`{"type":"ping","ref":"${"r".repeat(65)}"}`),
+    code: "bad_frame",
+  },
+  {
+    name: "overlong UTF-8 form",
+    bytes: new Uint8Array([0x7b, 0xc0, 0xaf, 0x7d]),
+    code: "invalid_utf8",
+  },
+  {
+    name: "encoded surrogate",
+    bytes: new Uint8Array([0x22, 0xed, 0xa0, 0x80, 0x22]),
+    code: "invalid_utf8",
+  },
   { name: "truncated sequence", bytes: new Uint8Array([0x22, 0xe2, 0x82]), code: "invalid_utf8" },
 ];
 

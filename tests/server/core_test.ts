@@ -1,0 +1,420 @@
+// End-to-end tests of the chat/1 server over real TLS on loopback with a real SQLite file.
+import { assert, assertEquals } from "../harness/assert.ts";
+import { startTestServer } from "../harness/test_server.ts";
+import { WireClient } from "../harness/wire_client.ts";
+import type { ServerFrame } from "../../src/protocol/frames.ts";
+
+type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
+const isType = <T extends ServerFrame["type"]>(t: T) => (f: ServerFrame): f is F<T> => f.type === t;
+
+Deno.test("register, then login on a new connection; the name is unique without regard to case", async () => {
+  await using ts = await startTestServer();
+  {
+    await using a = await WireClient.login(ts.port, ts.certPem, "Alice", { register: true });
+    assert(a.conn);
+  }
+  await using b = await WireClient.login(ts.port, ts.certPem, "alice", {
+    password: "password-Alice",
+  });
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "hello", version: 1 });
+  await c.expect(isType("hello"));
+  c.send({ type: "register", user: "ALICE", password: "whatever123", ref: "r" });
+  const err = await c.expect(isType("error")) as F<"error">;
+  assertEquals([err.code, err.ref], ["user_exists", "r"]);
+  assert(b);
+});
+
+Deno.test("a wrong password and an unknown user get the same auth_failed", async () => {
+  await using ts = await startTestServer();
+  (await WireClient.login(ts.port, ts.certPem, "bob", { register: true })).close();
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "hello", version: 1 });
+  c.send({ type: "login", user: "bob", password: "wrong-password" });
+  const e1 = await c.expect(isType("error")) as F<"error">;
+  c.send({ type: "login", user: "nobody", password: "wrong-password" });
+  const e2 = await c.expect(isType("error")) as F<"error">;
+  assertEquals(e1, e2);
+  assertEquals(e1.code, "auth_failed");
+});
+
+Deno.test("failed logins are throttled per account, then the right password works later", async () => {
+  await using ts = await startTestServer({
+    limits: { loginFailuresPerAccount: 3, loginFailureRefillMsPerAccount: 400 },
+  });
+  (await WireClient.login(ts.port, ts.certPem, "carol", { register: true })).close();
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "hello", version: 1 });
+  const codes: string[] = [];
+  for (let i = 0; i < 4; i++) {
+    c.send({ type: "login", user: "carol", password: "bad-password" });
+    codes.push(((await c.expect(isType("error"))) as F<"error">).code);
+  }
+  assertEquals(codes, ["auth_failed", "auth_failed", "auth_failed", "throttled"]);
+  c.send({ type: "login", user: "carol", password: "password-carol" });
+  const t = await c.expect(isType("error")) as F<"error">;
+  assertEquals(t.code, "throttled");
+  assert((t.retryAfterMs ?? 0) > 0);
+  await new Promise((r) => setTimeout(r, 500));
+  c.send({ type: "login", user: "carol", password: "password-carol" });
+  assertEquals((await c.expect((f) => f.type === "ok" || f.type === "error")).type, "ok");
+});
+
+Deno.test("a room message reaches the others, not the sender, and is acked after commit", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "ann", { register: true });
+  await using b = await WireClient.login(ts.port, ts.certPem, "ben", { register: true });
+  await using c = await WireClient.login(ts.port, ts.certPem, "cid", { register: true });
+  const ack = await a.say("general", "hello all") as F<"ack">;
+  assertEquals(ack.type, "ack");
+  assert(ack.id > 0 && ack.ts > 0);
+  for (const other of [b, c]) {
+    const m = await other.expect(isType("msg")) as F<"msg">;
+    assertEquals([m.id, m.room, m.from, m.body], [ack.id, "general", "ann", "hello all"]);
+  }
+  assert(await a.none(isType("msg")), "the sender got its own message back");
+});
+
+Deno.test("presence: join and leave are announced, who lists online users", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "amy", { register: true });
+  const b = await WireClient.login(ts.port, ts.certPem, "bea", { register: true });
+  const j = await a.expect((f) => f.type === "presence" && f.event === "join") as F<"presence">;
+  assertEquals([j.room, j.user], ["general", "bea"]);
+  a.send({ type: "who", room: "general", ref: "w" });
+  const who = await a.expect(isType("who")) as F<"who">;
+  assertEquals(who.users, ["amy", "bea"]);
+  await b[Symbol.asyncDispose]();
+  const l = await a.expect((f) => f.type === "presence" && f.event === "leave") as F<"presence">;
+  assertEquals(l.user, "bea");
+});
+
+Deno.test("rooms: join creates, messages stay in the room, part leaves, general cannot be parted", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "al", { register: true });
+  await using b = await WireClient.login(ts.port, ts.certPem, "bo", { register: true });
+  a.send({ type: "join", room: "Ops", ref: "j" });
+  const ok = await a.expect(isType("ok")) as F<"ok">;
+  assertEquals([ok.op, ok.room], ["join", "ops"]);
+  await a.say("ops", "ops only");
+  assert(await b.none(isType("msg")), "a non-member received a room message");
+  b.send({ type: "send", cid: "x", room: "ops", body: "hi", ref: "s" });
+  assertEquals((await b.expect(isType("error")) as F<"error">).code, "not_member");
+  a.send({ type: "rooms", ref: "r" });
+  const rooms = await a.expect(isType("rooms")) as F<"rooms">;
+  assertEquals(rooms.rooms.map((r) => [r.name, r.joined]), [["general", true], ["ops", true]]);
+  a.send({ type: "part", room: "general", ref: "p1" });
+  assertEquals((await a.expect(isType("error")) as F<"error">).code, "cannot_part");
+  a.send({ type: "part", room: "ops", ref: "p2" });
+  assertEquals((await a.expect(isType("ok")) as F<"ok">).op, "part");
+  a.send({ type: "send", cid: "y", room: "ops", body: "gone", ref: "s2" });
+  assertEquals((await a.expect(isType("error")) as F<"error">).code, "not_member");
+});
+
+Deno.test("direct messages reach only the recipient and appear in history with", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "dana", { register: true });
+  await using b = await WireClient.login(ts.port, ts.certPem, "dave", { register: true });
+  await using c = await WireClient.login(ts.port, ts.certPem, "dora", { register: true });
+  a.send({ type: "send", cid: "d1", to: "Dave", body: "psst", ref: "d1" });
+  const ack = await a.expect(isType("ack")) as F<"ack">;
+  assertEquals(ack.to, "dave");
+  const m = await b.expect(isType("msg")) as F<"msg">;
+  assertEquals([m.from, m.to, m.body, m.room], ["dana", "dave", "psst", undefined]);
+  assert(await c.none(isType("msg")));
+  b.send({ type: "history", with: "dana", ref: "h" });
+  const h = await b.expect(isType("history")) as F<"history">;
+  assertEquals(h.messages.map((x) => [x.from, x.to, x.body]), [["dana", "dave", "psst"]]);
+  a.send({ type: "send", cid: "d2", to: "nobody", body: "x", ref: "d2" });
+  assertEquals((await a.expect(isType("error")) as F<"error">).code, "no_such_user");
+});
+
+Deno.test("history pages: last N, then before an id, oldest first", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "hal", { register: true });
+  const ids: number[] = [];
+  for (let i = 1; i <= 7; i++) ids.push((await a.say("general", `m${i}`) as F<"ack">).id);
+  a.send({ type: "history", room: "general", limit: 3, ref: "h1" });
+  const p1 = await a.expect(isType("history")) as F<"history">;
+  assertEquals(p1.messages.map((m) => m.body), ["m5", "m6", "m7"]);
+  assertEquals(p1.more, true);
+  a.send({ type: "history", room: "general", limit: 10, before: ids[4], ref: "h2" });
+  const p2 = await a.expect(isType("history")) as F<"history">;
+  assertEquals(p2.messages.map((m) => m.body), ["m1", "m2", "m3", "m4"]);
+  assertEquals(p2.more, false);
+  a.send({ type: "history", room: "general", limit: 100000, ref: "h3" });
+  assertEquals((await a.expect(isType("error")) as F<"error">).code, "bad_frame");
+});
+
+Deno.test("a resent cid is stored once and acked with the original id", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "ida", { register: true });
+  await using b = await WireClient.login(ts.port, ts.certPem, "ivo", { register: true });
+  const first = await a.say("general", "once", "same-cid") as F<"ack">;
+  const again = await a.say("general", "once", "same-cid") as F<"ack">;
+  assertEquals([again.id, again.ts, again.duplicate], [first.id, first.ts, true]);
+  await b.expect(isType("msg"));
+  assert(await b.none(isType("msg")), "the duplicate was delivered again");
+  a.send({ type: "history", room: "general", ref: "h" });
+  const h = await a.expect(isType("history")) as F<"history">;
+  assertEquals(h.messages.length, 1);
+});
+
+Deno.test("resume after reconnect: exactly the missed messages, no gap, no duplicate", async () => {
+  await using ts = await startTestServer();
+  await using sender = await WireClient.login(ts.port, ts.certPem, "sam", { register: true });
+  const r = await WireClient.login(ts.port, ts.certPem, "rex", { register: true });
+  await sender.say("general", "before-1");
+  const seen = await r.expect(isType("msg")) as F<"msg">;
+  await r[Symbol.asyncDispose]();
+  for (let i = 1; i <= 5; i++) await sender.say("general", `missed-${i}`);
+  sender.send({ type: "send", cid: "dm1", to: "rex", body: "missed-dm", ref: "dm1" });
+  await sender.expect(isType("ack"));
+  // Live traffic keeps flowing while rex reconnects.
+  const live = (async () => {
+    for (let i = 1; i <= 5; i++) await sender.say("general", `live-${i}`);
+  })();
+  await using r2 = await WireClient.login(ts.port, ts.certPem, "rex", {
+    resume: { rooms: { general: seen.id }, dm: 0 },
+  });
+  await live;
+  await r2.expect((f) => f.type === "resumed" && f.room === "general");
+  await r2.expect((f) => f.type === "resumed" && f.dm === true);
+  const deadline = Date.now() + 5000;
+  while (Date.now() < deadline && r2.frames.filter((f) => f.type === "msg" && f.room).length < 10) {
+    await new Promise((res) => setTimeout(res, 20));
+  }
+  const bodies = r2.frames.filter((f): f is F<"msg"> => f.type === "msg" && !!f.room).map((f) =>
+    f.body
+  );
+  assertEquals(bodies, [
+    "missed-1",
+    "missed-2",
+    "missed-3",
+    "missed-4",
+    "missed-5",
+    "live-1",
+    "live-2",
+    "live-3",
+    "live-4",
+    "live-5",
+  ]);
+  const ids = r2.frames.filter((f): f is F<"msg"> => f.type === "msg" && !!f.room).map((f) => f.id);
+  assertEquals([...ids].sort((x, y) => x - y), ids, "out of order");
+  assert(
+    r2.frames.some((f) => f.type === "msg" && f.body === "missed-dm"),
+    "the DM was not resumed",
+  );
+});
+
+Deno.test("restart keeps users, rooms, memberships and messages", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-restart-" });
+  try {
+    {
+      await using ts = await startTestServer({ dataDir, keepData: true });
+      await using a = await WireClient.login(ts.port, ts.certPem, "pat", { register: true });
+      a.send({ type: "join", room: "dev", ref: "j" });
+      await a.expect(isType("ok"));
+      await a.say("dev", "persisted");
+    }
+    await using ts2 = await startTestServer({ dataDir, keepData: true });
+    await using a2 = await WireClient.login(ts2.port, ts2.certPem, "pat");
+    a2.send({ type: "history", room: "dev", ref: "h" });
+    const h = await a2.expect(isType("history")) as F<"history">;
+    assertEquals(h.messages.map((m) => m.body), ["persisted"]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
+
+Deno.test("frames before login are refused; garbage before login closes the connection", async () => {
+  await using ts = await startTestServer();
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "hello", version: 1 });
+  c.send({ type: "send", cid: "x", room: "general", body: "hi", ref: "s" });
+  assertEquals((await c.expect(isType("error")) as F<"error">).code, "not_authenticated");
+  c.writeRaw("GET / HTTP/1.1\r\n");
+  assertEquals((await c.expect(isType("error")) as F<"error">).code, "bad_frame");
+  await c.expectClosed();
+});
+
+Deno.test("hello is required first and the version is checked", async () => {
+  await using ts = await startTestServer();
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "login", user: "x1", password: "y1234567" });
+  assertEquals((await c.expect(isType("error")) as F<"error">).code, "hello_required");
+  await c.expectClosed();
+  await using d = await WireClient.connect(ts.port, ts.certPem);
+  d.send({ type: "hello", version: 2 });
+  assertEquals((await d.expect(isType("error")) as F<"error">).code, "unsupported_version");
+  await d.expectClosed();
+});
+
+Deno.test("a line over maxLineBytes gets line_too_long and the connection is closed", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "lin", { register: true });
+  const max = ts.config.limits.maxLineBytes;
+  // Within the line limit but over the body limit: read and answered, connection kept.
+  const body = "y".repeat(max - 100);
+  const frame = JSON.stringify({ type: "send", cid: "big", room: "general", body, ref: "big" });
+  assert(frame.length <= max);
+  a.writeRaw(frame + "\n");
+  assertEquals((await a.expect(isType("error")) as F<"error">).code, "too_large");
+  a.writeRaw("z".repeat(max + 1) + "\n");
+  assertEquals((await a.expect(isType("error")) as F<"error">).code, "line_too_long");
+  await a.expectClosed();
+});
+
+Deno.test("control characters and escape sequences in a body are refused, nothing stored", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "eve", { register: true });
+  for (const body of ["\u001b[2Jgotcha", "a\u0000b", "", "   ", "x\u202ey"]) {
+    const r = await a.say("general", body) as F<"error">;
+    assertEquals(r.code, "invalid_text", JSON.stringify(body));
+  }
+  a.send({ type: "history", room: "general", ref: "h" });
+  assertEquals((await a.expect(isType("history")) as F<"history">).messages, []);
+});
+
+Deno.test("the message rate limit answers rate_limited with retryAfterMs", async () => {
+  await using ts = await startTestServer({ limits: { messagesPerSecond: 2, messageBurst: 3 } });
+  await using a = await WireClient.login(ts.port, ts.certPem, "rat", { register: true });
+  for (let i = 0; i < 5; i++) {
+    a.send({ type: "send", cid: `r${i}`, room: "general", body: `m${i}`, ref: `r${i}` });
+  }
+  const replies: ServerFrame[] = [];
+  for (let i = 0; i < 5; i++) {
+    replies.push(await a.expect((f) => f.type === "ack" || f.type === "error"));
+  }
+  const limited = replies.filter((f) => f.type === "error") as F<"error">[];
+  assertEquals(replies.filter((f) => f.type === "ack").length, 3);
+  assertEquals(limited.map((e) => e.code), ["rate_limited", "rate_limited"]);
+  assert(limited.every((e) => (e.retryAfterMs ?? 0) > 0));
+});
+
+Deno.test("connections per address are limited", async () => {
+  await using ts = await startTestServer({ limits: { maxConnectionsPerAddress: 2 } });
+  await using a = await WireClient.connect(ts.port, ts.certPem);
+  await using b = await WireClient.connect(ts.port, ts.certPem);
+  for (const c of [a, b]) {
+    c.send({ type: "hello", version: 1 });
+    await c.expect(isType("hello"));
+  }
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  assertEquals((await c.expect(isType("error")) as F<"error">).code, "too_many_connections");
+  await c.expectClosed();
+});
+
+Deno.test("too many frames before login close the connection", async () => {
+  await using ts = await startTestServer({ limits: { preAuthMaxFrames: 5 } });
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "hello", version: 1 });
+  for (let i = 0; i < 10; i++) c.send({ type: "ping" });
+  assertEquals((await c.expect(isType("error")) as F<"error">).code, "too_many_frames");
+  await c.expectClosed();
+});
+
+Deno.test("a client that never logs in is closed after authTimeoutMs", async () => {
+  await using ts = await startTestServer({ limits: { authTimeoutMs: 300 } });
+  await using c = await WireClient.connect(ts.port, ts.certPem);
+  c.send({ type: "hello", version: 1 });
+  assertEquals((await c.expect(isType("error")) as F<"error">).code, "auth_timeout");
+  await c.expectClosed();
+});
+
+Deno.test("a socket that never starts TLS is dropped after handshakeTimeoutMs; others still connect", async () => {
+  await using ts = await startTestServer({ limits: { handshakeTimeoutMs: 300 } });
+  const tcp = await Deno.connect({ hostname: "127.0.0.1", port: ts.port });
+  try {
+    const until = Date.now() + 1000;
+    while (ts.server.stats.connections === 0 && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assertEquals(ts.server.stats.connections, 1);
+    const deadline = Date.now() + 5000;
+    while (ts.server.stats.connections > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Deno keeps the socket itself open until the peer acts (docs/RELIABILITY.md); the server
+    // no longer tracks it, and it does not block anyone else.
+    assertEquals(ts.server.stats.connections, 0);
+    await using ok = await WireClient.login(ts.port, ts.certPem, "hsok", { register: true });
+    assert(ok);
+  } finally {
+    tcp.close();
+  }
+});
+
+Deno.test("keepalive: a silent client is pinged, then closed with idle_timeout", async () => {
+  await using ts = await startTestServer({ limits: { pingIntervalMs: 200, idleTimeoutMs: 600 } });
+  await using a = await WireClient.login(ts.port, ts.certPem, "kim", { register: true });
+  await a.expect(isType("ping"), 3000);
+  const bye = await a.expect(isType("bye"), 3000) as F<"bye">;
+  assertEquals(bye.code, "idle_timeout");
+  await a.expectClosed();
+});
+
+Deno.test("a client that never reads is cut at its queue bound; others keep receiving", async () => {
+  await using ts = await startTestServer({ limits: { sendQueueBytes: 256 * 1024 } });
+  // The stalled client logs in over a raw socket and then never reads a byte.
+  const stalled = await Deno.connectTls({
+    hostname: "127.0.0.1",
+    port: ts.port,
+    caCerts: [ts.certPem],
+    alpnProtocols: ["chat/1"],
+  });
+  await stalled.write(new TextEncoder().encode(
+    JSON.stringify({ type: "hello", version: 1 }) + "\n" +
+      JSON.stringify({ type: "register", user: "zed", password: "password-zed" }) + "\n",
+  ));
+  await using reader = await WireClient.login(ts.port, ts.certPem, "yan", { register: true });
+  await using sender = await WireClient.login(ts.port, ts.certPem, "xia", { register: true });
+  const zedOnline = () => ts.server.hub.online(1).includes("zed");
+  const deadline = Date.now() + 10_000;
+  while (!zedOnline() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert(zedOnline(), "zed never came online");
+  const body = "b".repeat(3000);
+  let sent = 0;
+  // Bounded: at most 4000 x 3 KB; the kernel buffers a few MB before the server's queue grows.
+  while (zedOnline() && sent < 4000) {
+    for (let i = 0; i < 20; i++, sent++) {
+      sender.send({ type: "send", cid: `f${sent}`, room: "general", body, ref: `f${sent}` });
+    }
+    await sender.expect((f) => f.type === "ack" && f.ref === `f${sent - 1}`, 10_000);
+    sender.frames.length = 0;
+  }
+  assert(!zedOnline(), `the stalled client was not cut after ${sent} messages`);
+  // The reader got everything, in order, and the sender was never slowed into an error.
+  const last = `f${sent - 1}`;
+  void last;
+  const got = await (async () => {
+    const until = Date.now() + 10_000;
+    while (Date.now() < until) {
+      if (reader.frames.filter((f) => f.type === "msg").length >= sent) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return reader.frames.filter((f) => f.type === "msg").length;
+  })();
+  assertEquals(got, sent);
+  stalled.close();
+});
+
+Deno.test("shutdown: clients get bye shutdown, acked messages survive", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-shutdown-" });
+  try {
+    const ts = await startTestServer({ dataDir, keepData: true });
+    await using a = await WireClient.login(ts.port, ts.certPem, "sue", { register: true });
+    const ack = await a.say("general", "last words") as F<"ack">;
+    await ts.stop();
+    const bye = await a.expect(isType("bye")) as F<"bye">;
+    assertEquals(bye.code, "shutdown");
+    await a.expectClosed();
+    await using ts2 = await startTestServer({ dataDir, keepData: true });
+    await using b = await WireClient.login(ts2.port, ts2.certPem, "sue");
+    b.send({ type: "history", room: "general", ref: "h" });
+    const h = await b.expect(isType("history")) as F<"history">;
+    assertEquals(h.messages.map((m) => m.id), [ack.id]);
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
