@@ -66,6 +66,6 @@ export async function roomsArchive(
   emit(
     env,
     r,
-    () => `${r.changed ? verb : `Already ${verb.toLowerCase()}:`} ${key}.${liveNote(conn)}\n`,
+    () => `${r.changed ? verb : `Already ${verb.toLowerCase()}:`} ${key}${liveNote(conn)}.\n`,
   );
 }

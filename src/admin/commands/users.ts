@@ -95,7 +95,7 @@ export async function usersPasswd(
     r,
     () =>
       `Changed the password of ${name}` +
-      (opts.kick ? `; closed ${sessions(r.kicked)}` : "") + `.${liveNote(conn)}\n`,
+      (opts.kick ? `; closed ${sessions(r.kicked)}` : "") + `${liveNote(conn)}.\n`,
   );
 }
 
@@ -107,7 +107,7 @@ export async function usersDisable(env: AdminEnv, name: string): Promise<void> {
     r,
     () =>
       `${r.changed ? "Disabled" : "Already disabled:"} ${name}` +
-      (conn.live ? `; closed ${sessions(r.kicked)}.\n` : `.${liveNote(conn)}\n`),
+      (conn.live ? `; closed ${sessions(r.kicked)}.\n` : `${liveNote(conn)}.\n`),
   );
 }
 
