@@ -232,12 +232,18 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
       )
     );
   leaf(history, "search", "Full-text search (all words; word* matches a prefix)")
-    .argument("<text>", "words to find")
+    .argument("<words...>", "words to find")
     .option("--room <name>", "only this room")
     .option("--since <when>", "only messages from this time on")
     .option("--limit <n>", "most results, newest first (default 50)")
-    .action(async (text: string, f) =>
-      done(await historySearch(envOf(f), text, { room: f.room, since: f.since, limit: f.limit }))
+    .action(async (words: string[], f) =>
+      done(
+        await historySearch(envOf(f), words.join(" "), {
+          room: f.room,
+          since: f.since,
+          limit: f.limit,
+        }),
+      )
     );
   leaf(history, "prune", "Delete messages older than a date", { yes: true })
     .requiredOption("--before <when>", "date, ISO time, or age such as 90d")
