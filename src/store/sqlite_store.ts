@@ -168,9 +168,7 @@ export class SqliteStore implements Store {
       if (!check || check.quick_check !== "ok") {
         throw new Error(`malformed: quick_check says ${JSON.stringify(check)}`);
       }
-      db.exec("PRAGMA journal_mode=WAL");
-      db.exec(`PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
-      db.exec("PRAGMA foreign_keys=ON");
+      // Check the version before anything writes: a newer file must stay byte-for-byte untouched.
       const version = Number((db.prepare("PRAGMA user_version").get() as Row).user_version);
       if (version > SCHEMA_VERSION) {
         throw new ChatError(
@@ -180,6 +178,9 @@ export class SqliteStore implements Store {
           { fatal: true },
         );
       }
+      db.exec("PRAGMA journal_mode=WAL");
+      db.exec(`PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
+      db.exec("PRAGMA foreign_keys=ON");
       if (version < SCHEMA_VERSION) {
         if (version > 0) SqliteStore.#backup(db, path, version);
         for (let v = version; v < SCHEMA_VERSION; v++) {

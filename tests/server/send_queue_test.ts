@@ -1,0 +1,89 @@
+import { assert, assertEquals } from "../harness/assert.ts";
+import { SendQueue } from "../../src/server/send_queue.ts";
+
+/** A sink whose writes complete only when released, recording what it got. */
+function gatedSink() {
+  const writes: Uint8Array[] = [];
+  let release: (() => void) | null = null;
+  return {
+    writes,
+    open: () => {
+      const r = release;
+      release = null;
+      r?.();
+    },
+    sink: {
+      write(p: Uint8Array): Promise<number> {
+        writes.push(p.slice());
+        return new Promise((resolve) => release = () => resolve(p.length));
+      },
+    },
+  };
+}
+
+const bytes = (s: string) => new TextEncoder().encode(s);
+const text = (b: Uint8Array[]) => b.map((x) => new TextDecoder().decode(x));
+
+Deno.test("SendQueue writes in order and coalesces what waited into one write", async () => {
+  const g = gatedSink();
+  const q = new SendQueue({ sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} });
+  q.enqueue(bytes("a"));
+  q.enqueue(bytes("b"));
+  q.enqueue(bytes("c"));
+  await Promise.resolve();
+  g.open();
+  await new Promise((r) => setTimeout(r, 0));
+  g.open();
+  await q.flushed();
+  assertEquals(text(g.writes), ["a", "bc"]);
+  assertEquals(q.bytes, 0);
+});
+
+Deno.test("SendQueue over its bound calls onOverflow once and drops further output", () => {
+  const g = gatedSink();
+  let overflows = 0;
+  const q = new SendQueue({
+    sink: g.sink,
+    maxBytes: 5,
+    onOverflow: () => overflows++,
+    onError: () => {},
+  });
+  assert(q.enqueue(bytes("1234")));
+  assert(!q.enqueue(bytes("56")));
+  assert(!q.enqueue(bytes("7")));
+  assertEquals(overflows, 1);
+  assert(q.overflowed);
+  g.open();
+});
+
+Deno.test("SendQueue reports a failed write once and stops", async () => {
+  let errors = 0;
+  const q = new SendQueue({
+    sink: { write: () => Promise.reject(new Error("reset")) },
+    maxBytes: 100,
+    onOverflow: () => {},
+    onError: () => errors++,
+  });
+  q.enqueue(bytes("x"));
+  await q.flushed();
+  assertEquals(errors, 1);
+  assertEquals(q.enqueue(bytes("y")), false);
+});
+
+Deno.test("SendQueue handles short writes without losing bytes", async () => {
+  const got: string[] = [];
+  const q = new SendQueue({
+    sink: {
+      write(p: Uint8Array) {
+        got.push(new TextDecoder().decode(p.subarray(0, 2)));
+        return Promise.resolve(Math.min(2, p.length));
+      },
+    },
+    maxBytes: 100,
+    onOverflow: () => {},
+    onError: () => {},
+  });
+  q.enqueue(bytes("hello"));
+  await q.flushed();
+  assertEquals(got.join(""), "hello");
+});

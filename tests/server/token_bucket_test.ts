@@ -1,0 +1,37 @@
+import { assertEquals } from "../harness/assert.ts";
+import { KeyedBuckets, TokenBucket } from "../../src/server/token_bucket.ts";
+
+function fakeClock(start = 1000) {
+  let now = start;
+  return { clock: () => now, advance: (ms: number) => now += ms };
+}
+
+Deno.test("TokenBucket allows a burst, then one token per refill interval", () => {
+  const t = fakeClock();
+  const b = new TokenBucket({ capacity: 3, refillMs: 100, clock: t.clock });
+  assertEquals([b.take(), b.take(), b.take()], [0, 0, 0]);
+  assertEquals(b.take(), 100);
+  t.advance(50);
+  assertEquals(b.take(), 50);
+  t.advance(50);
+  assertEquals(b.take(), 0);
+  assertEquals(b.peek(), 100);
+});
+
+Deno.test("TokenBucket never holds more than its capacity", () => {
+  const t = fakeClock();
+  const b = new TokenBucket({ capacity: 2, refillMs: 10, clock: t.clock });
+  t.advance(10_000);
+  assertEquals([b.take(), b.take(), b.take() > 0], [0, 0, true]);
+});
+
+Deno.test("KeyedBuckets keeps keys apart and bounds the number of keys", () => {
+  const t = fakeClock();
+  const k = new KeyedBuckets({ capacity: 1, refillMs: 1000, clock: t.clock, maxKeys: 10 });
+  assertEquals(k.take("a"), 0);
+  assertEquals(k.take("b"), 0);
+  assertEquals(k.take("a") > 0, true);
+  for (let i = 0; i < 100; i++) k.take(`k${i}`);
+  assertEquals(k.size <= 10, true);
+  assertEquals(k.peek("never-seen"), 0);
+});

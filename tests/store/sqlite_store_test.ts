@@ -1,0 +1,106 @@
+import { DatabaseSync } from "node:sqlite";
+import { assert, assertEquals, assertThrows } from "../harness/assert.ts";
+import { runStoreContract } from "./store_contract.ts";
+import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.ts";
+import { ChatError } from "../../src/errors.ts";
+
+runStoreContract("sqlite", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "chat-store-" });
+  return {
+    store: SqliteStore.open({ path: `${dir}/chat.db` }),
+    cleanup: () => Deno.remove(dir, { recursive: true }),
+  };
+});
+
+async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "chat-store-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("SqliteStore.open creates the schema at the current version in WAL mode", () =>
+  withDir(async (dir) => {
+    const s = SqliteStore.open({ path: `${dir}/chat.db` });
+    await s.close();
+    const db = new DatabaseSync(`${dir}/chat.db`);
+    const v = db.prepare("PRAGMA user_version").get() as { user_version: number };
+    const mode = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+    db.close();
+    assertEquals([v.user_version, mode.journal_mode], [SCHEMA_VERSION, "wal"]);
+  }));
+
+Deno.test("SqliteStore.open refuses a database from a newer version and leaves it alone", () =>
+  withDir((dir) => {
+    const db = new DatabaseSync(`${dir}/chat.db`);
+    db.exec(`PRAGMA user_version=${SCHEMA_VERSION + 5}`);
+    db.close();
+    const before = Deno.readFileSync(`${dir}/chat.db`);
+    const err = assertThrows(() => SqliteStore.open({ path: `${dir}/chat.db` }), ChatError);
+    assertEquals(err.code, "db_too_new");
+    assertEquals(Deno.readFileSync(`${dir}/chat.db`), before);
+  }));
+
+Deno.test("SqliteStore.open refuses a file that is not a database", () =>
+  withDir((dir) => {
+    Deno.writeTextFileSync(`${dir}/chat.db`, "this is not sqlite ".repeat(100));
+    const err = assertThrows(() => SqliteStore.open({ path: `${dir}/chat.db` }), ChatError);
+    assertEquals(err.code, "db_corrupt");
+    assert(Deno.readTextFileSync(`${dir}/chat.db`).startsWith("this is not sqlite"));
+  }));
+
+Deno.test("SqliteStore.open fails clearly on a directory it cannot create files in", () =>
+  withDir((dir) => {
+    const err = assertThrows(() => SqliteStore.open({ path: `${dir}/missing/chat.db` }), ChatError);
+    assertEquals(err.code, "db_open_failed");
+    assert(err.message.startsWith("Cannot open database"));
+  }));
+
+Deno.test("SqliteStore keeps every acknowledged write across reopen", () =>
+  withDir(async (dir) => {
+    const s = SqliteStore.open({ path: `${dir}/chat.db` });
+    const u = await s.createUser({ name: "kept", passwordHash: "h", ts: 1 });
+    const r = await s.ensureRoom("general", "room", 1);
+    const acks = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        s.appendMessage({ roomId: r.id, senderId: u.id, body: `m${i}`, cid: `${i}`, ts: i })),
+    );
+    assertEquals(
+      new Set(acks.map((a) =>
+        a.message.id
+      )).size,
+      200,
+    );
+    await s.close();
+    const again = SqliteStore.open({ path: `${dir}/chat.db` });
+    assertEquals((await again.messagesAfter(r.id, 0, 1000)).length, 200);
+    assert(again.writeStats.batches === 0);
+    await again.close();
+  }));
+
+Deno.test({
+  name: "SqliteStore.open backs the file up before migrating an older schema",
+  ignore: SCHEMA_VERSION < 2,
+  fn: () =>
+    withDir(async (dir) => {
+      const db = new DatabaseSync(`${dir}/chat.db`);
+      db.exec(MIGRATIONS[0]);
+      db.exec("PRAGMA user_version=1");
+      db.exec(
+        "INSERT INTO users(name, name_key, password_hash, created_at) VALUES ('old', 'old', 'h', 1)",
+      );
+      db.close();
+      const s = SqliteStore.open({ path: `${dir}/chat.db` });
+      assertEquals((await s.userByName("old"))?.name, "old");
+      await s.close();
+      const backups = [...Deno.readDirSync(dir)].filter((e) => /\.v1\.\d+\.bak$/.test(e.name));
+      assertEquals(backups.length, 1);
+      const bak = new DatabaseSync(`${dir}/${backups[0].name}`);
+      const v = bak.prepare("PRAGMA user_version").get() as { user_version: number };
+      bak.close();
+      assertEquals(v.user_version, 1);
+    }),
+});
