@@ -5,6 +5,7 @@ import { isHasherWorker } from "./src/server/password_hasher.ts";
 import type { CliContext } from "./cli/context.ts";
 import { registerServe } from "./cli/serve.ts";
 import { registerAdmin } from "./cli/admin.ts";
+import { registerConnect } from "./cli/connect.ts";
 
 const encoder = new TextEncoder();
 
@@ -20,6 +21,7 @@ export function buildProgram(ctx: CliContext): Command {
     });
   registerServe(program, ctx);
   registerAdmin(program, ctx);
+  registerConnect(program, ctx);
   return program;
 }
 

@@ -452,7 +452,11 @@ export class ChatConnection {
         reject,
         timer,
       };
-      this.#write({ type: "hello", version: PROTOCOL_VERSION, client: this.#opts.clientName ?? "chat-client/0.1.0" });
+      this.#write({
+        type: "hello",
+        version: PROTOCOL_VERSION,
+        client: this.#opts.clientName ?? "chat-client/0.1.0",
+      });
     });
   }
 
@@ -487,7 +491,9 @@ export class ChatConnection {
     this.#emit({ type: "down", code: reason.code, message: reason.message });
     const reconnect = this.#opts.reconnect?.enabled ?? true;
     if (this.#fatal || !reconnect) {
-      this.#finish(this.#fatal ?? new ChatError(reason.code, `Cannot stay connected: ${reason.message}`));
+      this.#finish(
+        this.#fatal ?? new ChatError(reason.code, `Cannot stay connected: ${reason.message}`),
+      );
       return;
     }
     this.#reconnectLoop(reason.message);
@@ -769,7 +775,9 @@ export class ChatConnection {
 
   #request(frame: ClientFrame): Promise<ServerFrame> {
     if (this.#state === "closed") return Promise.reject(this.#closedError(frame.type));
-    if (!this.#socket || (this.#state !== "up" && frame.type !== "login" && frame.type !== "register")) {
+    if (
+      !this.#socket || (this.#state !== "up" && frame.type !== "login" && frame.type !== "register")
+    ) {
       return Promise.reject(
         new ChatError("not_connected", `Cannot ${frame.type}: not connected (reconnecting)`),
       );
@@ -797,7 +805,9 @@ export class ChatConnection {
       p.reject(
         new ChatError(
           "connection_lost",
-          `Cannot ${p.op}: ${why === "close" && this.#closing ? "the connection was closed" : reason}`,
+          `Cannot ${p.op}: ${
+            why === "close" && this.#closing ? "the connection was closed" : reason
+          }`,
         ),
       );
     }
@@ -819,7 +829,10 @@ export class ChatConnection {
     if (rate <= 0) return 0;
     const now = Date.now();
     const refillMs = 1000 / rate;
-    this.#tokens = Math.min(this.limits.messageBurst, this.#tokens + (now - this.#tokensAt) / refillMs);
+    this.#tokens = Math.min(
+      this.limits.messageBurst,
+      this.#tokens + (now - this.#tokensAt) / refillMs,
+    );
     this.#tokensAt = now;
     if (this.#tokens >= 1) {
       this.#tokens -= 1;

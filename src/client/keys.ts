@@ -36,7 +36,6 @@ export type KeyName = Key["name"];
 /** Names of keys that carry no text. */
 export type ControlKeyName = Exclude<KeyName, "text" | "paste">;
 
-const PASTE_START = "\x1b[200~";
 const PASTE_END = "\x1b[201~";
 /** A paste longer than this is cut (the rest is dropped) so memory stays bounded. */
 const MAX_PASTE = 64 * 1024;
@@ -94,6 +93,11 @@ export class KeyDecoder {
   push(bytes: Uint8Array): Key[] {
     this.#pending += this.#utf8.decode(bytes, { stream: true });
     return this.#drain(false);
+  }
+
+  /** True when the only thing held is a lone ESC (the Escape key, or a sequence cut short). */
+  get holdsLoneEscape(): boolean {
+    return this.#pending === "\x1b" && this.#paste === null;
   }
 
   /** Resolves a held lone ESC (or partial sequence) as keys. */

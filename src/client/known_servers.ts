@@ -89,7 +89,9 @@ export class KnownServers {
       const parts = l.trim().split(/\s+/);
       return l.trim() !== "" && !(parts[0]?.toLowerCase() === key && !l.trim().startsWith("#"));
     });
-    if (kept.length === 0 || !kept[0].startsWith("#")) kept.unshift(...HEADER.trimEnd().split("\n"));
+    if (kept.length === 0 || !kept[0].startsWith("#")) {
+      kept.unshift(...HEADER.trimEnd().split("\n"));
+    }
     kept.push(`${key} ${showFingerprint(fingerprint)}`);
     const out = kept.join("\n") + "\n";
     const dir = this.path.slice(0, Math.max(0, this.path.lastIndexOf("/"))) || ".";

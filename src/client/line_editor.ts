@@ -34,6 +34,9 @@ export interface LineEditorOptions {
   maxLength?: number;
 }
 
+// deno-lint-ignore no-control-regex
+const CONTROL_RE = /[\x00-\x1f\x7f]/g;
+
 interface CompletionState {
   candidates: string[];
   index: number;
@@ -95,7 +98,7 @@ export class LineEditor {
         return this.#insert(key.text);
       case "paste":
         // One line: pasted newlines become spaces (sending many messages by accident is worse).
-        return this.#insert(key.text.replace(/\r\n|[\r\n]/g, " ").replace(/[\x00-\x1f\x7f]/g, ""));
+        return this.#insert(key.text.replace(/\r\n|[\r\n]/g, " ").replace(CONTROL_RE, ""));
       case "enter":
         return this.#submit();
       case "tab":

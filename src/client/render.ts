@@ -252,7 +252,11 @@ export function formatMessage(m: WireMessage, view: ViewContext): StyledLine {
 }
 
 /** A system event line: `12:34 -!- text`. */
-export function formatSystem(text: string, now: number = Date.now(), sgr = STYLE.system): StyledLine {
+export function formatSystem(
+  text: string,
+  now: number = Date.now(),
+  sgr: string = STYLE.system,
+): StyledLine {
   return [
     { text: formatTime(now, now), sgr: STYLE.time },
     { text: " -!- ", sgr },

@@ -80,7 +80,10 @@ function handshake(opts: DialOptions): Promise<Dialed> {
       opts.timeoutMs ?? 10_000,
     );
     socket.once("error", (err) => fail(connectError(key, err)));
-    socket.once("close", () => fail(new ChatError("connect_failed", `Cannot connect to ${key}: closed`)));
+    socket.once(
+      "close",
+      () => fail(new ChatError("connect_failed", `Cannot connect to ${key}: closed`)),
+    );
     socket.once("secureConnect", async () => {
       try {
         if (socket.alpnProtocol !== ALPN_CHAT1) {

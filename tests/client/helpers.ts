@@ -42,14 +42,21 @@ export class EventLog {
   };
 
   /** Resolves when an event matching `pred` was logged (before or after the call). */
-  async waitFor(pred: (e: ConnectionEvent) => boolean, what: string, timeoutMs = 15000): Promise<void> {
+  async waitFor(
+    pred: (e: ConnectionEvent) => boolean,
+    what: string,
+    timeoutMs = 15000,
+  ): Promise<void> {
     if (this.events.some(pred)) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       new Promise<void>((resolve) => this.#waiters.push({ pred, resolve })),
       new Promise<never>((_, reject) => {
         timer = setTimeout(
-          () => reject(new Error(`timed out waiting for ${what}; events: ${JSON.stringify(this.events)}`)),
+          () =>
+            reject(
+              new Error(`timed out waiting for ${what}; events: ${JSON.stringify(this.events)}`),
+            ),
           timeoutMs,
         );
       }),
@@ -64,7 +71,11 @@ export class EventLog {
 }
 
 /** Polls `cond` every 20 ms until true or `timeoutMs` passed; throws with `what` on timeout. */
-export async function until(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 15000): Promise<void> {
+export async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);

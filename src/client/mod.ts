@@ -1,0 +1,350 @@
+// Owns `chat connect` from parsed options to exit code: address, trust, credentials, and which
+// mode runs (interactive screen, send, listen, or stdin lines).
+import { ChatError, ExitCode } from "../errors.ts";
+import {
+  ChatConnection,
+  type ConnectionEvent,
+  type Credentials,
+  type SendTarget,
+} from "./connection.ts";
+import { KnownServers, knownServersPath, parseFingerprint, serverKey } from "./known_servers.ts";
+import { listen, readLines, type ScriptOutput, sendLines, sendOne } from "./script.ts";
+import { Terminal } from "./terminal.ts";
+import { TerminalUi } from "./terminal_ui.ts";
+import { dialTls } from "./tls_dial.ts";
+import { TrustPolicy } from "./trust.ts";
+
+/** Default port of a chat server. */
+export const DEFAULT_PORT = 7443;
+
+/** Options of `chat connect`, as parsed from the command line. */
+export interface ConnectOptions {
+  /** `HOST[:PORT]`, `[IPv6]:PORT`; default `localhost:7443`. */
+  address?: string;
+  user?: string;
+  register?: boolean;
+  passwordStdin?: boolean;
+  invite?: string;
+  /** PEM file of a CA to trust. */
+  ca?: string;
+  /** `sha256:…` of the server certificate to accept without asking. */
+  trustFingerprint?: string;
+  send?: string;
+  room?: string;
+  to?: string;
+  listen?: boolean;
+  json?: boolean;
+}
+
+/** What `runConnect` needs from the process. */
+export interface ConnectIo extends ScriptOutput {
+  env(name: string): string | undefined;
+}
+
+/** Splits `HOST[:PORT]` (IPv6 as `[::1]:7443` or bare `::1`). */
+export function parseAddress(address: string | undefined): { host: string; port: number } {
+  const a = (address ?? "").trim();
+  if (a === "") return { host: "localhost", port: DEFAULT_PORT };
+  let host: string;
+  let portText: string | undefined;
+  const bracket = /^\[([^\]]+)\](?::(.*))?$/.exec(a);
+  if (bracket) {
+    host = bracket[1];
+    portText = bracket[2];
+  } else if ((a.match(/:/g) ?? []).length > 1) {
+    host = a; // A bare IPv6 literal: no port.
+  } else {
+    const i = a.lastIndexOf(":");
+    host = i === -1 ? a : a.slice(0, i);
+    portText = i === -1 ? undefined : a.slice(i + 1);
+  }
+  const port = portText === undefined ? DEFAULT_PORT : Number(portText);
+  if (host === "" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new ChatError(
+      "usage",
+      `Cannot connect: ${JSON.stringify(a)} is not HOST[:PORT] (IPv6 as [::1]:7443)`,
+    );
+  }
+  return { host, port };
+}
+
+/** Buffers connection events until someone subscribes (events start before the UI exists). */
+class EventHub {
+  #buffer: ConnectionEvent[] = [];
+  #fn: ((ev: ConnectionEvent) => void) | null = null;
+  readonly push = (ev: ConnectionEvent): void => {
+    if (this.#fn) this.#fn(ev);
+    else if (this.#buffer.length < 10000) this.#buffer.push(ev);
+  };
+  subscribe(fn: (ev: ConnectionEvent) => void): void {
+    this.#fn = fn;
+    for (const ev of this.#buffer.splice(0)) fn(ev);
+  }
+}
+
+type Mode = "interactive" | "send" | "listen" | "stdin";
+
+/** Runs `chat connect`; returns the exit code (errors are thrown as ChatError). */
+export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<number> {
+  const { host, port } = parseAddress(opts.address);
+  const key = serverKey(host, port);
+  if (opts.send !== undefined && opts.listen) {
+    throw new ChatError("usage", "Cannot connect: use either --send or --listen, not both");
+  }
+  if (opts.room !== undefined && opts.to !== undefined) {
+    throw new ChatError("usage", "Cannot connect: use either --room or --to, not both");
+  }
+  const pinned = opts.trustFingerprint === undefined
+    ? undefined
+    : parseFingerprint(opts.trustFingerprint) ?? (() => {
+      throw new ChatError(
+        "usage",
+        "Cannot connect: --trust-fingerprint must be sha256: followed by 64 hex digits",
+      );
+    })();
+  const ttyIn = Terminal.stdinIsTerminal;
+  const mode: Mode = opts.send !== undefined
+    ? "send"
+    : opts.listen
+    ? "listen"
+    : !ttyIn
+    ? "stdin"
+    : "interactive";
+  if (mode === "interactive" && !Terminal.stdoutIsTerminal) {
+    throw new ChatError(
+      "usage",
+      "Cannot start the chat screen: stdout is not a terminal; use --listen, --send or pipe lines in",
+    );
+  }
+  const term = new Terminal();
+  const caPem = opts.ca === undefined ? undefined : await readCa(opts.ca);
+  const known = await KnownServers.load(knownServersPath(io.env));
+  const policy = new TrustPolicy({
+    known,
+    pinned,
+    caFile: opts.ca,
+    warn: (text) => io.stderr(text),
+    prompt: ttyIn
+      ? (question) => term.confirm(`${question}Trust this server and remember it (yes/no)? `)
+      : undefined,
+  });
+
+  // Verify the server before asking for a password (like ssh's host key check).
+  if (ttyIn && (opts.user === undefined || passwordFromEnv(io) === undefined)) {
+    const { socket } = await dialTls({ host, port, caPem, policy });
+    socket.destroy();
+  }
+
+  const stdinLines = mode === "stdin" || (opts.passwordStdin && !ttyIn)
+    ? readLines(Deno.stdin.readable)
+    : undefined;
+  const user = opts.user ?? io.env("CHAT_USER") ??
+    (ttyIn ? (await term.prompt("User: ")).trim() : undefined);
+  if (!user) {
+    throw new ChatError("usage", "Cannot log in: no user name; use --user NAME or CHAT_USER");
+  }
+  let password: string | undefined;
+  if (opts.passwordStdin && stdinLines) {
+    const first = await stdinLines.next();
+    password = first.done ? undefined : first.value;
+  } else {
+    password = passwordFromEnv(io);
+  }
+  if (password === undefined && ttyIn) {
+    password = await term.prompt(`Password for ${user}: `, { hidden: true });
+    if (opts.register) await confirmPassword(term, password);
+  }
+  if (!password) {
+    throw new ChatError(
+      "usage",
+      "Cannot log in: no password; use --password-stdin or the CHAT_PASSWORD environment variable",
+    );
+  }
+
+  const events = new EventHub();
+  const creds: Credentials = { user, password, register: opts.register, invite: opts.invite };
+  const conn = await openWithPrompts({
+    host,
+    port,
+    caPem,
+    policy,
+    creds,
+    events,
+    term,
+    ask: ttyIn,
+  });
+  try {
+    switch (mode) {
+      case "send": {
+        const target = await targetFor(conn, opts, io);
+        await sendOne(conn, target, opts.send!, io, opts.json ?? false);
+        return ExitCode.ok;
+      }
+      case "stdin": {
+        const target = await targetFor(conn, opts, io);
+        const failed = await sendLines(conn, target, stdinLines!, io, opts.json ?? false);
+        return failed === 0 ? ExitCode.ok : ExitCode.failure;
+      }
+      case "listen": {
+        const filter = await listenFilter(conn, opts, io);
+        await listen(conn, events, io, { json: opts.json ?? false, filter, stop: stopSignal() });
+        return ExitCode.ok;
+      }
+      case "interactive": {
+        const ui = new TerminalUi({ conn, term: withKeys(term), color: useColor(io), server: key });
+        events.subscribe((ev) => ui.onEvent(ev));
+        const onResize = () => ui.redraw();
+        const onTerm = () => ui.requestQuit();
+        Deno.addSignalListener("SIGWINCH", onResize);
+        Deno.addSignalListener("SIGTERM", onTerm);
+        Deno.addSignalListener("SIGHUP", onTerm);
+        term.setRaw(true);
+        try {
+          await ui.run();
+        } finally {
+          term.setRaw(false);
+          Deno.removeSignalListener("SIGWINCH", onResize);
+          Deno.removeSignalListener("SIGTERM", onTerm);
+          Deno.removeSignalListener("SIGHUP", onTerm);
+        }
+        return ExitCode.ok;
+      }
+    }
+  } finally {
+    await conn.close();
+  }
+}
+
+function passwordFromEnv(io: ConnectIo): string | undefined {
+  const pw = io.env("CHAT_PASSWORD");
+  return pw === undefined || pw === "" ? undefined : pw;
+}
+
+async function confirmPassword(term: Terminal, password: string): Promise<void> {
+  const again = await term.prompt("Password again: ", { hidden: true });
+  if (again !== password) {
+    throw new ChatError("usage", "Cannot register: the two passwords differ");
+  }
+}
+
+/**
+ * Opens the session. From a terminal, a failed login offers to register the name, and a
+ * registration that needs an invite asks for the code.
+ */
+async function openWithPrompts(a: {
+  host: string;
+  port: number;
+  caPem?: string;
+  policy: TrustPolicy;
+  creds: Credentials;
+  events: EventHub;
+  term: Terminal;
+  ask: boolean;
+}): Promise<ChatConnection> {
+  const creds = { ...a.creds };
+  for (let attempt = 0;; attempt++) {
+    try {
+      return await ChatConnection.open({
+        host: a.host,
+        port: a.port,
+        caPem: a.caPem,
+        policy: a.policy,
+        credentials: creds,
+        onEvent: a.events.push,
+      });
+    } catch (err) {
+      if (!a.ask || !(err instanceof ChatError) || attempt >= 3) throw err;
+      if (err.code === "auth_failed" && !creds.register) {
+        const yes = await a.term.confirm(
+          `${err.message}.\nRegister ${creds.user} as a new account on this server (yes/no)? `,
+        );
+        if (!yes) throw err;
+        await confirmPassword(a.term, creds.password);
+        creds.register = true;
+        continue;
+      }
+      if ((err.code === "invite_required" || err.code === "invalid_invite") && creds.register) {
+        creds.invite = (await a.term.prompt(`${err.message}.\nInvite code: `)).trim();
+        if (!creds.invite) throw err;
+        continue;
+      }
+      throw err;
+    }
+  }
+}
+
+async function targetFor(
+  conn: ChatConnection,
+  opts: ConnectOptions,
+  io: ConnectIo,
+): Promise<SendTarget> {
+  if (opts.to !== undefined) return { to: opts.to };
+  const room = (opts.room ?? "general").replace(/^#/, "").toLowerCase();
+  if (!conn.rooms.includes(room)) {
+    const r = await conn.join(room);
+    io.stderr(`chat: joined #${r.room}\n`);
+    return { room: r.room };
+  }
+  return { room };
+}
+
+async function listenFilter(
+  conn: ChatConnection,
+  opts: ConnectOptions,
+  io: ConnectIo,
+): Promise<((ev: ConnectionEvent) => boolean) | undefined> {
+  if (opts.to !== undefined) {
+    const peer = opts.to.toLowerCase();
+    return (ev) =>
+      ev.type === "msg" && ev.msg.to !== undefined &&
+      [ev.msg.from, ev.msg.to].some((u) => u.toLowerCase() === peer);
+  }
+  if (opts.room !== undefined) {
+    const target = await targetFor(conn, opts, io);
+    return (ev) =>
+      (ev.type === "msg" && ev.msg.room === target.room) ||
+      (ev.type === "presence" && ev.room === target.room);
+  }
+  return undefined;
+}
+
+/** Resolves on SIGINT or SIGTERM (then stops listening for them). */
+function stopSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    const stop = () => {
+      Deno.removeSignalListener("SIGINT", stop);
+      Deno.removeSignalListener("SIGTERM", stop);
+      resolve();
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  });
+}
+
+function withKeys(term: Terminal) {
+  return {
+    write: (text: string) => term.write(text),
+    get size() {
+      return term.size;
+    },
+    readKeys: () => term.readKeys(),
+  };
+}
+
+function useColor(io: ConnectIo): boolean {
+  const noColor = io.env("NO_COLOR");
+  return (noColor === undefined || noColor === "") && io.env("TERM") !== "dumb";
+}
+
+async function readCa(path: string): Promise<string> {
+  try {
+    const pem = await Deno.readTextFile(path);
+    if (!pem.includes("-----BEGIN CERTIFICATE-----")) {
+      throw new ChatError("usage", `Cannot use --ca ${path}: it holds no PEM certificate`);
+    }
+    return pem;
+  } catch (err) {
+    if (err instanceof ChatError) throw err;
+    throw new ChatError("usage", `Cannot read --ca ${path}: ${(err as Error).message}`);
+  }
+}
