@@ -45,9 +45,9 @@ export class WireClient implements AsyncDisposable {
     port: number,
     certPem: string,
     user: string,
-    opts: { register?: boolean; password?: string; resume?: unknown } = {},
+    opts: { register?: boolean; password?: string; resume?: unknown; hostname?: string } = {},
   ): Promise<WireClient> {
-    const c = await WireClient.connect(port, certPem);
+    const c = await WireClient.connect(port, certPem, { hostname: opts.hostname });
     c.send({ type: "hello", version: 1 });
     await c.expect((f) => f.type === "hello");
     c.send({

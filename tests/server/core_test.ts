@@ -418,3 +418,24 @@ Deno.test("shutdown: clients get bye shutdown, acked messages survive", async ()
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("listening on :: accepts IPv4 and IPv6 clients and sees plain IPv4 addresses", async () => {
+  await using ts = await startTestServer({ config: { host: "::" } });
+  await using v4 = await WireClient.login(ts.port, ts.certPem, "four", { register: true });
+  await using v6 = await WireClient.login(ts.port, ts.certPem, "six", {
+    register: true,
+    hostname: "::1",
+  });
+  await v4.say("general", "over v4");
+  assertEquals((await v6.expect(isType("msg")) as F<"msg">).body, "over v4");
+});
+
+Deno.test("connections over maxConnections get server_full", async () => {
+  await using ts = await startTestServer({ limits: { maxConnections: 1 } });
+  await using a = await WireClient.connect(ts.port, ts.certPem);
+  a.send({ type: "hello", version: 1 });
+  await a.expect(isType("hello"));
+  await using b = await WireClient.connect(ts.port, ts.certPem);
+  assertEquals((await b.expect(isType("error")) as F<"error">).code, "server_full");
+  await b.expectClosed();
+});
