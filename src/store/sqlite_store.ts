@@ -205,9 +205,25 @@ export class SqliteStore implements Store {
     return new SqliteStore(db, path);
   }
 
+  /**
+   * Copies the database file before a migration. (`VACUUM INTO` is unavailable: Deno's node:sqlite
+   * sets the attached-database limit to 0.) The WAL is checkpointed first and the write lock held
+   * while copying, so the copy is a consistent snapshot.
+   */
   static #backup(db: DatabaseSync, path: string, version: number): void {
     const target = `${path}.v${version}.${Date.now()}.bak`;
-    db.prepare("VACUUM INTO ?").run(target);
+    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      Deno.copyFileSync(path, target);
+      let walBytes = 0;
+      try {
+        walBytes = Deno.statSync(`${path}-wal`).size;
+      } catch { /* no WAL file: nothing to copy */ }
+      if (walBytes > 0) Deno.copyFileSync(`${path}-wal`, `${target}-wal`);
+    } finally {
+      db.exec("COMMIT");
+    }
   }
 
   #stmt(sql: string): StatementSync {
