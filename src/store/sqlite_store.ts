@@ -207,12 +207,11 @@ export class SqliteStore implements Store {
 
   /**
    * Copies the database file before a migration. (`VACUUM INTO` is unavailable: Deno's node:sqlite
-   * sets the attached-database limit to 0.) The WAL is checkpointed first and the write lock held
-   * while copying, so the copy is a consistent snapshot.
+   * sets the attached-database limit to 0.) The main file and its WAL are copied while holding the
+   * write lock, so together they are a consistent snapshot.
    */
   static #backup(db: DatabaseSync, path: string, version: number): void {
     const target = `${path}.v${version}.${Date.now()}.bak`;
-    db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
     db.exec("BEGIN IMMEDIATE");
     try {
       Deno.copyFileSync(path, target);
