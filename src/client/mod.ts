@@ -187,6 +187,12 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
       }
       case "listen": {
         const filter = await listenFilter(conn, opts, io);
+        const scope = opts.to !== undefined
+          ? ` (direct messages with ${opts.to})`
+          : opts.room !== undefined
+          ? ` (#${opts.room.replace(/^#/, "").toLowerCase()})`
+          : "";
+        io.stderr(`chat: listening as ${conn.user} on ${key}${scope}; Ctrl-C stops\n`);
         await listen(conn, events, io, { json: opts.json ?? false, filter, stop: stopSignal() });
         return ExitCode.ok;
       }
