@@ -27,6 +27,11 @@ export interface SqliteStoreOptions {
   synchronous?: "FULL" | "NORMAL";
   /** How long a locked database is retried before failing (default 5000 ms). */
   busyTimeoutMs?: number;
+  /**
+   * Truncate the write-ahead log on close (default true). A second process on a live database (the
+   * admin CLI) says false: a TRUNCATE checkpoint would hold up the server's writers while it runs.
+   */
+  checkpointOnClose?: boolean;
 }
 
 function toUser(r: Row): UserRecord {
@@ -143,6 +148,7 @@ export class SqliteStore implements Store {
   #writes: GroupCommit;
   #stmts = new Map<string, StatementSync>();
   #closed = false;
+  #checkpointOnClose = true;
   readonly path: string;
 
   private constructor(db: DatabaseSync, path: string) {
@@ -202,7 +208,9 @@ export class SqliteStore implements Store {
       if (err instanceof ChatError) throw err;
       throw openFailure(path, err);
     }
-    return new SqliteStore(db, path);
+    const store = new SqliteStore(db, path);
+    store.#checkpointOnClose = opts.checkpointOnClose ?? true;
+    return store;
   }
 
   /**
@@ -621,9 +629,11 @@ export class SqliteStore implements Store {
     this.#closed = true;
     this.#writes.close();
     this.#stmts.clear();
-    try {
-      this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
-    } catch { /* a checkpoint is an optimisation; the WAL is replayed on next open */ }
+    if (this.#checkpointOnClose) {
+      try {
+        this.#db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      } catch { /* a checkpoint is an optimisation; the WAL is replayed on next open */ }
+    }
     this.#db.close();
     return Promise.resolve();
   }

@@ -104,7 +104,8 @@ export class AdminConnection implements AsyncDisposable {
     }
     for (let attempt = 1;; attempt++) {
       try {
-        this.#store = SqliteStore.open({ path: this.dbPath });
+        // Beside a live server, leave checkpoints to it: ours would stall its writers.
+        this.#store = SqliteStore.open({ path: this.dbPath, checkpointOnClose: !this.live });
         return this.#store;
       } catch (err) {
         if (!isBusy(err) || attempt >= BUSY_ATTEMPTS) throw err;
