@@ -403,3 +403,41 @@ Deno.test("with retentionDays the server deletes old messages by itself", async 
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("beside a running server: reads, export and search see live writes; errors come back", async () => {
+  await using ts = await startTestServer();
+  const d = ["--data", ts.dataDir];
+  await using nick = await WireClient.login(ts.port, ts.certPem, "nick", { register: true });
+  for (const body of ["the deploy is green", "lunch, anyone?", "deploy rolled back"]) {
+    assertEquals((await nick.say("general", body)).type, "ack");
+  }
+  const users = await adminJson<{ name: string }[]>(["users", "list", ...d]);
+  assertEquals(users.map((u) => u.name), ["nick"]);
+  const rooms = await adminJson<{ name: string; members: number }[]>(["rooms", "list", ...d]);
+  assertEquals(rooms.map((r) => [r.name, r.members]), [["general", 1]]);
+  const exported = await admin(["history", "export", "--format", "jsonl", ...d]);
+  assertEquals(exported.code, 0, exported.stderr);
+  const rows = exported.stdout.trim().split("\n").map((l) => JSON.parse(l));
+  assertEquals(rows.map((r) => [r.room, r.from, r.body]), [
+    ["general", "nick", "the deploy is green"],
+    ["general", "nick", "lunch, anyone?"],
+    ["general", "nick", "deploy rolled back"],
+  ]);
+  const found = await adminJson<{ body: string }[]>(["history", "search", "deploy", ...d]);
+  assertEquals(found.map((r) => r.body), ["deploy rolled back", "the deploy is green"]);
+  // The server keeps writing while the CLI reads.
+  assertEquals((await nick.say("general", "after the reads")).type, "ack");
+
+  const wrong = await admin(["users", "disable", "nobody", ...d]);
+  assertEquals(wrong.code, 1);
+  assertEquals(wrong.stderr, "chat: Cannot disable nobody: no such user [no_such_user]\n");
+  const reload = await adminJson<{ serving: string }>(["certs", "reload", ...d]);
+  assertEquals(reload.serving, (await certificateInfo(ts.certPem)).fingerprintSha256);
+  const trail = await adminJson<{ action: string }[]>(["audit", ...d]);
+  assertEquals(
+    trail.filter((e) => !e.action.startsWith("login") && e.action !== "register").map((e) =>
+      e.action
+    ),
+    ["history.export", "history.search", "certs.reload"],
+  );
+});
