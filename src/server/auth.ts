@@ -132,7 +132,9 @@ export class AuthService {
         retryAfterMs: wait,
       });
     }
-    const user = key ? await this.#store.userByName(key) : null;
+    // Only a well-formed (ASCII) name can name an account: lowercasing a look-alike such as the
+    // Kelvin sign (U+212A lowercases to "k") must not reach the ASCII account.
+    const user = key && wellFormedName(req.user) ? await this.#store.userByName(key) : null;
     const password = typeof req.password === "string" ? req.password : "";
     const ok = await this.#hasher.verify(password, user ? user.passwordHash : await this.#dummy());
     if (!user || !ok || user.disabled) {
@@ -162,5 +164,14 @@ export class AuthService {
     }
     await this.#store.updateUser(user.id, { passwordHash: await this.#hasher.hash(newPw) });
     await this.#audit("passwd", user.name, remote);
+  }
+}
+
+function wellFormedName(name: unknown): boolean {
+  try {
+    checkUserName(name);
+    return true;
+  } catch {
+    return false;
   }
 }
