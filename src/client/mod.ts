@@ -163,6 +163,8 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
 
   const events = new EventHub();
   const creds: Credentials = { user, password, register: opts.register, invite: opts.invite };
+  // A script waiting for an ack gives up after about a minute and a half of failed reconnects.
+  const maxAttempts = mode === "send" || mode === "stdin" ? 8 : undefined;
   const conn = await openWithPrompts({
     host,
     port,
@@ -172,6 +174,7 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
     events,
     term,
     ask: ttyIn,
+    maxAttempts,
   });
   try {
     switch (mode) {
@@ -246,6 +249,7 @@ async function openWithPrompts(a: {
   events: EventHub;
   term: Terminal;
   ask: boolean;
+  maxAttempts?: number;
 }): Promise<ChatConnection> {
   const creds = { ...a.creds };
   for (let attempt = 0;; attempt++) {
@@ -257,6 +261,7 @@ async function openWithPrompts(a: {
         policy: a.policy,
         credentials: creds,
         onEvent: a.events.push,
+        reconnect: { maxAttempts: a.maxAttempts },
       });
     } catch (err) {
       if (!a.ask || !(err instanceof ChatError) || attempt >= 3) throw err;
