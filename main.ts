@@ -6,6 +6,7 @@ import type { CliContext } from "./cli/context.ts";
 import { registerServe } from "./cli/serve.ts";
 import { registerAdmin } from "./cli/admin.ts";
 import { registerConnect } from "./cli/connect.ts";
+import { registerBench } from "./cli/bench.ts";
 
 const encoder = new TextEncoder();
 
@@ -22,6 +23,7 @@ export function buildProgram(ctx: CliContext): Command {
   registerServe(program, ctx);
   registerAdmin(program, ctx);
   registerConnect(program, ctx);
+  registerBench(program, ctx);
   return program;
 }
 

@@ -1,0 +1,251 @@
+// Owns `chat bench --spawn`: a throwaway `chat serve` child on loopback with benchmark limits.
+import { argon2id } from "hash-wasm";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { ChatError } from "../errors.ts";
+import type { ServerLimits } from "../config/config.ts";
+import { ARGON2_PARAMS } from "../server/password_hasher.ts";
+import { SqliteStore } from "../store/sqlite_store.ts";
+
+/** Accounts written into the database before the server starts. */
+export interface SeedUsers {
+  prefix: string;
+  count: number;
+  password: string;
+  /**
+   * `cheap`: argon2id m=64 KiB, t=1 (verifies in well under a millisecond: for runs about
+   * messages, not logins); `real`: the server's own OWASP parameters (~50–70 ms per login).
+   */
+  cost: "cheap" | "real";
+}
+
+/** A spawned server. */
+export interface SpawnedServer extends AsyncDisposable {
+  host: string;
+  port: number;
+  pid: number;
+  dataDir: string;
+  certPem: string;
+  /** Resident memory of the server process in KiB (null when it cannot be read). */
+  rssKb(): Promise<number | null>;
+  stop(): Promise<void>;
+}
+
+/** Limits for a benchmark: the message rate and per-address limits out of the way. */
+export function benchLimits(clients: number): Partial<ServerLimits> {
+  return {
+    messagesPerSecond: 1_000_000,
+    messageBurst: 1_000_000,
+    maxConnections: clients + 1000,
+    maxConnectionsPerAddress: clients + 1000,
+    registrationsPerAddress: clients + 1000,
+    registrationRefillMs: 1,
+    loginFailuresPerAddress: 1_000_000,
+    loginFailureRefillMsPerAddress: 1,
+    pingIntervalMs: 600_000,
+    idleTimeoutMs: 1_200_000,
+    authTimeoutMs: 600_000,
+  };
+}
+
+/** Reads VmRSS of a process from /proc (Linux); null elsewhere or when it is gone. */
+export async function readRssKb(pid: number): Promise<number | null> {
+  try {
+    const status = await Deno.readTextFile(`/proc/${pid}/status`);
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** How to start `chat serve` from this very program: source tree, bundle, or compiled binary. */
+export function serveCommand(entry: string | undefined): { cmd: string; args: string[] } {
+  const exe = Deno.execPath();
+  const base = exe.split("/").pop() ?? "";
+  if (!/^deno(\.exe)?$/.test(base)) return { cmd: exe, args: [] }; // `deno compile` binary
+  const main = entry ?? Deno.mainModule;
+  const path = main.startsWith("file:") ? fileURLToPath(main) : main;
+  const args = ["run", "-A"];
+  if (path.endsWith(".ts")) {
+    const config = join(dirname(path), "deno.json");
+    try {
+      Deno.statSync(config);
+      args.push("--config", config);
+    } catch { /* no config beside it */ }
+  } else {
+    args.push("--no-config", "--no-lock"); // the single-file bundle needs nothing else
+  }
+  args.push(path);
+  return { cmd: exe, args };
+}
+
+async function seedDatabase(dataDir: string, users: SeedUsers[]): Promise<void> {
+  const store = SqliteStore.open({ path: join(dataDir, "chat.db"), synchronous: "NORMAL" });
+  try {
+    for (const u of users) {
+      if (u.count <= 0) continue;
+      const params = u.cost === "real"
+        ? ARGON2_PARAMS
+        : { memorySize: 64, iterations: 1, parallelism: 1 };
+      // One salt for the whole batch: these are throwaway accounts in a temporary directory.
+      const passwordHash = await argon2id({
+        password: u.password,
+        salt: crypto.getRandomValues(new Uint8Array(16)),
+        ...params,
+        hashLength: 32,
+        outputType: "encoded",
+      });
+      const ts = Date.now();
+      const BATCH = 5000;
+      for (let i = 0; i < u.count; i += BATCH) {
+        const jobs: Promise<unknown>[] = [];
+        for (let k = i; k < Math.min(u.count, i + BATCH); k++) {
+          jobs.push(store.createUser({ name: `${u.prefix}${k}`, passwordHash, ts }));
+        }
+        await Promise.all(jobs);
+      }
+    }
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Starts `chat serve` as a child process on 127.0.0.1, port 0, in a new temporary data directory
+ * (removed by `stop`), with `limits` in a config file and users seeded into the database first.
+ * `cpus` pins the child with `taskset -c` (Linux).
+ */
+export async function spawnServer(opts: {
+  limits: Partial<ServerLimits>;
+  users: SeedUsers[];
+  cpus?: string;
+  entry?: string;
+  synchronous?: "FULL" | "NORMAL";
+  v8Flags?: string;
+}): Promise<SpawnedServer> {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
+  const cleanup = () => Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  let child: Deno.ChildProcess | null = null;
+  try {
+    await seedDatabase(dataDir, opts.users);
+    const configPath = join(dataDir, "bench-config.json");
+    await Deno.writeTextFile(
+      configPath,
+      JSON.stringify({
+        host: "127.0.0.1",
+        port: 0,
+        logLevel: "warning",
+        dbSynchronous: opts.synchronous ?? "FULL",
+        limits: opts.limits,
+      }),
+    );
+    const serve = serveCommand(opts.entry);
+    const serveArgs = [...serve.args, "serve", "--data", dataDir, "--config", configPath];
+    if (opts.v8Flags) {
+      serveArgs.splice(serveArgs.indexOf("-A") + 1, 0, `--v8-flags=${opts.v8Flags}`);
+    }
+    const [cmd, args] = opts.cpus
+      ? ["taskset", ["-c", opts.cpus, serve.cmd, ...serveArgs]]
+      : [serve.cmd, serveArgs];
+    child = new Deno.Command(cmd, {
+      args,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const stderrText = collect(child.stderr);
+    const { port, drained } = await waitForPort(child.stdout, 60_000);
+    if (port === null) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+      await drained;
+      throw new ChatError(
+        "bench_failed",
+        `Cannot start the server: it did not report its port. ${(await stderrText()).slice(-2000)}`,
+      );
+    }
+    const certPem = await Deno.readTextFile(join(dataDir, "cert.pem"));
+    const proc = child;
+    let stopped: Promise<void> | null = null;
+    const stop = () =>
+      stopped ??= (async () => {
+        try {
+          proc.kill("SIGTERM");
+        } catch { /* gone */ }
+        const timer = setTimeout(() => {
+          try {
+            proc.kill("SIGKILL");
+          } catch { /* gone */ }
+        }, 15_000);
+        await proc.status;
+        clearTimeout(timer);
+        await drained;
+        await stderrText();
+        await cleanup();
+      })();
+    return {
+      host: "127.0.0.1",
+      port,
+      pid: proc.pid,
+      dataDir,
+      certPem,
+      rssKb: () => readRssKb(proc.pid),
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+}
+
+/** Drains a stream in the background, keeping its last 64 KB; the result waits for its end. */
+function collect(stream: ReadableStream<Uint8Array>): () => Promise<string> {
+  let text = "";
+  const done = (async () => {
+    const dec = new TextDecoder();
+    for await (const chunk of stream) {
+      text = (text + dec.decode(chunk, { stream: true })).slice(-65536);
+    }
+  })().catch(() => {});
+  return async () => {
+    await done;
+    return text;
+  };
+}
+
+/** Reads stdout until `listening on port N`, then keeps draining it so the child never blocks. */
+async function waitForPort(
+  stdout: ReadableStream<Uint8Array>,
+  timeoutMs: number,
+): Promise<{ port: number | null; drained: Promise<void> }> {
+  const reader = stdout.getReader();
+  const dec = new TextDecoder();
+  let text = "";
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<null>((r) => timer = setTimeout(() => r(null), timeoutMs));
+  try {
+    for (;;) {
+      const r = await Promise.race([reader.read(), timeout]);
+      if (r === null || r.done) {
+        return { port: null, drained: reader.cancel().catch(() => {}) };
+      }
+      text += dec.decode(r.value, { stream: true });
+      const m = /listening on port (\d+)/.exec(text);
+      if (m) {
+        const drained = (async () => {
+          try {
+            while (!(await reader.read()).done) { /* discard */ }
+          } catch { /* closed */ }
+        })();
+        return { port: Number(m[1]), drained };
+      }
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
