@@ -16,6 +16,7 @@ import { LineSplitter } from "../protocol/line_decoder.ts";
 import { decodeServerFrame, encodeClientFrame } from "../protocol/native_codec.ts";
 import { checkBody } from "../protocol/text_rules.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
+import { sanitize } from "./render.ts";
 import { dialTls } from "./tls_dial.ts";
 import type { TrustPolicy } from "./trust.ts";
 
@@ -663,11 +664,11 @@ export class ChatConnection {
         this.#onResumed(f);
         return;
       case "bye":
-        this.#bye = { code: String(f.code), message: String(f.message ?? "") };
+        this.#bye = { code: sanitize(String(f.code)), message: sanitize(String(f.message ?? "")) };
         if (f.code === "kicked") {
           this.#fatal = new ChatError(
             "kicked",
-            `Cannot stay connected: ${f.message || "an administrator removed the account"}`,
+            `Cannot stay connected: ${this.#bye.message || "an administrator removed the account"}`,
           );
         }
         return;
@@ -695,7 +696,10 @@ export class ChatConnection {
   }
 
   #onError(f: Frame<"error">): void {
-    const err = new ChatError(f.code, f.message, { retryAfterMs: f.retryAfterMs });
+    // Server text ends up on terminals (error lines, stderr): never trust it to be inert.
+    const err = new ChatError(sanitize(String(f.code)), sanitize(String(f.message ?? "")), {
+      retryAfterMs: typeof f.retryAfterMs === "number" ? f.retryAfterMs : undefined,
+    });
     err.ref = f.ref;
     const entry = f.ref !== undefined ? this.#outbox.get(f.ref) : undefined;
     if (entry) {
@@ -716,8 +720,8 @@ export class ChatConnection {
       w.reject(err);
       return;
     }
-    this.#serverError = { code: f.code, message: f.message };
-    this.#emit({ type: "notice", code: f.code, message: f.message });
+    this.#serverError = { code: err.code, message: err.message };
+    this.#emit({ type: "notice", code: err.code, message: err.message });
   }
 
   #sendRefused(cid: string, e: OutboxEntry, err: ChatError): void {

@@ -8,6 +8,7 @@ import {
   type SendTarget,
 } from "./connection.ts";
 import { KnownServers, knownServersPath, parseFingerprint, serverKey } from "./known_servers.ts";
+import { sanitize } from "./render.ts";
 import { listen, readLines, type ScriptOutput, sendLines, sendOne } from "./script.ts";
 import { Terminal } from "./terminal.ts";
 import { TerminalUi } from "./terminal_ui.ts";
@@ -195,7 +196,9 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
           : opts.room !== undefined
           ? ` (#${opts.room.replace(/^#/, "").toLowerCase()})`
           : "";
-        io.stderr(`chat: listening as ${conn.user} on ${key}${scope}; Ctrl-C stops\n`);
+        io.stderr(
+          sanitize(`chat: listening as ${conn.user} on ${key}${scope}; Ctrl-C stops`) + "\n",
+        );
         await listen(conn, events, io, { json: opts.json ?? false, filter, stop: stopSignal() });
         return ExitCode.ok;
       }
@@ -293,7 +296,7 @@ async function targetFor(
   const room = (opts.room ?? "general").replace(/^#/, "").toLowerCase();
   if (!conn.rooms.includes(room)) {
     const r = await conn.join(room);
-    io.stderr(`chat: joined #${r.room}\n`);
+    io.stderr(`chat: joined #${sanitize(r.room)}\n`);
     return { room: r.room };
   }
   return { room };
