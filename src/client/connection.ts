@@ -121,6 +121,17 @@ const DEFAULT_LIMITS: WireLimits = {
   idleTimeoutMs: 75000,
 };
 
+/** The server's limits, each replaced by its default when missing or not a positive number. */
+function checkedLimits(given: unknown): WireLimits {
+  const out = { ...DEFAULT_LIMITS };
+  if (typeof given !== "object" || given === null) return out;
+  for (const k of Object.keys(out) as (keyof WireLimits)[]) {
+    const v = (given as Record<string, unknown>)[k];
+    if (typeof v === "number" && Number.isFinite(v) && v > 0) out[k] = v;
+  }
+  return out;
+}
+
 /** A bounded set of recently seen message ids (oldest forgotten first). */
 class RecentIds {
   #set = new Set<number>();
@@ -177,6 +188,7 @@ export class ChatConnection {
   #rooms: string[] = [];
   #user = "";
   #hello: Frame<"hello"> | null = null;
+  #limits: WireLimits = DEFAULT_LIMITS;
   #state: "connecting" | "up" | "down" | "closed" = "connecting";
   #closing = false;
   #fatal: ChatError | null = null;
@@ -234,7 +246,7 @@ export class ChatConnection {
 
   /** Limits from the server's hello (defaults before the first hello). */
   get limits(): WireLimits {
-    return this.#hello?.limits ?? DEFAULT_LIMITS;
+    return this.#limits;
   }
 
   /** The server's name/version and registration policy. */
@@ -389,6 +401,7 @@ export class ChatConnection {
     });
     try {
       this.#hello = await this.#exchangeHello();
+      this.#limits = checkedLimits(this.#hello.limits);
       const c = this.#creds;
       const resume = reconnect ? this.#resumePoint() : undefined;
       this.#resuming.clear();
