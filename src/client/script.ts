@@ -92,7 +92,7 @@ function ackObject(a: Ack): unknown {
 
 /**
  * Sends each non-empty line of `lines` as a message, in order, keeping at most `window` in
- * flight. Returns the number of lines that failed (each reported on stderr with its number).
+ * flight. Returns the number that failed (each reported on stderr with its number and start).
  */
 export async function sendLines(
   conn: ChatConnection,
@@ -115,7 +115,10 @@ export async function sendLines(
       },
       (err) => {
         failed++;
-        out.stderr(`chat: line ${lineNo}: ${errorMessage(err)}\n`);
+        const excerpt = line.length > 24 ? `${line.slice(0, 24)}…` : line;
+        out.stderr(
+          `chat: message ${lineNo} (${sanitize(JSON.stringify(excerpt))}): ${errorMessage(err)}\n`,
+        );
       },
     ).finally(() => inflight.delete(p));
     inflight.add(p);
