@@ -62,7 +62,13 @@ export class AuthService {
   }
 
   #dummy(): Promise<string> {
-    return this.#dummyHash ??= this.#hasher.hash(crypto.randomUUID());
+    const dummy = this.#dummyHash ??= this.#hasher.hash(crypto.randomUUID());
+    // A refused dummy (`busy`) must not be remembered: every later unknown-user login would be
+    // refused as busy, telling unknown users from wrong passwords.
+    dummy.catch(() => {
+      if (this.#dummyHash === dummy) this.#dummyHash = undefined;
+    });
+    return dummy;
   }
 
   async #audit(
@@ -106,7 +112,15 @@ export class AuthService {
       void this.#audit("register_failed", name, remote, { reason: "user_exists" });
       throw new ChatError("user_exists", `Cannot register: the name ${name} is taken`);
     }
-    const passwordHash = await this.#hasher.hash(req.password);
+    let passwordHash: string;
+    try {
+      passwordHash = await this.#hasher.hash(req.password);
+    } catch (err) {
+      void this.#audit("register_refused", name, remote, {
+        reason: err instanceof ChatError ? err.code : "internal",
+      });
+      throw err;
+    }
     if (policy === "invite") {
       const ok = await this.#store.consumeInvite(await inviteCodeHash(req.invite!), this.#clock());
       if (!ok) {
@@ -136,17 +150,29 @@ export class AuthService {
     // Kelvin sign (U+212A lowercases to "k") must not reach the ASCII account.
     const user = key && wellFormedName(req.user) ? await this.#store.userByName(key) : null;
     const password = typeof req.password === "string" ? req.password : "";
-    const ok = await this.#hasher.verify(password, user ? user.passwordHash : await this.#dummy());
-    if (!user || !ok || user.disabled) {
+    let ok: boolean;
+    try {
+      ok = await this.#hasher.verify(password, user ? user.passwordHash : await this.#dummy());
+    } catch (err) {
+      // `busy` or `shutting_down`: refused without a verdict, but still an attempt to audit.
+      void this.#audit("login_refused", key || null, remote, {
+        reason: err instanceof ChatError ? err.code : "internal",
+      });
+      throw err;
+    }
+    // Re-read after the slow check: an administrator may have disabled or removed the account
+    // while the password was being verified.
+    const current = user && ok ? await this.#store.userById(user.id) : user;
+    if (!user || !ok || !current || current.disabled) {
       this.#perAccount.take(key);
       this.#perAddress.take(remote);
       void this.#audit("login_failed", key || null, remote, {
-        reason: !user ? "unknown_user" : !ok ? "bad_password" : "disabled",
+        reason: !user ? "unknown_user" : !ok ? "bad_password" : !current ? "removed" : "disabled",
       });
       throw new ChatError("auth_failed", AUTH_FAILED_MESSAGE);
     }
-    void this.#audit("login", user.name, remote);
-    return user;
+    void this.#audit("login", current.name, remote);
+    return current;
   }
 
   /** Changes a password after checking the old one. */

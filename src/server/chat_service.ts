@@ -143,6 +143,12 @@ export class ChatService {
     await this.#store.addMember(general.id, user.id, this.#clock());
     const rooms = await this.#store.roomsOfUser(user.id);
     for (const r of rooms) this.#cacheRoom(r);
+    // Last check before going online: the account may have been disabled during the awaits above
+    // (an admin kick only reaches sessions that are already online).
+    const fresh = await this.#store.userById(user.id);
+    if (!fresh || fresh.disabled) {
+      throw new ChatError("auth_failed", "Cannot log in: wrong user name or password");
+    }
     if (s.closed) return [];
     s.hold();
     this.#hub.addSession(s);
