@@ -4,6 +4,7 @@ import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { KnownServers, serverKey } from "../../src/client/known_servers.ts";
+import { generateCaAndServer, writeKeyPairFiles } from "../../src/tls/certificate.ts";
 import { ChatProcess, fingerprintOf, runChat, tempConfigDir } from "./helpers.ts";
 
 function envFor(configDir: string, password: string): Record<string, string> {
@@ -201,4 +202,30 @@ Deno.test("connect --listen survives a server restart: one-line notices, every m
   );
   assert(!p.stderrLines.some((l) => /^\s+at /.test(l)), "a stack trace was printed");
   assertEquals(await p.stop("SIGINT"), 0);
+});
+
+Deno.test("--ca FILE trusts a server signed by that CA (nothing remembered) and nothing else", async () => {
+  await using cfg = await tempConfigDir();
+  const pair = await generateCaAndServer({ hostnames: [] });
+  const { certPath, keyPath } = await writeKeyPairFiles(cfg.path, pair, {
+    cert: "server.pem",
+    key: "server.key",
+  });
+  const caPath = `${cfg.path}/ca.pem`;
+  await Deno.writeTextFile(caPath, pair.caCertPem);
+  await using ts = await startTestServer({ config: { certFile: certPath, keyFile: keyPath } });
+  const env = envFor(cfg.path, "password-jan");
+  const ok = await runChat(
+    [`127.0.0.1:${ts.port}`, "-u", "jan", "--register", "--ca", caPath, "--send", "signed"],
+    { env },
+  );
+  assertEquals(ok.code, 0, ok.stderr);
+  assertEquals((await KnownServers.load(`${cfg.path}/known_servers`)).size, 0);
+  await using other = await startTestServer();
+  const refused = await runChat(
+    [`127.0.0.1:${other.port}`, "-u", "jan", "--register", "--ca", caPath, "--send", "x"],
+    { env },
+  );
+  assertEquals(refused.code, 1);
+  assertMatch(refused.stderr, /not signed by the CA in .*ca\.pem.*\[cert_untrusted\]\n$/);
 });
