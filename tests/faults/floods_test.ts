@@ -325,3 +325,71 @@ Deno.test("flood: 5,000 failed logins from 4 addresses are throttled and audited
   ).get() as { n: number };
   assertEquals(Number(leaked.n), 0);
 });
+
+Deno.test("flood: regression: a login refused as busy (hash queue full) is in the audit trail too", async () => {
+  await using ts = await startTestServer({ limits: { hashWorkers: 1, hashQueue: 1 } });
+  const n = 12;
+  const clients = await Promise.all(
+    Array.from({ length: n }, () => NodeClient.connect(ts.port, ts.certPem)),
+  );
+  try {
+    await Promise.all(clients.map((c) => hello(c)));
+    clients.forEach((c, i) =>
+      c.send({ type: "login", user: `busy${i}`, password: `busy-secret-${i}`, ref: "b" })
+    );
+    const codes = await Promise.all(
+      clients.map(async (c) => ((await c.expect(isType("error"), 30_000)) as F<"error">).code),
+    );
+    assert(codes.includes("busy"), `the hash queue never filled: ${codes}`);
+    using db = openDb(`${ts.dataDir}/chat.db`);
+    const rows = () =>
+      db.prepare("SELECT action, actor FROM audit WHERE action LIKE 'login%'").all() as {
+        action: string;
+        actor: string;
+      }[];
+    await waitFor(() => rows().length >= n, `${n} login audit rows (have ${rows().length})`, 5000)
+      .catch(() => {});
+    assertEquals(rows().map((r) => r.actor).sort(), clients.map((_, i) => `busy${i}`).sort());
+    assert(rows().some((r) => r.action === "login_refused"), JSON.stringify(rows()));
+  } finally {
+    for (const c of clients) c.close();
+    await Promise.all(clients.map((c) => c.closed));
+  }
+});
+
+Deno.test("flood: regression: an unknown user refused as busy once is not refused as busy forever", async () => {
+  await using ts = await startTestServer({ limits: { hashWorkers: 1, hashQueue: 1 } });
+  (await WireClient.login(ts.port, ts.certPem, "known", { register: true })).close();
+  const n = 8;
+  const clients = await Promise.all(
+    Array.from({ length: n + 1 }, () => NodeClient.connect(ts.port, ts.certPem)),
+  );
+  try {
+    await Promise.all(clients.map((c) => hello(c)));
+    // Fill the hash queue with wrong passwords for a known user, then try an unknown user: the
+    // very first unknown-user login needs the dummy hash, and the full queue refuses it.
+    for (const c of clients.slice(0, n)) {
+      c.send({ type: "login", user: "known", password: "wrong-password", ref: "k" });
+    }
+    await waitFor(() => ts.server.hasher.stats.queued >= 1, "the hash queue to fill");
+    const probe = clients[n];
+    probe.send({ type: "login", user: "stranger", password: "wrong-password", ref: "u0" });
+    const first = await probe.expect(isType("error"), 30_000) as F<"error">;
+    assert(["busy", "auth_failed"].includes(first.code), first.code);
+    await waitFor(
+      () => ts.server.hasher.stats.queued === 0 && ts.server.hasher.stats.running === 0,
+      "the hasher to go idle",
+      30_000,
+    );
+    // Quiet again: an unknown user and a wrong password get the same answer.
+    probe.send({ type: "login", user: "stranger", password: "wrong-password", ref: "u1" });
+    const unknown = await probe.expect(isType("error"), 30_000) as F<"error">;
+    probe.send({ type: "login", user: "known", password: "wrong-password", ref: "u1" });
+    const wrong = await probe.expect(isType("error"), 30_000) as F<"error">;
+    assertEquals(unknown, wrong);
+    assertEquals(unknown.code, "auth_failed");
+  } finally {
+    for (const c of clients) c.close();
+    await Promise.all(clients.map((c) => c.closed));
+  }
+});
