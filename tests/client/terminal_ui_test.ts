@@ -206,3 +206,48 @@ Deno.test({
     );
   },
 });
+
+Deno.test({
+  name: "/join switches rooms, /rooms lists them, /history shows older messages, /part leaves",
+  ignore: !HAVE_TMUX,
+  async fn() {
+    await using ts = await startTestServer();
+    await using cfg = await tempConfigDir();
+    (await WireClient.login(ts.port, ts.certPem, "alice", { register: true })).close();
+    await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
+    bob.send({ type: "join", room: "ops", ref: "j" });
+    await bob.expect((f) => f.type === "ok");
+    for (let i = 1; i <= 12; i++) await bob.say("ops", `ops note ${i}`, `n${i}`);
+    await using tmux = await chatScreen(ts, cfg.path, "alice");
+    await tmux.type("/join ops");
+    await tmux.keys("Enter");
+    const joined = await tmux.waitForText("Now talking in #ops; online: alice, bob");
+    await tmux.waitFor((l) => l[INPUT_ROW] === "[#ops]", "the #ops prompt");
+    assert(joined[STATUS_ROW].includes("[#ops]"), joined[STATUS_ROW]);
+    await tmux.waitForText("<bob> ops note 12");
+    await bob.say("general", "over here", "g1");
+    await tmux.waitFor(
+      (l) => l.some((x) => x.includes("#general <bob> over here")),
+      "the room tag",
+    );
+    await tmux.type("/rooms");
+    await tmux.keys("Enter");
+    await tmux.waitFor(
+      (l) =>
+        l.some((x) => /\* #general\s+2 members, 2 online/.test(x)) &&
+        l.some((x) => /\* #ops\s+2 members, 2 online/.test(x)),
+      "the room list",
+    );
+    await tmux.type("/history 12");
+    await tmux.keys("Enter");
+    // The startup history showed notes 3-12; /history 12 reaches back to note 1.
+    await tmux.waitFor((l) => l.some((x) => x.endsWith("<bob> ops note 1")), "note 1");
+    await tmux.type("/part");
+    await tmux.keys("Enter");
+    await tmux.waitForText("You left #ops");
+    await tmux.waitFor((l) => l[INPUT_ROW] === "[#general]", "back in #general");
+    await tmux.type("/part general");
+    await tmux.keys("Enter");
+    await tmux.waitForText("Cannot part general");
+  },
+});
