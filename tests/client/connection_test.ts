@@ -301,3 +301,23 @@ Deno.test("a changed certificate after a restart ends the session with cert_chan
     await conn.close();
   }
 });
+
+Deno.test("bye kicked ends the session without reconnecting", async () => {
+  await using ts = await startTestServer();
+  await using cfg = await tempConfigDir();
+  const log = new EventLog();
+  const conn = await open(ts.port, await pinnedPolicy(cfg.path, ts.certPem), "kim", {
+    onEvent: log.push,
+  });
+  try {
+    // kim is the first account of a fresh server: user id 1.
+    assertEquals(ts.server.kickUser(1, "Removed by an administrator"), 1);
+    const err = await conn.closed;
+    assertEquals(err?.code, "kicked");
+    assert(err?.message.includes("Removed by an administrator"), err?.message);
+    assert(!log.events.some((e) => e.type === "retry"), "it tried to reconnect");
+    await assertRejects(() => conn.send({ room: "general" }, "too late"), ChatError, "closed");
+  } finally {
+    await conn.close();
+  }
+});
