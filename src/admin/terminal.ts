@@ -39,9 +39,13 @@ export function processIo(out: (s: string) => void, err: (s: string) => void): A
       return await readLineFromStdin();
     },
     async readSecret(question) {
-      err(question);
-      if (!Deno.stdin.isTerminal()) return await readLineFromStdin();
+      if (!Deno.stdin.isTerminal()) {
+        err(question);
+        return await readLineFromStdin();
+      }
+      // Echo off before the prompt shows, so keys typed right after it are never echoed.
       Deno.stdin.setRaw(true);
+      err(question);
       try {
         return await readHidden();
       } finally {

@@ -19,6 +19,10 @@ import type {
 
 type Row = Record<string, unknown>;
 
+/** Messages added to the search index per batch, and how often the background batch runs. */
+const SEARCH_INDEX_BATCH = 5000;
+const SEARCH_INDEX_INTERVAL_MS = 1000;
+
 /** Options for opening the database. */
 export interface SqliteStoreOptions {
   /** Path of the database file. */
@@ -148,6 +152,7 @@ export class SqliteStore implements Store {
   #writes: GroupCommit;
   #stmts = new Map<string, StatementSync>();
   #closed = false;
+  #indexer: number;
   #checkpointOnClose = true;
   readonly path: string;
 
@@ -155,6 +160,13 @@ export class SqliteStore implements Store {
     this.#db = db;
     this.path = path;
     this.#writes = new GroupCommit(db);
+    // Fill the search index off the hot path; unref'd so a CLI process can exit.
+    this.#indexer = setInterval(() => {
+      try {
+        this.indexSearch();
+      } catch { /* busy or closing: the next tick or the next search catches up */ }
+    }, SEARCH_INDEX_INTERVAL_MS) as unknown as number;
+    Deno.unrefTimer(this.#indexer);
   }
 
   /**
@@ -564,11 +576,45 @@ export class SqliteStore implements Store {
     );
   }
 
+  /**
+   * Adds up to `maxRows` not yet indexed messages to the full-text index, in one transaction;
+   * returns how many. Runs behind the hot path (a timer) and before every search.
+   */
+  indexSearch(maxRows = SEARCH_INDEX_BATCH): number {
+    if (this.#closed) return 0;
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const from = Number(this.#get("SELECT indexed_through AS w FROM fts_state")!.w);
+      const last = this.#get(
+        "SELECT max(id) AS m FROM (SELECT id FROM messages WHERE id > ? ORDER BY id LIMIT ?)",
+        from,
+        maxRows,
+      );
+      const to = last?.m === null || last?.m === undefined ? from : Number(last.m);
+      let added = 0;
+      if (to > from) {
+        added = Number(
+          this.#stmt(
+            "INSERT INTO messages_fts(rowid, body) SELECT id, body FROM messages WHERE id > ? AND id <= ?",
+          ).run(from, to).changes,
+        );
+        this.#stmt("UPDATE fts_state SET indexed_through = ?").run(to);
+      }
+      this.#db.exec("COMMIT");
+      return added;
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
   searchMessages(
     q: { text: string; roomId?: number; sinceTs?: number; limit: number },
   ): Promise<MessageRecord[]> {
     const match = ftsQuery(q.text);
     if (match === null) return Promise.resolve([]);
+    // Catch the index up first, so a search sees every committed message.
+    while (this.indexSearch() === SEARCH_INDEX_BATCH) { /* next batch */ }
     const { where, params } = filterSql({ roomId: q.roomId, sinceTs: q.sinceTs }, "m.");
     return Promise.resolve(
       this.#all(
@@ -626,8 +672,12 @@ export class SqliteStore implements Store {
 
   close(): Promise<void> {
     if (this.#closed) return Promise.resolve();
-    this.#closed = true;
     this.#writes.close();
+    clearInterval(this.#indexer);
+    try {
+      this.indexSearch(Number.MAX_SAFE_INTEGER);
+    } catch { /* the next open catches up */ }
+    this.#closed = true;
     this.#stmts.clear();
     if (this.#checkpointOnClose) {
       try {

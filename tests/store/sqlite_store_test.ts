@@ -104,3 +104,29 @@ Deno.test({
       assertEquals(v.user_version, 1);
     }),
 });
+
+Deno.test("search sees a message as soon as it is stored, and stops seeing it once pruned", () =>
+  withDir(async (dir) => {
+    const s = SqliteStore.open({ path: `${dir}/chat.db` });
+    try {
+      const u = await s.createUser({ name: "sal", passwordHash: "h", ts: 1 });
+      const r = await s.ensureRoom("general", "room", 1);
+      await s.appendMessage({ roomId: r.id, senderId: u.id, body: "old quokka", cid: "1", ts: 10 });
+      // Indexed in the background: nothing is in the index until a batch runs or a search asks.
+      await s.appendMessage({ roomId: r.id, senderId: u.id, body: "new quokka", cid: "2", ts: 20 });
+      const found = await s.searchMessages({ text: "quokka", limit: 10 });
+      assertEquals(found.map((m) => m.body), ["new quokka", "old quokka"]);
+      assertEquals(await s.pruneMessages(15), 1);
+      await s.appendMessage({
+        roomId: r.id,
+        senderId: u.id,
+        body: "third quokka",
+        cid: "3",
+        ts: 30,
+      });
+      const after = await s.searchMessages({ text: "quokka", limit: 10 });
+      assertEquals(after.map((m) => m.body), ["third quokka", "new quokka"]);
+    } finally {
+      await s.close();
+    }
+  }));
