@@ -77,6 +77,8 @@ export interface ChatConnectionOptions {
   requestTimeoutMs?: number;
   /** Longest line accepted from the server [16 MiB]: a history page can be large. */
   maxLineBytes?: number;
+  /** Milliseconds clock for keepalive and send pacing [Date.now]. */
+  clock?: () => number;
 }
 
 interface Pending {
@@ -173,6 +175,7 @@ class RecentIds {
  */
 export class ChatConnection {
   #opts: ChatConnectionOptions;
+  #clock: () => number;
   #creds: Credentials;
   #socket: tls.TLSSocket | null = null;
   #generation = 0;
@@ -215,6 +218,7 @@ export class ChatConnection {
 
   private constructor(opts: ChatConnectionOptions) {
     this.#opts = opts;
+    this.#clock = opts.clock ?? Date.now;
     this.#creds = { ...opts.credentials };
     this.#splitter = new LineSplitter(opts.maxLineBytes ?? 16 * 1024 * 1024);
     this.#backoff = new Backoff(opts.reconnect);
@@ -390,7 +394,7 @@ export class ChatConnection {
     const gen = ++this.#generation;
     this.#socket = socket;
     this.#splitter = new LineSplitter(this.#opts.maxLineBytes ?? 16 * 1024 * 1024);
-    this.#lastRx = Date.now();
+    this.#lastRx = this.#clock();
     this.#pingSent = false;
     socket.on("data", (chunk: Uint8Array) => {
       if (gen === this.#generation) this.#onData(chunk);
@@ -598,7 +602,7 @@ export class ChatConnection {
     const deadAfter = this.#opts.keepalive?.deadAfterMs ?? 60_000;
     const tick = Math.max(50, Math.min(5000, Math.floor(pingAfter / 2)));
     this.#keepalive = setInterval(() => {
-      const silent = Date.now() - this.#lastRx;
+      const silent = this.#clock() - this.#lastRx;
       if (silent > deadAfter) {
         this.#serverError = {
           code: "connection_lost",
@@ -620,7 +624,7 @@ export class ChatConnection {
   // ---- frames in ----
 
   #onData(chunk: Uint8Array): void {
-    this.#lastRx = Date.now();
+    this.#lastRx = this.#clock();
     this.#pingSent = false;
     let lines: Uint8Array[];
     try {
@@ -837,14 +841,14 @@ export class ChatConnection {
 
   #resetTokens(): void {
     this.#tokens = this.limits.messageBurst;
-    this.#tokensAt = Date.now();
+    this.#tokensAt = this.#clock();
   }
 
   /** Milliseconds until a send token is free (0: took one). Mirrors the server's bucket. */
   #takeToken(): number {
     const rate = this.limits.messagesPerSecond;
     if (rate <= 0) return 0;
-    const now = Date.now();
+    const now = this.#clock();
     const refillMs = 1000 / rate;
     this.#tokens = Math.min(
       this.limits.messageBurst,

@@ -321,3 +321,29 @@ Deno.test("bye kicked ends the session without reconnecting", async () => {
     await conn.close();
   }
 });
+
+Deno.test("a server gone silent (no FIN, no reset) is detected by keepalive and reconnected", async () => {
+  await using ts = await startTestServer();
+  await using cfg = await tempConfigDir();
+  await using proxy = TcpProxy.start(ts.port);
+  const log = new EventLog();
+  const conn = await open(proxy.port, await pinnedPolicy(cfg.path, ts.certPem), "lou", {
+    onEvent: log.push,
+    keepalive: { pingAfterMs: 100, deadAfterMs: 600 },
+  });
+  try {
+    proxy.dropFromServer = true;
+    await log.waitFor((e) => e.type === "down", "the drop");
+    const down = log.events.find((e) => e.type === "down");
+    assert(
+      down?.type === "down" && down.message.startsWith("no answer from the server"),
+      JSON.stringify(down),
+    );
+    proxy.dropFromServer = false;
+    await log.waitFor((e) => e.type === "up" && e.reconnect, "the reconnect");
+    const ack = await conn.send({ room: "general" }, "still here");
+    assert(ack.id > 0);
+  } finally {
+    await conn.close();
+  }
+});
