@@ -66,6 +66,7 @@ export function registerBench(program: Command, ctx: CliContext): void {
       "--server-entry <path>",
       "with --spawn: the chat entry module to run (default: this one)",
     )
+    .option("--server-deno-flags <flags>", "with --spawn: extra `deno run` flags, e.g. --cpu-prof")
     .option("--json", "print the result as JSON on stdout")
     .addHelpText("after", BENCH_HELP)
     .action(async (target: string | undefined, flags: Omit<BenchFlags, "target">) => {

@@ -53,6 +53,7 @@ export interface BenchFlags {
   sync: string;
   serverLimit: string[];
   serverEntry?: string;
+  serverDenoFlags?: string;
   json?: boolean;
 }
 
@@ -159,6 +160,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
   let server: SpawnedServer | null = null;
   let endpoint: Endpoint;
   let rssKb: (() => Promise<number | null>) | undefined;
+  let serverStats: (() => Promise<unknown>) | undefined;
   if (f.spawn) {
     if (adapter === IRC_ADAPTER) {
       throw new ChatError(
@@ -180,10 +182,12 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
       ],
       cpus: f.serverCpus,
       entry: f.serverEntry,
+      denoFlags: f.serverDenoFlags?.split(" ").filter((x) => x),
       synchronous: f.sync as "FULL" | "NORMAL",
     });
     endpoint = { host: server.host, port: server.port, caCerts: [server.certPem] };
     rssKb = server.rssKb;
+    serverStats = server.stats;
   } else {
     const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(f.target!);
     if (!m) throw new ChatError("usage", "Cannot run bench: the target must be HOST:PORT");
@@ -232,6 +236,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
         ? { rate: stormRate, prefix: "storm", count: stormUsers, password: f.password }
         : undefined,
       rssKb,
+      serverStats,
       progress: bar?.update,
     });
   } finally {

@@ -6,6 +6,8 @@ import { type ClientHooks, LineClient, sleep } from "./line_client.ts";
 
 /** `{"type":"msg"` — a delivery, recognised without parsing the JSON. */
 const MSG_PREFIX = new TextEncoder().encode('{"type":"msg"');
+/** `{"type":"presence"` — skipped without decoding (logins of thousands make millions). */
+const PRESENCE_PREFIX = new TextEncoder().encode('{"type":"presence"');
 const decoder = new TextDecoder();
 
 /** Room number → chat/1 room name: room 0 is `general`, where every user already is. */
@@ -64,6 +66,7 @@ class NativeClient extends LineClient implements BenchClient {
       this.hooks.onDelivery(this.index, buf, start, end, now);
       return;
     }
+    if (startsWith(buf, start, end, PRESENCE_PREFIX)) return;
     let f: Reply;
     try {
       f = JSON.parse(decoder.decode(buf.subarray(start, end))) as Reply;

@@ -52,6 +52,17 @@ export function formatReport(r: BenchResult): string {
         (s.slopeKbPerConnection !== null ? `; slope ${s.slopeKbPerConnection} KiB/conn` : ""),
     );
   }
+  const st = r.serverStats as
+    | { writes?: { batches: number; writes: number } | null; hasher?: { rejectedBusy: number } }
+    | null;
+  if (st?.writes) {
+    lines.push(
+      `server commits  ${num(st.writes.batches)} transactions for ${
+        num(st.writes.writes)
+      } writes ` +
+        `(${(st.writes.writes / Math.max(1, st.writes.batches)).toFixed(1)} per commit)`,
+    );
+  }
   if (r.probe) lines.push(`probe RTT       ${lat(r.probe)} (${num(r.probe.count)} pings)`);
   if (r.storm) {
     const o = Object.entries(r.storm.outcomes).map(([k, v]) => `${k} ${num(v)}`).join(", ");

@@ -48,6 +48,8 @@ export interface RunOptions {
   loginStorm?: { rate: number; prefix: string; count: number; password: string };
   /** Resident memory of the server in KiB, when the bench can see the process. */
   rssKb?: () => Promise<number | null>;
+  /** The server's own counters at the end of the run, when the bench can ask for them. */
+  serverStats?: () => Promise<unknown>;
   /** Called about five times a second while it runs. */
   progress?: (p: Progress) => void;
 }
@@ -102,6 +104,8 @@ export interface BenchResult {
     idleSteps: { clients: number; rssKb: number | null }[];
     slopeKbPerConnection: number | null;
   };
+  /** The server's live stats after the send phase (a spawned chat server only). */
+  serverStats: unknown;
   probe: LatencySummary | null;
   storm: {
     offeredPerSecond: number;
@@ -379,6 +383,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   const end = Math.max(tracker.lastDeliveryAt, wantAcks ? lastAckAt : 0, t0 + 1);
   const seconds = (end - t0) / 1000;
   const rssEndKb = await rss();
+  const serverStats = o.serverStats ? await o.serverStats() : null;
 
   for (const c of clients) c?.quit();
   probe?.quit();
@@ -425,6 +430,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
       idleSteps,
       slopeKbPerConnection: slope === null ? null : round(slope, 2),
     },
+    serverStats,
     probe: probe ? summarize(probeLatency) : null,
     storm: o.loginStorm
       ? {

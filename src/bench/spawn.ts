@@ -6,6 +6,8 @@ import { ChatError } from "../errors.ts";
 import type { ServerLimits } from "../config/config.ts";
 import { ARGON2_PARAMS } from "../server/password_hasher.ts";
 import { SqliteStore } from "../store/sqlite_store.ts";
+import { AdminClient } from "../admin/admin_client.ts";
+import type { LiveStats } from "../admin/admin_service.ts";
 
 /** Accounts written into the database before the server starts. */
 export interface SeedUsers {
@@ -28,7 +30,24 @@ export interface SpawnedServer extends AsyncDisposable {
   certPem: string;
   /** Resident memory of the server process in KiB (null when it cannot be read). */
   rssKb(): Promise<number | null>;
+  /** The server's live numbers through its admin socket (null when unreachable). */
+  stats(): Promise<LiveStats | null>;
   stop(): Promise<void>;
+}
+
+/** Reads live stats through the admin socket of the server running on `dataDir`. */
+export async function adminStats(dataDir: string): Promise<LiveStats | null> {
+  try {
+    const client = await AdminClient.connect(dataDir);
+    if (!client) return null;
+    try {
+      return await client.call("stats", "admin:bench", {});
+    } finally {
+      client.close();
+    }
+  } catch {
+    return null;
+  }
 }
 
 /** Limits for a benchmark: the message rate and per-address limits out of the way. */
@@ -122,7 +141,8 @@ export async function spawnServer(opts: {
   cpus?: string;
   entry?: string;
   synchronous?: "FULL" | "NORMAL";
-  v8Flags?: string;
+  /** Extra flags for `deno run` (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile the server). */
+  denoFlags?: string[];
 }): Promise<SpawnedServer> {
   const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   const cleanup = () => Deno.remove(dataDir, { recursive: true }).catch(() => {});
@@ -142,8 +162,8 @@ export async function spawnServer(opts: {
     );
     const serve = serveCommand(opts.entry);
     const serveArgs = [...serve.args, "serve", "--data", dataDir, "--config", configPath];
-    if (opts.v8Flags) {
-      serveArgs.splice(serveArgs.indexOf("-A") + 1, 0, `--v8-flags=${opts.v8Flags}`);
+    if (opts.denoFlags?.length && serve.args[0] === "run") {
+      serveArgs.splice(1, 0, ...opts.denoFlags);
     }
     const [cmd, args] = opts.cpus
       ? ["taskset", ["-c", opts.cpus, serve.cmd, ...serveArgs]]
@@ -194,6 +214,7 @@ export async function spawnServer(opts: {
       dataDir,
       certPem,
       rssKb: () => readRssKb(proc.pid),
+      stats: () => adminStats(dataDir),
       stop,
       [Symbol.asyncDispose]: stop,
     };

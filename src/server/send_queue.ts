@@ -11,7 +11,9 @@ export interface ByteSink {
  * 1. `enqueue` is synchronous and never blocks the caller (the hub fans out to thousands).
  * 2. One writer loop drains the queue; bytes leave in enqueue order, never reordered.
  * 3. All chunks waiting when the writer wakes are coalesced into one write (fewer TLS records
- *    and syscalls under load).
+ *    and syscalls under load). The writer first wakes in a microtask after the first `enqueue`,
+ *    so everything a fan-out (or a group commit's batch of messages) enqueues in the same turn
+ *    leaves in one write instead of one write per frame.
  * 4. Unsent bytes are bounded by `maxBytes`. Going over calls `onOverflow` once and drops all
  *    further output: the connection is then closed by the owner with a stated reason.
  * 5. The same Uint8Array may be enqueued on many queues (encode once, write to many): the queue
@@ -62,12 +64,14 @@ export class SendQueue {
     }
     this.#chunks.push(chunk);
     this.#bytes += chunk.length;
-    if (!this.#writing) void this.#drain();
+    if (!this.#writing) {
+      this.#writing = true;
+      queueMicrotask(() => void this.#drain());
+    }
     return true;
   }
 
   async #drain(): Promise<void> {
-    this.#writing = true;
     try {
       while (this.#chunks.length > 0 && !this.#closed) {
         const chunks = this.#chunks;
