@@ -225,12 +225,22 @@ export class Session implements ServiceSession {
       remote: this.remote,
       protocol: this.#handler.name,
     });
-    return await this.#deps.service.attach(
-      this,
-      user,
-      resume,
-      (rooms) => this.#handler.loggedIn(user.name, rooms),
-    );
+    try {
+      return await this.#deps.service.attach(
+        this,
+        user,
+        resume,
+        (rooms) => this.#handler.loggedIn(user.name, rooms),
+      );
+    } catch (err) {
+      // Not online after all (the store refused a write, e.g. on a full disk): back to logged
+      // out, so the client may retry the login on this connection.
+      if (!this.#closed) {
+        this.#deps.service.detach(this);
+        this.#user = null;
+      }
+      throw err;
+    }
   }
 
   /** Runs a pipelined operation (a send), bounded by `maxInflight`. */

@@ -120,9 +120,22 @@ export function ftsQuery(text: string): string | null {
 /** Rows deleted per transaction by pruneMessages: short enough that live writes barely wait. */
 const PRUNE_BATCH = 2000;
 
+/**
+ * False when an existing file cannot be opened for writing (a read-only mount, or permissions):
+ * SQLite then reports only "unable to open database file" for a database in WAL mode.
+ */
+function writable(path: string): boolean {
+  try {
+    Deno.openSync(path, { read: true, write: true }).close();
+    return true;
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound;
+  }
+}
+
 function openFailure(path: string, err: unknown): ChatError {
   const detail = (err as Error).message ?? String(err);
-  if (/readonly|read-only/i.test(detail)) {
+  if (/readonly|read-only/i.test(detail) || (/unable to open/i.test(detail) && !writable(path))) {
     return new ChatError("db_readonly", `Cannot open database ${path}: it is read-only`, {
       fatal: true,
     });
