@@ -29,6 +29,19 @@ async function sha256Hex(text: string): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** Rejects when `p` has not settled within WAIT_MS (so a broken server fails, never hangs). */
+async function within<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT_MS);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function certPath(ts: TestServer): string {
   return ts.config.certFile ?? `${ts.dataDir}/cert.pem`;
 }
@@ -83,8 +96,13 @@ class SeedPy implements AsyncDisposable {
       stderr: "piped",
     }).spawn();
     const c = new SeedPy(name, child);
-    const hello = await c.#expectStatus(/^CONNECTED /);
-    assertMatch(hello, /^CONNECTED TLSv1\.[23] alpn=none$/);
+    try {
+      const hello = await c.#expectStatus(/^CONNECTED /);
+      assertMatch(hello, /^CONNECTED TLSv1\.[23] alpn=none$/);
+    } catch (err) {
+      await c[Symbol.asyncDispose]();
+      throw err;
+    }
     return c;
   }
 
@@ -495,7 +513,7 @@ Deno.test("openssl s_client without ALPN, typed by hand, gets the seed protocol"
     const m = await n.expect(isType("msg"), WAIT_MS) as F<"msg">;
     assertEquals([m.from, m.body], ["zoe", "hi from openssl"]);
     await n.say("general", "welcome zoe");
-    await listed;
+    await within(listed, "[USERS_LIST] from openssl s_client");
     assertEquals(out.slice(0, 5), [
       "AUTH_REQUIRED",
       "ENTER_USERNAME",
