@@ -1,5 +1,6 @@
 // Owns opening a verified TLS connection with ALPN chat/1: the handshake, the certificate facts,
 // the trust decision (before any byte is sent), and one-line errors.
+import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import tls from "node:tls";
 import { ChatError } from "../errors.ts";
@@ -28,17 +29,21 @@ export interface Dialed {
 /**
  * Connects, verifies and returns a TLS socket that negotiated chat/1.
  *
- * The handshake runs with `rejectUnauthorized: false` only so that a self-signed certificate can
- * be inspected instead of aborting: the chain and name are still checked (`authorized`, plus
- * `tls.checkServerIdentity`), the handshake signature is always verified by rustls (so the
- * server proves it holds the key of the certificate it shows), and nothing is written to the
- * socket until {@linkcode TrustPolicy} accepted the certificate by CA, pin or known_servers.
- * When the user must be asked, the connection is closed first (answering may take longer than
- * the server's login deadline) and a new one is verified against the now-remembered pin.
+ * 1. A first handshake runs with `rejectUnauthorized: false` only so that a self-signed
+ *    certificate can be inspected instead of aborting: the chain and name are still checked
+ *    (`authorized`, plus `tls.checkServerIdentity`), and nothing is written to the socket.
+ * 2. {@linkcode TrustPolicy} decides. A CA-verified certificate keeps this connection.
+ * 3. A certificate trusted by pin or known_servers is not used on that connection: a second
+ *    handshake runs with full verification on (`rejectUnauthorized: true`) and that exact
+ *    certificate as the trust anchor, its fingerprint checked again in `checkServerIdentity`. So
+ *    rustls itself verifies the chain and the handshake signature (the server proves it holds the
+ *    certificate's key), whatever the first, inspect-only handshake did or did not check.
+ * 4. When the user must be asked, the connection is closed first (answering may take longer
+ *    than the server's login deadline) and the dial starts over against the remembered pin.
  */
 export async function dialTls(opts: DialOptions): Promise<Dialed> {
   for (let round = 0;; round++) {
-    const { socket, peer } = await handshake(opts);
+    const { socket, peer, der } = await handshake(opts);
     let accepted: boolean;
     try {
       accepted = await opts.policy.settle(peer, opts.policy.decide(peer));
@@ -46,8 +51,18 @@ export async function dialTls(opts: DialOptions): Promise<Dialed> {
       socket.destroy();
       throw err;
     }
-    if (accepted) return { socket, peer };
+    if (accepted && peer.caVerified) return { socket, peer };
     socket.destroy();
+    if (accepted) {
+      // Trusted by pin or known_servers: connect again with exactly that certificate as the only
+      // extra trust anchor and full verification on, so rustls checks the chain and the
+      // handshake signature itself rather than us relying on deferred verification.
+      const strict = await handshake(opts, {
+        anchorPem: derToPem(der),
+        fingerprint: peer.fingerprint,
+      });
+      return { socket: strict.socket, peer };
+    }
     if (round > 0) {
       throw new ChatError("cert_unknown", `Cannot connect to ${peer.key}: certificate not trusted`);
     }
@@ -55,18 +70,48 @@ export async function dialTls(opts: DialOptions): Promise<Dialed> {
   }
 }
 
-function handshake(opts: DialOptions): Promise<Dialed> {
+/** A pinned certificate to verify against strictly (see {@linkcode dialTls}). */
+interface StrictPin {
+  anchorPem: string;
+  fingerprint: string;
+}
+
+/** SHA-256 of DER as uppercase colon hex, synchronously (for `checkServerIdentity`). */
+function fingerprintSync(der: Uint8Array): string {
+  return createHash("sha256").update(der).digest("hex").toUpperCase().match(/../g)!.join(":");
+}
+
+function derToPem(der: Uint8Array): string {
+  const b64 = btoa(Array.from(der, (b) => String.fromCharCode(b)).join(""));
+  return `-----BEGIN CERTIFICATE-----\n${
+    b64.match(/.{1,64}/g)!.join("\n")
+  }\n-----END CERTIFICATE-----\n`;
+}
+
+function handshake(
+  opts: DialOptions,
+  strict?: StrictPin,
+): Promise<Dialed & { der: Uint8Array }> {
   const key = serverKey(opts.host, opts.port);
   const ip = isIP(opts.host) !== 0;
-  return new Promise<Dialed>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     let done = false;
     const socket = tls.connect({
       host: opts.host,
       port: opts.port,
       servername: ip ? undefined : opts.host,
       ALPNProtocols: [ALPN_CHAT1],
-      ca: opts.caPem ? [opts.caPem] : undefined,
-      rejectUnauthorized: false,
+      ...(strict
+        ? {
+          ca: [strict.anchorPem],
+          rejectUnauthorized: true,
+          // The pin replaces the name check (as ssh's known_hosts does): same certificate or nothing.
+          checkServerIdentity: (_host: string, cert: tls.PeerCertificate) =>
+            cert.raw && fingerprintSync(new Uint8Array(cert.raw)) === strict.fingerprint
+              ? undefined
+              : new Error("the certificate changed while connecting"),
+        }
+        : { ca: opts.caPem ? [opts.caPem] : undefined, rejectUnauthorized: false }),
     });
     const fail = (err: ChatError) => {
       if (done) return;
@@ -116,7 +161,11 @@ function handshake(opts: DialOptions): Promise<Dialed> {
         clearTimeout(timer);
         socket.removeAllListeners("error");
         socket.removeAllListeners("close");
-        resolve({ socket, peer: { key, fingerprint, caVerified, reason } });
+        resolve({
+          socket,
+          peer: { key, fingerprint, caVerified, reason },
+          der: new Uint8Array(cert.raw),
+        });
       } catch (err) {
         fail(connectError(key, err));
       }
