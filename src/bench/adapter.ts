@@ -28,6 +28,8 @@ export interface ProtocolAdapter {
   readonly acks: boolean;
   /** True when the protocol can reach rooms other than the default one. */
   readonly rooms: boolean;
+  /** Bytes after the body at the end of a delivery line (`"}` for chat/1), to find it fast. */
+  readonly bodySuffix: number;
   /** True when `probe()` gets an answer (for the loop-lag probe). */
   readonly probes: boolean;
   /**

@@ -79,8 +79,12 @@ export class LatencyHistogram {
 /** Bucket index of a value: linear below 2·SUB, then SUB buckets per power of two. */
 function indexOf(v: number): number {
   if (v < SUB) return v;
+  if (v < 0x80000000) { // the common case, in 32-bit integer arithmetic
+    const shift = 31 - Math.clz32(v) - SUB_BITS;
+    return ((shift + 1) << SUB_BITS) + (v >>> shift) - SUB;
+  }
   // Exponent e such that 2^e ≤ v < 2^(e+1), e ≥ SUB_BITS.
-  let e = v < 2 ** 31 ? 31 - Math.clz32(v) : Math.floor(Math.log2(v));
+  let e = Math.floor(Math.log2(v));
   if (e > MAX_EXP) {
     e = MAX_EXP;
     v = 2 ** (MAX_EXP + 1) - 1;

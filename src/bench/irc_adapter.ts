@@ -14,6 +14,8 @@ export function ircChannel(room: number): string {
 }
 
 class IrcClient extends LineClient implements BenchClient {
+  #quitting = false;
+
   protected override onLoginNoise(line: string): void {
     if (line.startsWith("PING")) this.write("PONG" + line.slice(4) + "\r\n");
   }
@@ -35,6 +37,8 @@ class IrcClient extends LineClient implements BenchClient {
       this.write("PONG" + text.slice(4) + "\r\n");
     } else if (/^:\S+ PONG /.test(text)) {
       this.hooks.onPong(this.index, now);
+    } else if (this.#quitting) {
+      return; // ERROR :Closing link … answers our QUIT
     } else if (/^:\S+ (4\d\d|5\d\d) /.test(text) || text.startsWith("ERROR")) {
       this.hooks.onError(this.index, text.split(" ")[1] ?? "ERROR");
     }
@@ -49,6 +53,7 @@ class IrcClient extends LineClient implements BenchClient {
   }
 
   quit(): void {
+    this.#quitting = true;
     this.write("QUIT :bench done\r\n");
     this.closeSoon(200);
   }
@@ -62,12 +67,14 @@ export const IRC_ADAPTER: ProtocolAdapter = {
   name: "irc",
   acks: false,
   rooms: true,
+  bodySuffix: 0,
   probes: true,
   async open(o): Promise<BenchClient> {
     const deadline = Date.now() + o.timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
     const conn = await LineClient.dial(o.endpoint, []);
     const c = new IrcClient(o.index, conn, o.hooks, o.bufBytes);
+    c.maxWriteBytes = 1024;
     try {
       const nick = o.credentials.user;
       c.write(`NICK ${nick}\r\nUSER ${nick} 0 * :chat bench\r\n`);

@@ -54,6 +54,14 @@ export abstract class LineClient {
   /** True once login finished: lines then go to `onLine` only. */
   protected live = false;
   readonly done: Promise<void>;
+  /**
+   * Largest single write (one TLS record at most). Unlimited by default; the IRC adapter keeps
+   * records small because some servers (ngircd with GnuTLS) read one record at a time into a small
+   * buffer and stall on data left decrypted inside the TLS library.
+   */
+  maxWriteBytes = Number.MAX_SAFE_INTEGER;
+  /** Reads done by all connections (how well reads batch). */
+  static reads = 0;
   /** Bytes received, for "has the traffic settled" checks. */
   rxBytes = 0;
 
@@ -100,6 +108,7 @@ export abstract class LineClient {
         const n = await this.conn.read(this.#buf.subarray(fill));
         if (n === null) break;
         this.rxBytes += n;
+        LineClient.reads++;
         const now = performance.now();
         const buf = this.#buf;
         const total = fill + n;
@@ -203,7 +212,9 @@ export abstract class LineClient {
           }
         }
         let off = 0;
-        while (off < buf.length) off += await this.conn.write(buf.subarray(off));
+        while (off < buf.length) {
+          off += await this.conn.write(buf.subarray(off, off + this.maxWriteBytes));
+        }
       }
     } catch {
       this.close();

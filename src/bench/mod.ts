@@ -10,7 +10,13 @@ import { fetchPinnedCert } from "./pin.ts";
 import { formatReport, progressBar } from "./report.ts";
 import { type BenchResult, runBench, type Workload } from "./runner.ts";
 import { SEED_ADAPTER } from "./seed_adapter.ts";
-import { benchLimits, readRssKb, type SpawnedServer, spawnServer } from "./spawn.ts";
+import {
+  benchLimits,
+  readCpuSeconds,
+  readRssKb,
+  type SpawnedServer,
+  spawnServer,
+} from "./spawn.ts";
 
 export { type BenchResult, runBench } from "./runner.ts";
 export { spawnServer } from "./spawn.ts";
@@ -161,6 +167,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
   let endpoint: Endpoint;
   let rssKb: (() => Promise<number | null>) | undefined;
   let serverStats: (() => Promise<unknown>) | undefined;
+  let cpuSeconds: (() => Promise<number | null>) | undefined;
   if (f.spawn) {
     if (adapter === IRC_ADAPTER) {
       throw new ChatError(
@@ -188,6 +195,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
     endpoint = { host: server.host, port: server.port, caCerts: [server.certPem] };
     rssKb = server.rssKb;
     serverStats = server.stats;
+    cpuSeconds = server.cpuSeconds;
   } else {
     const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(f.target!);
     if (!m) throw new ChatError("usage", "Cannot run bench: the target must be HOST:PORT");
@@ -212,6 +220,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
     if (f.serverPid) {
       const pid = count("server-pid", f.serverPid, 1);
       rssKb = () => readRssKb(pid);
+      cpuSeconds = () => readCpuSeconds(pid);
     }
   }
 
@@ -237,6 +246,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
         : undefined,
       rssKb,
       serverStats,
+      cpuSeconds,
       progress: bar?.update,
     });
   } finally {

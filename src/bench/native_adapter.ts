@@ -119,6 +119,7 @@ export const NATIVE_ADAPTER: ProtocolAdapter = {
   name: "chat/1",
   acks: true,
   rooms: true,
+  bodySuffix: 2,
   probes: true,
   async open(o): Promise<BenchClient> {
     const deadline = Date.now() + o.timeoutMs;

@@ -27,15 +27,26 @@ export interface ParsedBody {
 
 /**
  * Finds a benchmark body in `buf[start, end)` (one received line, any protocol) and decodes it
- * into `out`. Returns false when the line carries none (presence, acks, notices).
+ * into `out`. Returns false when the line carries none (presence, acks, notices). `hint` is where
+ * the body probably starts (checked first, searched for when wrong).
  */
-export function parseBody(buf: Uint8Array, start: number, end: number, out: ParsedBody): boolean {
+export function parseBody(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  out: ParsedBody,
+  hint = -1,
+): boolean {
   let i = start;
-  for (;;) {
-    i = buf.indexOf(TILDE, i);
-    if (i < 0 || i + 1 >= end) return false;
-    if (buf[i + 1] === B) break;
-    i++;
+  if (hint >= start && hint + 1 < end && buf[hint] === TILDE && buf[hint + 1] === B) {
+    i = hint; // where a body of the run's size starts: no search
+  } else {
+    for (;;) {
+      i = buf.indexOf(TILDE, i);
+      if (i < 0 || i + 1 >= end) return false;
+      if (buf[i + 1] === B) break;
+      i++;
+    }
   }
   i += 2;
   const nums = [0, 0, 0];

@@ -46,6 +46,14 @@ export function formatReport(r: BenchResult): string {
         `${kb(s.rssEndKb)}; ${s.kbPerConnection ?? "n/a"} KiB per connection`,
     );
   }
+  if (s.sendCpuSeconds !== null) {
+    lines.push(
+      `server CPU      ${s.sendCpuSeconds} s during the send phase` +
+        (s.deliveriesPerCpuSecond !== null
+          ? ` (${num(s.deliveriesPerCpuSecond)} deliveries per CPU second)`
+          : ""),
+    );
+  }
   if (s.idleSteps.length) {
     lines.push(
       `idle steps      ${s.idleSteps.map((x) => `${num(x.clients)}: ${kb(x.rssKb)}`).join(", ")}` +

@@ -1,7 +1,7 @@
 // Owns one benchmark run: connect and log in N clients, send the workload, account for every delivery.
 import type { AuthMode, BenchClient, LoginOutcome, ProtocolAdapter } from "./adapter.ts";
 import { LatencyHistogram } from "./histogram.ts";
-import type { ClientHooks, Endpoint } from "./line_client.ts";
+import { type ClientHooks, type Endpoint, LineClient } from "./line_client.ts";
 import { nativeLoginOnce } from "./native_adapter.ts";
 import { encodeBody, MIN_PAYLOAD_BYTES, parseBody, type ParsedBody } from "./payload.ts";
 import { DeliveryTracker } from "./tracker.ts";
@@ -48,6 +48,8 @@ export interface RunOptions {
   loginStorm?: { rate: number; prefix: string; count: number; password: string };
   /** Resident memory of the server in KiB, when the bench can see the process. */
   rssKb?: () => Promise<number | null>;
+  /** CPU seconds the server process has used, when the bench can see it. */
+  cpuSeconds?: () => Promise<number | null>;
   /** The server's own counters at the end of the run, when the bench can ask for them. */
   serverStats?: () => Promise<unknown>;
   /** Called about five times a second while it runs. */
@@ -103,6 +105,13 @@ export interface BenchResult {
     kbPerConnection: number | null;
     idleSteps: { clients: number; rssKb: number | null }[];
     slopeKbPerConnection: number | null;
+    /** Server CPU seconds used during the send phase (user + system, all threads). */
+    sendCpuSeconds: number | null;
+    /**
+     * Deliveries per second of server CPU: what one core could deliver if the load generator
+     * were not the limit (it often is: one core decrypting TLS for thousands of clients).
+     */
+    deliveriesPerCpuSecond: number | null;
   };
   /** The server's live stats after the send phase (a spawned chat server only). */
   serverStats: unknown;
@@ -172,10 +181,11 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   let lastAckAt = 0;
   let probeSentAt = 0;
   const parsed: ParsedBody = { sender: 0, seq: 0, sentMicros: 0 };
+  const bodyTail = Math.max(w.payload, MIN_PAYLOAD_BYTES) + o.adapter.bodySuffix;
   const hooks: ClientHooks = {
     onDelivery(client, buf, start, end, now) {
       if (client >= N) return; // the probe connection
-      if (!parseBody(buf, start, end, parsed)) return;
+      if (!parseBody(buf, start, end, parsed, end - bodyTail)) return;
       tracker.arrived(client, parsed.sender, parsed.seq, now * 1000 - parsed.sentMicros, now);
     },
     onAck(client, seq, now) {
@@ -275,7 +285,10 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   for (let i = 0; i < N; i++) if (live[i]) perMessage[roomOf(i)]++;
   const payload = Math.max(w.payload, MIN_PAYLOAD_BYTES);
   let sent = 0;
+  const cpu0 = o.cpuSeconds ? await o.cpuSeconds() : null;
   const t0 = performance.now();
+  const reads0 = LineClient.reads;
+  const rx0 = totalRx();
   const sendOne = (s: number, k: number) => {
     const c = clients[s];
     if (!c || c.closed) return;
@@ -382,7 +395,15 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   await storm;
   const end = Math.max(tracker.lastDeliveryAt, wantAcks ? lastAckAt : 0, t0 + 1);
   const seconds = (end - t0) / 1000;
+  const cpu1 = o.cpuSeconds ? await o.cpuSeconds() : null;
+  const sendCpuSeconds = cpu0 !== null && cpu1 !== null ? round(cpu1 - cpu0, 2) : null;
   const rssEndKb = await rss();
+  if (Deno.env.get("BENCH_DEBUG")) {
+    const reads = LineClient.reads - reads0;
+    console.error(
+      `reads ${reads}, bytes ${totalRx() - rx0}, per read ${(totalRx() - rx0) / reads}`,
+    );
+  }
   const serverStats = o.serverStats ? await o.serverStats() : null;
 
   for (const c of clients) c?.quit();
@@ -429,6 +450,10 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
         : null,
       idleSteps,
       slopeKbPerConnection: slope === null ? null : round(slope, 2),
+      sendCpuSeconds,
+      deliveriesPerCpuSecond: sendCpuSeconds
+        ? Math.round(tracker.delivered / sendCpuSeconds)
+        : null,
     },
     serverStats,
     probe: probe ? summarize(probeLatency) : null,

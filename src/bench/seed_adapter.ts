@@ -38,6 +38,7 @@ export const SEED_ADAPTER: ProtocolAdapter = {
   name: "seed",
   acks: false,
   rooms: false,
+  bodySuffix: 0,
   probes: false,
   async open(o): Promise<BenchClient> {
     const deadline = Date.now() + o.timeoutMs;

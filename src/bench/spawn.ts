@@ -30,6 +30,8 @@ export interface SpawnedServer extends AsyncDisposable {
   certPem: string;
   /** Resident memory of the server process in KiB (null when it cannot be read). */
   rssKb(): Promise<number | null>;
+  /** CPU seconds the server process has used so far (null when it cannot be read). */
+  cpuSeconds(): Promise<number | null>;
   /** The server's live numbers through its admin socket (null when unreachable). */
   stats(): Promise<LiveStats | null>;
   stop(): Promise<void>;
@@ -73,6 +75,21 @@ export async function readRssKb(pid: number): Promise<number | null> {
     const status = await Deno.readTextFile(`/proc/${pid}/status`);
     const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
     return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * CPU time (user + system, all threads) a process has used, in seconds, from /proc/<pid>/stat
+ * (Linux; clock ticks of 1/100 s); null when it cannot be read.
+ */
+export async function readCpuSeconds(pid: number): Promise<number | null> {
+  try {
+    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return null;
   }
@@ -214,6 +231,7 @@ export async function spawnServer(opts: {
       dataDir,
       certPem,
       rssKb: () => readRssKb(proc.pid),
+      cpuSeconds: () => readCpuSeconds(proc.pid),
       stats: () => adminStats(dataDir),
       stop,
       [Symbol.asyncDispose]: stop,

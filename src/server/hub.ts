@@ -29,11 +29,32 @@ export interface HubMember {
    * a resuming session drop what its backlog already had.
    */
   deliver(bytes: Uint8Array, msgId: number, scope: number): void;
+  /** True while the member holds live deliveries back (resume): it gets them one by one. */
+  readonly holding?: boolean;
+}
+
+/** A room event waiting for the end of the current turn. */
+interface PendingRoomEvent {
+  roomId: number;
+  ev: HubEvent;
+  exceptConnId: number;
+  msgId: number;
 }
 
 /**
  * Rooms and presence in memory. Presence counts users, not connections: `join` is announced when a
  * user's first session enters a room, `leave` when the last one leaves.
+ *
+ * Room fan-out is batched per turn:
+ * 1. `toRoom` records the event and schedules a flush in a microtask; every event of the same turn
+ *    (all messages of one group commit) is then encoded once per codec, the frames of consecutive
+ *    events of one room are joined into one buffer, and that one buffer is queued to each member.
+ *    Per message and member that leaves a loop step, not an enqueue and a copy.
+ * 2. Each member still gets exactly the events it would have got at `toRoom` time, in the same
+ *    order: any change of membership (`addSession`, `removeSession`, `subscribe`, `unsubscribe`)
+ *    and `toUsers` flush what is pending first, so membership is never read later than it was.
+ * 3. A member that is the excluded sender of one of the batched events, or that is holding
+ *    deliveries back (resume), gets the events one by one with their ids, as before.
  */
 export class Hub {
   /** roomId → userId → sessions of that user in the room. */
@@ -43,9 +64,12 @@ export class Hub {
   #roomNames = new Map<number, string>();
   /** Counters for stats. */
   delivered = 0;
+  #pending: PendingRoomEvent[] = [];
+  #flushScheduled = false;
 
   /** Registers a session as online (for direct messages and kicks). */
   addSession(m: HubMember): void {
+    this.flush();
     let set = this.#users.get(m.userId);
     if (!set) this.#users.set(m.userId, set = new Set());
     set.add(m);
@@ -53,6 +77,7 @@ export class Hub {
 
   /** Removes a session everywhere; returns the rooms whose presence changed (user left). */
   removeSession(m: HubMember): number[] {
+    this.flush();
     const left: number[] = [];
     for (const [roomId, byUser] of this.#rooms) {
       const set = byUser.get(m.userId);
@@ -71,6 +96,7 @@ export class Hub {
 
   /** Puts a session in a room; true when the user was not online there before. */
   subscribe(m: HubMember, roomId: number, roomName: string): boolean {
+    this.flush();
     this.#roomNames.set(roomId, roomName);
     let byUser = this.#rooms.get(roomId);
     if (!byUser) this.#rooms.set(roomId, byUser = new Map());
@@ -83,6 +109,7 @@ export class Hub {
 
   /** Takes a session out of a room; true when that was the user's last session there. */
   unsubscribe(m: HubMember, roomId: number): boolean {
+    this.flush();
     const set = this.#rooms.get(roomId)?.get(m.userId);
     if (!set?.delete(m)) return false;
     if (set.size === 0) {
@@ -123,21 +150,87 @@ export class Hub {
     return n;
   }
 
-  /** Delivers to every session in a room except `exceptConnId`. */
+  /**
+   * Delivers to every session in a room except `exceptConnId`, at the end of the current turn
+   * (batched with the turn's other room events; see the class contract).
+   */
   toRoom(roomId: number, ev: HubEvent, exceptConnId = -1, msgId = 0): void {
+    if (!this.#rooms.has(roomId)) return;
+    this.#pending.push({ roomId, ev, exceptConnId, msgId });
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** Delivers the pending room events now. Safe to call at any time (and re-entrantly). */
+  flush(): void {
+    this.#flushScheduled = false;
+    const pending = this.#pending;
+    if (pending.length === 0) return;
+    this.#pending = [];
+    let start = 0;
+    while (start < pending.length) {
+      let end = start + 1;
+      while (end < pending.length && pending[end].roomId === pending[start].roomId) end++;
+      this.#fanOut(pending, start, end);
+      start = end;
+    }
+  }
+
+  /** Delivers pending[start, end), all events of one room, to its members. */
+  #fanOut(pending: PendingRoomEvent[], start: number, end: number): void {
+    const roomId = pending[start].roomId;
     const byUser = this.#rooms.get(roomId);
     if (!byUser) return;
-    const cache = new Map<EventEncoder, Uint8Array | null>();
-    const scope = msgId ? roomId : 0;
+    const count = end - start;
+    /** Per codec: each event's bytes (null: not shown), and all of them joined. */
+    const frames = new Map<EventEncoder, (Uint8Array | null)[]>();
+    const joined = new Map<EventEncoder, { bytes: Uint8Array; shown: number } | null>();
+    const encodeAll = (enc: EventEncoder) => {
+      let list = frames.get(enc);
+      if (!list) {
+        list = [];
+        for (let i = start; i < end; i++) list.push(enc.encodeEvent(pending[i].ev));
+        frames.set(enc, list);
+      }
+      return list;
+    };
+    const except = new Set<number>();
+    for (let i = start; i < end; i++) {
+      if (pending[i].exceptConnId !== -1) except.add(pending[i].exceptConnId);
+    }
     for (const set of byUser.values()) {
       for (const m of set) {
-        if (m.connId !== exceptConnId) this.#deliver(m, ev, cache, msgId, scope);
+        const list = encodeAll(m.encoder);
+        if (count === 1 || m.holding || except.has(m.connId)) {
+          for (let i = 0; i < count; i++) {
+            const p = pending[start + i];
+            const bytes = list[i];
+            if (bytes && m.connId !== p.exceptConnId) {
+              m.deliver(bytes, p.msgId, p.msgId ? roomId : 0);
+              this.delivered++;
+            }
+          }
+          continue;
+        }
+        let all = joined.get(m.encoder);
+        if (all === undefined) {
+          all = join(list);
+          joined.set(m.encoder, all);
+        }
+        if (all) {
+          const last = pending[end - 1];
+          m.deliver(all.bytes, last.msgId, last.msgId ? roomId : 0);
+          this.delivered += all.shown;
+        }
       }
     }
   }
 
   /** Delivers to every session of the given users except `exceptConnId`. */
   toUsers(userIds: Iterable<number>, ev: HubEvent, exceptConnId = -1, msgId = 0): void {
+    this.flush();
     const cache = new Map<EventEncoder, Uint8Array | null>();
     const seen = new Set<number>();
     for (const uid of userIds) {
@@ -166,6 +259,31 @@ export class Hub {
       this.delivered++;
     }
   }
+}
+
+/** The non-null frames of a batch in one buffer, and how many there were; null when none. */
+function join(list: (Uint8Array | null)[]): { bytes: Uint8Array; shown: number } | null {
+  let size = 0;
+  let shown = 0;
+  let only: Uint8Array | null = null;
+  for (const b of list) {
+    if (b) {
+      size += b.length;
+      shown++;
+      only = b;
+    }
+  }
+  if (shown === 0) return null;
+  if (shown === 1) return { bytes: only!, shown };
+  const bytes = new Uint8Array(size);
+  let off = 0;
+  for (const b of list) {
+    if (b) {
+      bytes.set(b, off);
+      off += b.length;
+    }
+  }
+  return { bytes, shown };
 }
 
 /** Memoizes a computation for a presence event's `online` list. */

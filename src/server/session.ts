@@ -193,6 +193,10 @@ export class Session implements ServiceSession {
     this.#held ??= [];
   }
 
+  get holding(): boolean {
+    return this.#held !== null;
+  }
+
   release(afterIds: Map<number, number>): void {
     const held = this.#held;
     this.#held = null;
@@ -318,6 +322,8 @@ export class Session implements ServiceSession {
    */
   close(reason: string, message: string, sayBye: boolean, graceMs = 200): void {
     if (this.#closed) return;
+    // Room events of this turn that were owed to this session go out before its last words.
+    this.#deps.service.hub.flush();
     if (sayBye) this.#handler.bye(reason, message);
     this.#closed = true;
     this.closeReason ||= reason;
