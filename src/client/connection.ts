@@ -435,9 +435,17 @@ export class ChatConnection {
       for (const r of [...this.#resuming]) {
         if (r !== DM_SCOPE && !rooms.includes(r)) this.#resuming.delete(r);
       }
-      await Promise.all(
-        rooms.filter((r) => !this.#lastSeen.has(r)).map((r) => this.#baseline(r).catch(() => {})),
-      );
+      if (ok.latest) {
+        // The server says where live traffic starts (newest ids at login): exact resume points.
+        for (const r of rooms) {
+          if (!this.#lastSeen.has(r)) this.#lastSeen.set(r, ok.latest.rooms?.[r] ?? 0);
+        }
+        this.#lastDm ??= ok.latest.dm ?? 0;
+      } else {
+        await Promise.all(
+          rooms.filter((r) => !this.#lastSeen.has(r)).map((r) => this.#baseline(r).catch(() => {})),
+        );
+      }
       // The connection may have dropped meanwhile; then the reconnect that follows takes over.
       if (gen !== this.#generation || this.#state !== "up") return false;
       // Every DM after login arrives live, so the newest id known now is a safe DM resume point.

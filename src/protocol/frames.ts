@@ -81,6 +81,8 @@ export type ServerFrame =
     op: string;
     user?: string;
     rooms?: string[];
+    /** For login/register: newest message id per joined room and of the user's DMs (0: none). */
+    latest?: ResumePoint;
     room?: string;
     users?: string[];
   }

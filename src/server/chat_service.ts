@@ -136,7 +136,7 @@ export class ChatService {
     s: ServiceSession,
     user: UserRecord,
     resume: ResumePoint | undefined,
-    online: (rooms: string[]) => void,
+    online: (rooms: string[], latest: ResumePoint) => void,
   ): Promise<string[]> {
     this.#userNames.set(user.id, user.name);
     const general = (await this.#room(DEFAULT_ROOM))!;
@@ -153,7 +153,11 @@ export class ChatService {
     s.hold();
     this.#hub.addSession(s);
     for (const r of rooms) this.#enter(s, r);
-    online(rooms.map((r) => r.name));
+    const newest = await this.#store.latestIds(user.id, rooms.map((r) => r.id));
+    online(rooms.map((r) => r.name), {
+      rooms: Object.fromEntries(rooms.map((r) => [r.name, newest.rooms.get(r.id) ?? 0])),
+      dm: newest.dm,
+    });
     const after = new Map<number, number>();
     try {
       if (resume?.rooms) {

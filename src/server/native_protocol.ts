@@ -1,6 +1,6 @@
 // Owns the chat/1 command table: which frames are allowed when, and what each one does.
 import { ChatError } from "../errors.ts";
-import type { ClientFrame, ClientFrameType, ServerFrame } from "../protocol/frames.ts";
+import type { ClientFrame, ClientFrameType, ResumePoint, ServerFrame } from "../protocol/frames.ts";
 import { PROTOCOL_VERSION } from "../protocol/frames.ts";
 import { decodeClientFrame, encodeServerFrame } from "../protocol/native_codec.ts";
 import type { EventEncoder, HubEvent } from "./hub.ts";
@@ -233,9 +233,9 @@ export class NativeProtocol implements ProtocolHandler {
     return this.#authenticate(f, () => this.s.auth.login(f, this.s.remote));
   }
 
-  loggedIn(user: string, rooms: string[]): void {
+  loggedIn(user: string, rooms: string[], latest: ResumePoint): void {
     const f = this.#pendingAuth;
-    this.send({ type: "ok", ref: f?.ref, op: f?.type ?? "login", user, rooms });
+    this.send({ type: "ok", ref: f?.ref, op: f?.type ?? "login", user, rooms, latest });
   }
 
   reportError(err: ChatError): void {

@@ -3,7 +3,7 @@ import { getLogger } from "@logtape/logtape";
 import { ChatError } from "../errors.ts";
 import type { ServerLimits } from "../config/config.ts";
 import { LineSplitter } from "../protocol/line_decoder.ts";
-import type { WireMessage } from "../protocol/frames.ts";
+import type { ResumePoint, WireMessage } from "../protocol/frames.ts";
 import type { UserRecord } from "../store/store.ts";
 import type { ChatService, ServiceSession } from "./chat_service.ts";
 import type { AuthService } from "./auth.ts";
@@ -28,7 +28,7 @@ export interface ProtocolHandler {
   /** Last words before the server closes the connection. */
   bye(code: string, message: string): void;
   /** Login succeeded and the session is in `rooms`; sent before any backlog or live message. */
-  loggedIn(user: string, rooms: string[]): void;
+  loggedIn(user: string, rooms: string[], latest: ResumePoint): void;
   /** End-of-resume marker (the native protocol only). */
   resumed(info: { room?: string; dm?: boolean; count: number; more: boolean }): void;
 }
@@ -234,7 +234,7 @@ export class Session implements ServiceSession {
         this,
         user,
         resume,
-        (rooms) => this.#handler.loggedIn(user.name, rooms),
+        (rooms, latest) => this.#handler.loggedIn(user.name, rooms, latest),
       );
     } catch (err) {
       // Not online after all (the store refused a write, e.g. on a full disk): back to logged

@@ -454,6 +454,24 @@ export class SqliteStore implements Store {
     );
   }
 
+  latestIds(
+    userId: number,
+    roomIds: number[],
+  ): Promise<{ rooms: Map<number, number>; dm: number }> {
+    const rooms = new Map<number, number>();
+    for (const id of roomIds) {
+      const r = this.#get("SELECT coalesce(max(id), 0) AS m FROM messages WHERE room_id = ?", id);
+      rooms.set(id, Number(r!.m));
+    }
+    const dm = this.#get(
+      `SELECT coalesce(max((SELECT max(m.id) FROM messages m WHERE m.room_id = mb.room_id)), 0) AS m
+       FROM memberships mb JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
+       WHERE mb.user_id = ?`,
+      userId,
+    );
+    return Promise.resolve({ rooms, dm: Number(dm!.m) });
+  }
+
   directMessagesAfter(userId: number, afterId: number, limit: number): Promise<MessageRecord[]> {
     return Promise.resolve(
       this.#all(

@@ -134,6 +134,8 @@ export interface Store {
   messagesAfter(roomId: number, afterId: number, limit: number): Promise<MessageRecord[]>;
   /** Direct messages involving the user with id > afterId, oldest first. */
   directMessagesAfter(userId: number, afterId: number, limit: number): Promise<MessageRecord[]>;
+  /** Newest message id of each given room, and of the user's direct messages (0 when none). */
+  latestIds(userId: number, roomIds: number[]): Promise<{ rooms: Map<number, number>; dm: number }>;
   /** Newest `limit` messages of a room with id < beforeId (or newest), returned oldest first. */
   history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage>;
 

@@ -439,3 +439,17 @@ Deno.test("connections over maxConnections get server_full", async () => {
   assertEquals((await b.expect(isType("error")) as F<"error">).code, "server_full");
   await b.expectClosed();
 });
+
+Deno.test("login ok carries the newest ids per room and for DMs, the resume point of a fresh client", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "lena", { register: true });
+  (await WireClient.login(ts.port, ts.certPem, "liam", { register: true })).close();
+  const m1 = await a.say("general", "one") as F<"ack">;
+  a.send({ type: "send", cid: "dm", to: "liam", body: "psst", ref: "dm" });
+  const dm = await a.expect((f) => f.type === "ack" && f.ref === "dm") as F<"ack">;
+  await using l = await WireClient.connect(ts.port, ts.certPem);
+  l.send({ type: "hello", version: 1 });
+  l.send({ type: "login", user: "liam", password: "password-liam", ref: "in" });
+  const ok = await l.expect(isType("ok")) as F<"ok">;
+  assertEquals(ok.latest, { rooms: { general: m1.id }, dm: dm.id });
+});
