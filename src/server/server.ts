@@ -168,6 +168,7 @@ export class ChatServer {
   }
 
   async #accept(listener: Deno.TlsListener): Promise<void> {
+    let backoffMs = 0;
     while (!this.#stopping && !this.#retired.has(listener)) {
       let conn: Deno.TlsConn;
       try {
@@ -175,9 +176,20 @@ export class ChatServer {
       } catch (err) {
         if (this.#stopping || this.#retired.has(listener)) return;
         if (err instanceof Deno.errors.BadResource) return;
-        log.warn("Accept failed: {error}", { error: String(err) });
+        // Out of file descriptors (EMFILE) lasts until a connection closes: retrying at once
+        // spun a core and wrote ~15,000 log lines a second. Back off 10 ms → 1 s, log each wait
+        // of a second (and the first).
+        backoffMs = Math.min(1000, backoffMs * 2 || 10);
+        if (backoffMs === 10 || backoffMs === 1000) {
+          log.warn("Accept failed: {error}; retrying in {ms} ms", {
+            error: String(err),
+            ms: backoffMs,
+          });
+        }
+        await new Promise((r) => setTimeout(r, backoffMs));
         continue;
       }
+      backoffMs = 0;
       // Failure boundary: nothing one connection does can end the accept loop.
       this.#admit(conn).catch((err) => {
         log.error("Connection setup failed: {error}", { error: String(err) });

@@ -156,22 +156,34 @@ export class ChildServer implements AsyncDisposable {
 
   /** Starts `chat serve --host 127.0.0.1 --port <port|0> --data <dataDir>` and waits until it listens. */
   static async start(
-    opts: { dataDir: string; port?: number; env?: Record<string, string>; args?: string[] },
+    opts: {
+      dataDir: string;
+      port?: number;
+      env?: Record<string, string>;
+      args?: string[];
+      /** `ulimit -n` for the server process (it is started through sh, which execs it). */
+      maxFiles?: number;
+    },
   ): Promise<ChildServer> {
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "main.ts",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        String(opts.port ?? 0),
-        "--data",
-        opts.dataDir,
-        ...(opts.args ?? []),
-      ],
+    const argv = [
+      Deno.execPath(),
+      "run",
+      "-A",
+      "main.ts",
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(opts.port ?? 0),
+      "--data",
+      opts.dataDir,
+      ...(opts.args ?? []),
+    ];
+    const [cmd, args] = opts.maxFiles === undefined
+      ? [argv[0], argv.slice(1)]
+      : ["sh", ["-c", `ulimit -n ${opts.maxFiles} && exec "$@"`, "sh", ...argv]];
+    const child = new Deno.Command(cmd, {
+      args,
       cwd: ROOT,
       env: { CHAT_LOG_LEVEL: "warning", ...opts.env },
       stdin: "null",

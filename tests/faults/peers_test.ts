@@ -278,3 +278,37 @@ Deno.test("peers: connections reset mid-handshake and mid-line are cleaned up; n
   assertEquals((await watcher.expect(isType("history")) as F<"history">).messages, []);
   assertEquals((await watcher.say("general", "still fine")).type, "ack");
 });
+
+Deno.test("peers: regression: out of file descriptors, the accept loop backs off instead of spinning and flooding the log", async () => {
+  const dataDir = await Deno.makeTempDir({ prefix: "chat-faults-emfile-" });
+  try {
+    await using srv = await ChildServer.start({
+      dataDir,
+      maxFiles: 128,
+      env: { CHAT_LIMIT_HANDSHAKE_TIMEOUT_MS: "500" },
+    });
+    // Silent sockets hold a server fd each until they close (Deno keeps an unfinished TLS
+    // socket), so 150 of them exhaust 128 descriptors.
+    const silent: Socket[] = [];
+    try {
+      for (let i = 0; i < 150; i++) {
+        const s = await rawFrom("127.0.0.46", srv.port);
+        s.on("error", () => {});
+        silent.push(s);
+      }
+      await waitFor(() => /Accept failed/.test(srv.stderr), "the server to run out of fds");
+      await sleep(3000);
+    } finally {
+      await closeAll(silent);
+    }
+    const failures = (srv.stderr.match(/Accept failed/g) ?? []).length;
+    assert(failures < 50, `${failures} 'Accept failed' lines in about 3 s`);
+    // Once the peers are gone the server accepts again.
+    await using ok = await WireClient.login(srv.port, srv.certPem, "recovered", {
+      register: true,
+    });
+    assertEquals((await ok.say("general", "back")).type, "ack");
+  } finally {
+    await Deno.remove(dataDir, { recursive: true });
+  }
+});
