@@ -53,6 +53,8 @@ export interface LiveStats {
   queuedBytes: number;
   maxQueuedBytes: number;
   hasher: { queued: number; running: number; completed: number; rejectedBusy: number };
+  /** Event-loop lag: worst delay since the previous stats read, and stalls over 20 ms. */
+  loop?: { maxLagMs: number; stalls: number };
   writes: { batches: number; writes: number } | null;
   certificate: { fingerprint: string; notAfter: number };
   retentionDays: number;

@@ -66,6 +66,7 @@ export async function startAdministration(opts: AdministrationOptions): Promise<
         queuedBytes: s.queuedBytes,
         maxQueuedBytes: s.maxQueuedBytes,
         hasher: { ...s.hasher },
+        loop: { ...s.loop },
         writes: store.writeStats ? { ...store.writeStats } : null,
         certificate,
         retentionDays: config.retentionDays,

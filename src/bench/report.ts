@@ -54,6 +54,12 @@ export function formatReport(r: BenchResult): string {
           : ""),
     );
   }
+  if (s.loop) {
+    lines.push(
+      `server loop     worst lag ${s.loop.maxLagMs} ms, ${num(s.loop.stalls)} stalls over 20 ms ` +
+        "(send phase)",
+    );
+  }
   if (s.idleSteps.length) {
     lines.push(
       `idle steps      ${s.idleSteps.map((x) => `${num(x.clients)}: ${kb(x.rssKb)}`).join(", ")}` +

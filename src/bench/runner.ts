@@ -63,6 +63,12 @@ export interface Progress {
   total: number;
 }
 
+/** Event-loop lag as a chat server reports it. */
+export interface ServerLoop {
+  maxLagMs: number;
+  stalls: number;
+}
+
 /** Percentiles in milliseconds. */
 export interface LatencySummary {
   count: number;
@@ -105,6 +111,8 @@ export interface BenchResult {
     kbPerConnection: number | null;
     idleSteps: { clients: number; rssKb: number | null }[];
     slopeKbPerConnection: number | null;
+    /** The server's event loop during the send phase: worst lag, delays over 20 ms. */
+    loop: ServerLoop | null;
     /** Server CPU seconds used during the send phase (user + system, all threads). */
     sendCpuSeconds: number | null;
     /**
@@ -286,6 +294,8 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   const payload = Math.max(w.payload, MIN_PAYLOAD_BYTES);
   let sent = 0;
   const cpu0 = o.cpuSeconds ? await o.cpuSeconds() : null;
+  // Reading the stats also restarts the server's worst-lag window (chat servers only).
+  const stats0 = o.serverStats ? await o.serverStats() as { loop?: ServerLoop } | null : null;
   const t0 = performance.now();
   const reads0 = LineClient.reads;
   const rx0 = totalRx();
@@ -405,6 +415,10 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
     );
   }
   const serverStats = o.serverStats ? await o.serverStats() : null;
+  const loop1 = (serverStats as { loop?: ServerLoop } | null)?.loop;
+  const loop = loop1 && stats0?.loop
+    ? { maxLagMs: loop1.maxLagMs, stalls: loop1.stalls - stats0.loop.stalls }
+    : null;
 
   for (const c of clients) c?.quit();
   probe?.quit();
@@ -450,6 +464,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
         : null,
       idleSteps,
       slopeKbPerConnection: slope === null ? null : round(slope, 2),
+      loop,
       sendCpuSeconds,
       deliveriesPerCpuSecond: sendCpuSeconds
         ? Math.round(tracker.delivered / sendCpuSeconds)

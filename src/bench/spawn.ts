@@ -116,7 +116,7 @@ export function serveCommand(entry: string | undefined): { cmd: string; args: st
   return { cmd: exe, args };
 }
 
-async function seedDatabase(dataDir: string, users: SeedUsers[]): Promise<void> {
+export async function seedDatabase(dataDir: string, users: SeedUsers[]): Promise<void> {
   const store = SqliteStore.open({ path: join(dataDir, "chat.db"), synchronous: "NORMAL" });
   try {
     for (const u of users) {

@@ -37,7 +37,18 @@ export interface ServerStats {
   queuedBytes: number;
   maxQueuedBytes: number;
   hasher: PasswordHasher["stats"];
+  /**
+   * Event-loop responsiveness, from a timer that should fire every 10 ms: `maxLagMs` is the worst
+   * delay since the previous read of `stats` (reading resets it), `stalls` counts delays over
+   * 20 ms since start.
+   */
+  loop: { maxLagMs: number; stalls: number };
 }
+
+/** Period of the event-loop lag probe. */
+const LAG_TICK_MS = 10;
+/** A probe tick later than this counts as a stall. */
+const STALL_MS = 20;
 
 /** Strips the IPv4-mapped prefix so limits and logs see one address per client. */
 export function normalizeAddress(addr: Deno.Addr): string {
@@ -65,6 +76,10 @@ export class ChatServer {
   #handshaking = new Map<Deno.TlsConn, number>();
   #perAddress = new Map<string, number>();
   #sweeper: ReturnType<typeof setInterval>;
+  #lagProbe: ReturnType<typeof setInterval>;
+  #lagDue = performance.now() + LAG_TICK_MS;
+  #lagMax = 0;
+  #stalls = 0;
   #acceptLoop: Promise<void>;
   /** Listeners replaced by reloadCertificate: their accept loops end quietly. */
   #retired = new WeakSet<Deno.TlsListener>();
@@ -112,6 +127,13 @@ export class ChatServer {
       ),
     );
     this.#sweeper = setInterval(() => this.#sweep(), tick);
+    this.#lagProbe = setInterval(() => {
+      const now = performance.now();
+      const lag = Math.max(0, now - this.#lagDue);
+      this.#lagDue = now + LAG_TICK_MS;
+      if (lag > this.#lagMax) this.#lagMax = lag;
+      if (lag > STALL_MS) this.#stalls++;
+    }, LAG_TICK_MS);
     this.#acceptLoop = this.#accept(listener);
   }
 
@@ -150,6 +172,8 @@ export class ChatServer {
   }
 
   get stats(): ServerStats {
+    const maxLag = this.#lagMax;
+    this.#lagMax = 0;
     let queued = 0;
     let maxQueued = 0;
     for (const s of this.#sessions) {
@@ -164,6 +188,7 @@ export class ChatServer {
       queuedBytes: queued,
       maxQueuedBytes: maxQueued,
       hasher: this.hasher.stats,
+      loop: { maxLagMs: Math.round(maxLag * 10) / 10, stalls: this.#stalls },
     };
   }
 
@@ -411,6 +436,7 @@ export class ChatServer {
     await Promise.race([drained, new Promise((r) => timer = setTimeout(r, grace))]);
     clearTimeout(timer);
     clearInterval(this.#sweeper);
+    clearInterval(this.#lagProbe);
     await this.#acceptLoop;
     this.hasher.close();
     await this.#store.close();

@@ -13,6 +13,10 @@ import { type Clock, TokenBucket } from "./token_bucket.ts";
 
 const log = getLogger(["chat", "session"]);
 
+/** Read buffer of a connection: its size while idle, and the most it grows to under load. */
+const READ_BUFFER_MIN = 1024;
+const READ_BUFFER_MAX = 16384;
+
 /** What a wire protocol plugs into a session. */
 export interface ProtocolHandler {
   readonly name: string;
@@ -264,15 +268,26 @@ export class Session implements ServiceSession {
   /** Reads until EOF, error or close. Never throws. */
   async run(): Promise<void> {
     const splitter = new LineSplitter(this.#deps.limits.maxLineBytes);
-    const buf = new Uint8Array(8192);
+    // An idle connection keeps its read buffer pinned by the pending read: start small, grow
+    // (up to 16 KiB) while reads fill it (a sender's burst), shrink after a quiet spell.
+    let buf = new Uint8Array(READ_BUFFER_MIN);
+    let smallReads = 0;
     try {
       this.#handler.start();
       while (!this.#closed) {
         const n = await this.#conn.read(buf);
         if (n === null) break;
+        const chunk = buf.subarray(0, n);
+        if (n === buf.length && buf.length < READ_BUFFER_MAX) {
+          buf = new Uint8Array(buf.length * 4);
+          smallReads = 0;
+        } else if (buf.length > READ_BUFFER_MIN && n < READ_BUFFER_MIN && ++smallReads >= 64) {
+          buf = new Uint8Array(READ_BUFFER_MIN);
+          smallReads = 0;
+        }
         this.lastRx = this.#deps.clock();
         this.pingSent = false;
-        const lines = splitter.push(buf.subarray(0, n));
+        const lines = splitter.push(chunk);
         for (const line of lines) {
           if (this.#closed) break;
           try {
