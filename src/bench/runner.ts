@@ -400,12 +400,14 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
     if (complete || now - lastProgress > o.drainTimeoutMs || now > hardStop) break;
   }
   sending = false;
+  // The send phase ends here: server CPU and stats before waiting for slow storm logins.
+  const cpu1 = o.cpuSeconds ? await o.cpuSeconds() : null;
+  const serverStats = o.serverStats ? await o.serverStats() : null;
   await sender;
   await prober;
   await storm;
   const end = Math.max(tracker.lastDeliveryAt, wantAcks ? lastAckAt : 0, t0 + 1);
   const seconds = (end - t0) / 1000;
-  const cpu1 = o.cpuSeconds ? await o.cpuSeconds() : null;
   const sendCpuSeconds = cpu0 !== null && cpu1 !== null ? round(cpu1 - cpu0, 2) : null;
   const rssEndKb = await rss();
   if (Deno.env.get("BENCH_DEBUG")) {
@@ -414,7 +416,6 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
       `reads ${reads}, bytes ${totalRx() - rx0}, per read ${(totalRx() - rx0) / reads}`,
     );
   }
-  const serverStats = o.serverStats ? await o.serverStats() : null;
   const loop1 = (serverStats as { loop?: ServerLoop } | null)?.loop;
   const loop = loop1 && stats0?.loop
     ? { maxLagMs: loop1.maxLagMs, stalls: loop1.stalls - stats0.loop.stalls }

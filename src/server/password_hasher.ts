@@ -1,6 +1,22 @@
 // Owns password hashing: argon2id on worker threads with a bounded queue, so logins never stall chat.
 import { argon2id, argon2Verify } from "hash-wasm";
+import { setPriority } from "node:os";
 import { ChatError } from "../errors.ts";
+
+/**
+ * Nice value of a hashing thread (Linux). Hashing is the one CPU-heavy job of the server: a login
+ * storm must not take the event loop's core, so under contention chat traffic runs first and
+ * logins wait in the bounded queue (or get `busy`). Idle cores still hash at full speed.
+ */
+export const HASHER_NICE = 10;
+
+/** Lowers this thread's priority; best effort (other systems, no --allow-sys: unchanged). */
+function lowerThreadPriority(): void {
+  try {
+    const tid = Number(Deno.readLinkSync("/proc/thread-self").split("/").pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, HASHER_NICE);
+  } catch { /* not Linux, or not permitted */ }
+}
 
 /** OWASP's minimum for argon2id: m=19 MiB, t=2, p=1. */
 export const ARGON2_PARAMS = Object.freeze({ memorySize: 19456, iterations: 2, parallelism: 1 });
@@ -40,6 +56,7 @@ function inWorkerScope(): boolean {
 // This module is its own worker script: loaded in a worker it serves jobs. The bundle and the
 // compiled binary are one module graph, so `import.meta.url` works as the worker URL in both.
 if (inWorkerScope()) {
+  lowerThreadPriority();
   // deno-lint-ignore no-explicit-any
   const scope = globalThis as any;
   scope.onmessage = async (e: MessageEvent<Job>) => {
