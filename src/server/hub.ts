@@ -196,6 +196,9 @@ export class Hub {
       }
       return list;
     };
+    // The newest message id of the batch (0 when it is all presence, which may be lazy).
+    let batchMsgId = 0;
+    for (let i = start; i < end; i++) batchMsgId = Math.max(batchMsgId, pending[i].msgId);
     const except = new Set<number>();
     for (let i = start; i < end; i++) {
       if (pending[i].exceptConnId !== -1) except.add(pending[i].exceptConnId);
@@ -220,8 +223,7 @@ export class Hub {
           joined.set(m.encoder, all);
         }
         if (all) {
-          const last = pending[end - 1];
-          m.deliver(all.bytes, last.msgId, last.msgId ? roomId : 0);
+          m.deliver(all.bytes, batchMsgId, batchMsgId ? roomId : 0);
           this.delivered += all.shown;
         }
       }

@@ -18,7 +18,25 @@ export interface ByteSink {
  *    further output: the connection is then closed by the owner with a stated reason.
  * 5. The same Uint8Array may be enqueued on many queues (encode once, write to many): the queue
  *    MUST NOT modify chunks.
+ * 6. `enqueue(chunk, { lazy: true })` (presence and other notices nobody waits for) does not wake
+ *    the writer: lazy chunks wait up to `LAZY_FLUSH_MS` for a shared timer, or for the next
+ *    ordinary chunk, which takes them along in order. A login storm then costs each connection
+ *    one write per interval instead of one per login.
  */
+/** Longest wait of a lazy chunk. */
+export const LAZY_FLUSH_MS = 50;
+
+/** Queues holding only lazy chunks; one timer wakes them all. */
+const lazyQueues = new Set<SendQueue>();
+let lazyTimer: ReturnType<typeof setTimeout> | undefined;
+
+function wakeLazy(): void {
+  lazyTimer = undefined;
+  const queues = [...lazyQueues];
+  lazyQueues.clear();
+  for (const q of queues) q.kick();
+}
+
 export class SendQueue {
   #sink: ByteSink;
   #chunks: Uint8Array[] = [];
@@ -53,7 +71,7 @@ export class SendQueue {
   }
 
   /** Queues bytes; returns false when they were dropped (closed or over the bound). */
-  enqueue(chunk: Uint8Array): boolean {
+  enqueue(chunk: Uint8Array, opts?: { lazy?: boolean }): boolean {
     if (this.#closed || this.#overflowed) return false;
     if (this.#bytes + chunk.length > this.#maxBytes) {
       this.#overflowed = true;
@@ -64,11 +82,30 @@ export class SendQueue {
     }
     this.#chunks.push(chunk);
     this.#bytes += chunk.length;
-    if (!this.#writing) {
-      this.#writing = true;
-      queueMicrotask(() => void this.#drain());
+    if (this.#writing) return true;
+    if (opts?.lazy) {
+      lazyQueues.add(this);
+      lazyTimer ??= setTimeout(wakeLazy, LAZY_FLUSH_MS);
+      return true;
     }
+    this.#unlazy();
+    this.#writing = true;
+    queueMicrotask(() => void this.#drain());
     return true;
+  }
+
+  /** Starts writing what waits (the lazy timer's call). */
+  kick(): void {
+    if (this.#writing || this.#closed || this.#chunks.length === 0) return;
+    this.#writing = true;
+    void this.#drain();
+  }
+
+  #unlazy(): void {
+    if (lazyQueues.delete(this) && lazyQueues.size === 0 && lazyTimer !== undefined) {
+      clearTimeout(lazyTimer);
+      lazyTimer = undefined;
+    }
   }
 
   async #drain(): Promise<void> {
@@ -110,11 +147,16 @@ export class SendQueue {
   /** Resolves when everything queued so far has been written (or the queue failed). */
   flushed(): Promise<void> {
     if (!this.#writing && this.#chunks.length === 0) return Promise.resolve();
+    if (!this.#writing) { // only lazy chunks wait: write them now
+      this.#unlazy();
+      this.kick();
+    }
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** Stops writing; queued bytes are dropped. */
   close(): void {
+    this.#unlazy();
     this.#closed = true;
     this.#chunks = [];
     this.#bytes = 0;

@@ -181,16 +181,16 @@ export class Session implements ServiceSession {
     }
   }
 
-  /** Queues raw bytes for this client. */
-  write(bytes: Uint8Array): void {
-    if (!this.#closed) this.queue.enqueue(bytes);
+  /** Queues raw bytes for this client (`lazy`: may wait a little to share a write; see SendQueue). */
+  write(bytes: Uint8Array, lazy = false): void {
+    if (!this.#closed) this.queue.enqueue(bytes, lazy ? { lazy } : undefined);
   }
 
   // HubMember / ServiceSession
 
   deliver(bytes: Uint8Array, msgId: number, scope = 0): void {
     if (this.#held) this.#held.push({ bytes, msgId, scope });
-    else this.write(bytes);
+    else this.write(bytes, msgId === 0); // presence (no message id) is lazy
   }
 
   hold(): void {

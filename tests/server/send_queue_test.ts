@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../harness/assert.ts";
-import { SendQueue } from "../../src/server/send_queue.ts";
+import { LAZY_FLUSH_MS, SendQueue } from "../../src/server/send_queue.ts";
 
 /** A sink whose writes complete only when released, recording what it got. */
 function gatedSink() {
@@ -87,4 +87,36 @@ Deno.test("SendQueue handles short writes without losing bytes", async () => {
   q.enqueue(bytes("hello"));
   await q.flushed();
   assertEquals(got.join(""), "hello");
+});
+
+Deno.test("SendQueue holds lazy chunks until the next ordinary chunk, which takes them along in order", async () => {
+  const g = gatedSink();
+  const q = new SendQueue({ sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} });
+  q.enqueue(bytes("p1"), { lazy: true });
+  q.enqueue(bytes("p2"), { lazy: true });
+  await Promise.resolve();
+  assertEquals(g.writes.length, 0, "lazy chunks do not wake the writer");
+  q.enqueue(bytes("m"));
+  await Promise.resolve();
+  assertEquals(text(g.writes), ["p1p2m"]);
+  g.open();
+  await q.flushed();
+});
+
+Deno.test("SendQueue writes lazy chunks on its own within LAZY_FLUSH_MS, and close() cancels the wait", async () => {
+  const g = gatedSink();
+  const q = new SendQueue({ sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} });
+  q.enqueue(bytes("p"), { lazy: true });
+  await new Promise((r) => setTimeout(r, LAZY_FLUSH_MS + 30));
+  assertEquals(text(g.writes), ["p"]);
+  g.open();
+  await q.flushed();
+  const idle = new SendQueue({
+    sink: g.sink,
+    maxBytes: 100,
+    onOverflow: () => {},
+    onError: () => {},
+  });
+  idle.enqueue(bytes("x"), { lazy: true });
+  idle.close(); // the shared timer is cleared: the sanitizer sees no pending timer
 });
