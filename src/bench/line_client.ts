@@ -49,6 +49,8 @@ export abstract class LineClient {
   #closed = false;
   #waiter: LineWaiter | null = null;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set when the bench itself ends the connection. */
+  #ending = false;
   /** Lines that arrived during login while nobody waited (read by `waitLine`). */
   #early: string[] = [];
   /** True once login finished: lines then go to `onLine` only. */
@@ -125,6 +127,8 @@ export abstract class LineClient {
       }
     } catch { /* reset or closed locally */ }
     clearTimeout(this.#closeTimer);
+    // A live connection the bench did not end was dropped by the server (slow_consumer, …).
+    if (this.live && !this.#ending) this.hooks.onError(this.index, "closed_by_server");
     this.close();
     const w = this.#waiter;
     this.#waiter = null;
@@ -225,10 +229,12 @@ export abstract class LineClient {
 
   /** Closes after `ms` unless the server closed first (after a quit). */
   closeSoon(ms: number): void {
+    this.#ending = true;
     if (!this.#closed) this.#closeTimer ??= setTimeout(() => this.close(), ms);
   }
 
   close(): void {
+    this.#ending = true;
     clearTimeout(this.#closeTimer);
     if (this.#closed) return;
     this.#closed = true;
