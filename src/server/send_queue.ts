@@ -19,12 +19,18 @@ export interface ByteSink {
  * 5. The same Uint8Array may be enqueued on many queues (encode once, write to many): the queue
  *    MUST NOT modify chunks.
  * 6. `enqueue(chunk, { lazy: true })` (presence and other notices nobody waits for) does not wake
- *    the writer: lazy chunks wait up to `LAZY_FLUSH_MS` for a shared timer, or for the next
- *    ordinary chunk, which takes them along in order. A login storm then costs each connection
- *    one write per interval instead of one per login.
+ *    the writer: lazy chunks wait for a shared timer, or for the next ordinary chunk, which takes
+ *    them along in order. A login storm then costs each connection one write per interval
+ *    instead of one per login. The interval is `LAZY_FLUSH_MS`, longer with many connections
+ *    (1 ms per 20 open queues, at most `LAZY_FLUSH_MAX_MS`), so these writes stay a small,
+ *    bounded share of the CPU at any scale.
  */
-/** Longest wait of a lazy chunk. */
+/** Wait of a lazy chunk with up to 1,000 open queues. */
 export const LAZY_FLUSH_MS = 50;
+/** Longest wait of a lazy chunk (reached at 20,000 open queues). */
+export const LAZY_FLUSH_MAX_MS = 1000;
+/** Queues not yet closed: the lazy interval grows with them. */
+let openQueues = 0;
 
 /** Queues holding only lazy chunks; one timer wakes them all. */
 const lazyQueues = new Set<SendQueue>();
@@ -48,6 +54,7 @@ export class SendQueue {
   #onOverflow: () => void;
   #onError: (err: unknown) => void;
   #idle: (() => void)[] = [];
+  #counted = true;
 
   constructor(opts: {
     sink: ByteSink;
@@ -59,6 +66,7 @@ export class SendQueue {
     this.#maxBytes = opts.maxBytes;
     this.#onOverflow = opts.onOverflow;
     this.#onError = opts.onError;
+    openQueues++;
   }
 
   /** Unsent bytes. */
@@ -85,7 +93,10 @@ export class SendQueue {
     if (this.#writing) return true;
     if (opts?.lazy) {
       lazyQueues.add(this);
-      lazyTimer ??= setTimeout(wakeLazy, LAZY_FLUSH_MS);
+      lazyTimer ??= setTimeout(
+        wakeLazy,
+        Math.min(LAZY_FLUSH_MAX_MS, Math.max(LAZY_FLUSH_MS, openQueues / 20)),
+      );
       return true;
     }
     this.#unlazy();
@@ -157,6 +168,10 @@ export class SendQueue {
   /** Stops writing; queued bytes are dropped. */
   close(): void {
     this.#unlazy();
+    if (this.#counted) {
+      this.#counted = false;
+      openQueues--;
+    }
     this.#closed = true;
     this.#chunks = [];
     this.#bytes = 0;
