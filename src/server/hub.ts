@@ -53,8 +53,9 @@ interface PendingRoomEvent {
  * 2. Each member still gets exactly the events it would have got at `toRoom` time, in the same
  *    order: any change of membership (`addSession`, `removeSession`, `subscribe`, `unsubscribe`)
  *    and `toUsers` flush what is pending first, so membership is never read later than it was.
- * 3. A member that is the excluded sender of one of the batched events, or that is holding
- *    deliveries back (resume), gets the events one by one with their ids, as before.
+ * 3. A member that sent some of the batched events gets the runs of the joined buffer between
+ *    its own frames (subarrays, no copy). A member holding deliveries back (resume) gets the
+ *    events one by one with their ids, as before.
  */
 export class Hub {
   /** roomId → userId → sessions of that user in the room. */
@@ -186,7 +187,7 @@ export class Hub {
     const count = end - start;
     /** Per codec: each event's bytes (null: not shown), and all of them joined. */
     const frames = new Map<EventEncoder, (Uint8Array | null)[]>();
-    const joined = new Map<EventEncoder, { bytes: Uint8Array; shown: number } | null>();
+    const joined = new Map<EventEncoder, Joined | null>();
     const encodeAll = (enc: EventEncoder) => {
       let list = frames.get(enc);
       if (!list) {
@@ -206,7 +207,7 @@ export class Hub {
     for (const set of byUser.values()) {
       for (const m of set) {
         const list = encodeAll(m.encoder);
-        if (count === 1 || m.holding || except.has(m.connId)) {
+        if (count === 1 || m.holding) {
           for (let i = 0; i < count; i++) {
             const p = pending[start + i];
             const bytes = list[i];
@@ -222,10 +223,25 @@ export class Hub {
           all = join(list);
           joined.set(m.encoder, all);
         }
-        if (all) {
-          m.deliver(all.bytes, batchMsgId, batchMsgId ? roomId : 0);
+        if (!all) continue;
+        const scope = batchMsgId ? roomId : 0;
+        if (!except.has(m.connId)) {
+          m.deliver(all.bytes, batchMsgId, scope);
           this.delivered += all.shown;
+          continue;
         }
+        // The member sent some of these: it gets the runs between its own frames (no copies).
+        let runStart = 0;
+        for (let i = 0; i < count; i++) {
+          if (pending[start + i].exceptConnId !== m.connId) {
+            if (list[i]) this.delivered++;
+            continue;
+          }
+          const own = all.offsets[i];
+          if (own > runStart) m.deliver(all.bytes.subarray(runStart, own), batchMsgId, scope);
+          runStart = all.offsets[i + 1];
+        }
+        if (all.bytes.length > runStart) m.deliver(all.bytes.subarray(runStart), batchMsgId, scope);
       }
     }
   }
@@ -263,20 +279,32 @@ export class Hub {
   }
 }
 
-/** The non-null frames of a batch in one buffer, and how many there were; null when none. */
-function join(list: (Uint8Array | null)[]): { bytes: Uint8Array; shown: number } | null {
+/** A batch's frames in one buffer: frame i is bytes[offsets[i], offsets[i + 1]). */
+interface Joined {
+  bytes: Uint8Array;
+  /** Frames shown (not null). */
+  shown: number;
+  offsets: Int32Array;
+}
+
+/** The non-null frames of a batch in one buffer; null when none is shown. */
+function join(list: (Uint8Array | null)[]): Joined | null {
   let size = 0;
   let shown = 0;
   let only: Uint8Array | null = null;
-  for (const b of list) {
+  const offsets = new Int32Array(list.length + 1);
+  for (let i = 0; i < list.length; i++) {
+    const b = list[i];
+    offsets[i] = size;
     if (b) {
       size += b.length;
       shown++;
       only = b;
     }
   }
+  offsets[list.length] = size;
   if (shown === 0) return null;
-  if (shown === 1) return { bytes: only!, shown };
+  if (shown === 1) return { bytes: only!, shown, offsets };
   const bytes = new Uint8Array(size);
   let off = 0;
   for (const b of list) {
@@ -285,7 +313,7 @@ function join(list: (Uint8Array | null)[]): { bytes: Uint8Array; shown: number }
       off += b.length;
     }
   }
-  return { bytes, shown };
+  return { bytes, shown, offsets };
 }
 
 /** Memoizes a computation for a presence event's `online` list. */
