@@ -62,8 +62,6 @@ export abstract class LineClient {
    * buffer and stall on data left decrypted inside the TLS library.
    */
   maxWriteBytes = Number.MAX_SAFE_INTEGER;
-  /** Reads done by all connections (how well reads batch). */
-  static reads = 0;
   /** Bytes received, for "has the traffic settled" checks. */
   rxBytes = 0;
 
@@ -110,7 +108,6 @@ export abstract class LineClient {
         const n = await this.conn.read(this.#buf.subarray(fill));
         if (n === null) break;
         this.rxBytes += n;
-        LineClient.reads++;
         const now = performance.now();
         const buf = this.#buf;
         const total = fill + n;

@@ -1,7 +1,7 @@
 // Owns one benchmark run: connect and log in N clients, send the workload, account for every delivery.
 import type { AuthMode, BenchClient, LoginOutcome, ProtocolAdapter } from "./adapter.ts";
 import { LatencyHistogram } from "./histogram.ts";
-import { type ClientHooks, type Endpoint, LineClient } from "./line_client.ts";
+import type { ClientHooks, Endpoint } from "./line_client.ts";
 import { nativeLoginOnce } from "./native_adapter.ts";
 import { encodeBody, MIN_PAYLOAD_BYTES, parseBody, type ParsedBody } from "./payload.ts";
 import { DeliveryTracker } from "./tracker.ts";
@@ -297,8 +297,6 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   // Reading the stats also restarts the server's worst-lag window (chat servers only).
   const stats0 = o.serverStats ? await o.serverStats() as { loop?: ServerLoop } | null : null;
   const t0 = performance.now();
-  const reads0 = LineClient.reads;
-  const rx0 = totalRx();
   const sendOne = (s: number, k: number) => {
     const c = clients[s];
     if (!c || c.closed) return;
@@ -410,12 +408,6 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   const seconds = (end - t0) / 1000;
   const sendCpuSeconds = cpu0 !== null && cpu1 !== null ? round(cpu1 - cpu0, 2) : null;
   const rssEndKb = await rss();
-  if (Deno.env.get("BENCH_DEBUG")) {
-    const reads = LineClient.reads - reads0;
-    console.error(
-      `reads ${reads}, bytes ${totalRx() - rx0}, per read ${(totalRx() - rx0) / reads}`,
-    );
-  }
   const loop1 = (serverStats as { loop?: ServerLoop } | null)?.loop;
   const loop = loop1 && stats0?.loop
     ? { maxLagMs: loop1.maxLagMs, stalls: loop1.stalls - stats0.loop.stalls }
