@@ -1,4 +1,5 @@
 // Owns the admin CLI's terminal: stdin and stderr as the process has them, prompts, hidden input.
+import { concatBytes } from "../protocol/concat_bytes.ts";
 import { ChatError } from "../errors.ts";
 
 const encoder = new TextEncoder();
@@ -69,13 +70,7 @@ async function readStdin(): Promise<string> {
     }
     chunks.push(buf.slice(0, n));
   }
-  const all = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    all.set(c, off);
-    off += c.length;
-  }
-  return decoder.decode(all);
+  return decoder.decode(concatBytes(chunks, total));
 }
 
 async function readLineFromStdin(): Promise<string | null> {

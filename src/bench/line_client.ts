@@ -1,4 +1,5 @@
 // Owns the bench's side of one TLS connection: a lean line reader and a coalescing writer.
+import { concatBytes } from "../protocol/concat_bytes.ts";
 import { ChatError } from "../errors.ts";
 
 const LF = 0x0a;
@@ -203,15 +204,7 @@ export abstract class LineClient {
         const size = this.#outBytes;
         this.#out = [];
         this.#outBytes = 0;
-        let buf = chunks[0];
-        if (chunks.length > 1) {
-          buf = new Uint8Array(size);
-          let off = 0;
-          for (const c of chunks) {
-            buf.set(c, off);
-            off += c.length;
-          }
-        }
+        const buf = concatBytes(chunks, size);
         let off = 0;
         while (off < buf.length) {
           off += await this.conn.write(buf.subarray(off, off + this.maxWriteBytes));

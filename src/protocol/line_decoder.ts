@@ -1,4 +1,5 @@
 // Owns framing: splitting a byte stream into lines with a hard length cap.
+import { concatBytes } from "./concat_bytes.ts";
 import { ChatError } from "../errors.ts";
 
 const LF = 0x0a;
@@ -41,13 +42,8 @@ export class LineSplitter {
       if (this.#parts.length === 0) {
         line = chunk.subarray(start, nl);
       } else {
-        line = new Uint8Array(this.#partBytes + nl - start);
-        let off = 0;
-        for (const p of this.#parts) {
-          line.set(p, off);
-          off += p.length;
-        }
-        line.set(chunk.subarray(start, nl), off);
+        this.#parts.push(chunk.subarray(start, nl));
+        line = concatBytes(this.#parts, this.#partBytes + nl - start);
         this.#parts = [];
         this.#partBytes = 0;
       }

@@ -1,4 +1,5 @@
 // Owns outbound flow control for one connection: a bounded, ordered byte queue and its writer loop.
+import { concatBytes } from "../protocol/concat_bytes.ts";
 
 /** Where the queue writes; a Deno.Conn fits. */
 export interface ByteSink {
@@ -125,17 +126,7 @@ export class SendQueue {
         const chunks = this.#chunks;
         const size = this.#bytes;
         this.#chunks = [];
-        let buf: Uint8Array;
-        if (chunks.length === 1) {
-          buf = chunks[0];
-        } else {
-          buf = new Uint8Array(size);
-          let off = 0;
-          for (const c of chunks) {
-            buf.set(c, off);
-            off += c.length;
-          }
-        }
+        const buf = concatBytes(chunks, size);
         let off = 0;
         while (off < buf.length) {
           off += await this.#sink.write(off === 0 ? buf : buf.subarray(off));

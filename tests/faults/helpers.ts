@@ -2,6 +2,7 @@
 // polling with deadlines, process figures (fds, RSS), and the database read back after a fault.
 import { connect as tlsConnect, type ConnectionOptions, type TLSSocket } from "node:tls";
 import { DatabaseSync } from "node:sqlite";
+import { concatBytes } from "../../src/protocol/concat_bytes.ts";
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 
@@ -399,14 +400,7 @@ export async function readUntilClosed(
   } finally {
     clearTimeout(timer);
   }
-  const total = parts.reduce((s, p) => s + p.length, 0);
-  const bytes = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    bytes.set(p, off);
-    off += p.length;
-  }
-  return { bytes, closed };
+  return { bytes: concatBytes(parts), closed };
 }
 
 /** Says hello on a chat/1 client and waits for the server's hello. */
