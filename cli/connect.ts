@@ -1,21 +1,10 @@
 // Owns `chat connect`: its flags and help text; the client itself lives in src/client/.
 import type { Command } from "commander";
-import { runConnect } from "../src/client/mod.ts";
+import { type ConnectOptions, runConnect } from "../src/client/mod.ts";
 import type { CliContext } from "./context.ts";
 
-interface ConnectFlags {
-  user?: string;
-  register?: boolean;
-  passwordStdin?: boolean;
-  invite?: string;
-  ca?: string;
-  trustFingerprint?: string;
-  send?: string;
-  room?: string;
-  to?: string;
-  listen?: boolean;
-  json?: boolean;
-}
+/** The flags are the run options less the positional address. */
+type ConnectFlags = Omit<ConnectOptions, "address">;
 
 /** Adds `chat connect`. */
 export function registerConnect(program: Command, ctx: CliContext): void {

@@ -1,8 +1,9 @@
 // Owns what an administrator may change — users, invites, rooms, certificates, history — and its
 // audit lines. The same code runs inside the server (admin socket) and in the CLI (no server).
 import { ChatError } from "../errors.ts";
-import { checkRoomName, checkUserName } from "../protocol/text_rules.ts";
+import { checkRoomName, checkUserName, hasUnsafeText } from "../protocol/text_rules.ts";
 import { inviteCodeHash } from "../server/auth.ts";
+import type { ServerStats } from "../server/server.ts";
 import type { InviteRecord, RoomRecord, StorageStats, Store, UserRecord } from "../store/store.ts";
 
 /** Account roles. */
@@ -44,17 +45,10 @@ export interface RoomView {
 }
 
 /** Live numbers of a running server (`chat admin stats`). */
-export interface LiveStats {
+export interface LiveStats extends Omit<ServerStats, "loop"> {
   uptimeMs: number;
-  connections: number;
-  sessions: number;
-  messagesStored: number;
-  deliveries: number;
-  queuedBytes: number;
-  maxQueuedBytes: number;
-  hasher: { queued: number; running: number; completed: number; rejectedBusy: number };
-  /** Event-loop lag: worst delay since the previous stats read, and stalls over 20 ms. */
-  loop?: { maxLagMs: number; stalls: number };
+  /** Event-loop lag (ServerStats.loop); absent from a server that does not report it. */
+  loop?: ServerStats["loop"];
   writes: { batches: number; writes: number } | null;
   certificate: { fingerprint: string; notAfter: number };
   retentionDays: number;
@@ -81,9 +75,6 @@ export const RECORDABLE_ACTIONS = ["history.export", "history.search"] as const;
 export const MAX_TOPIC_BYTES = 300;
 
 const PHC_ARGON2ID = /^\$argon2id\$v=19\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$/;
-// C0 except TAB, DEL, C1, bidi embedding/override/isolate: the same rule as message bodies.
-// deno-lint-ignore no-control-regex
-const FORBIDDEN_TEXT = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 const BASE32 = "abcdefghijklmnopqrstuvwxyz234567";
 
 /** `bytes` as lowercase RFC 4648 base32 without padding. */
@@ -428,7 +419,8 @@ function checkTopic(topic: string, action: string): string {
       `Cannot ${action}: the topic is longer than ${MAX_TOPIC_BYTES} bytes`,
     );
   }
-  if (!topic.isWellFormed() || FORBIDDEN_TEXT.test(topic)) {
+  // The same rule as message bodies.
+  if (hasUnsafeText(topic)) {
     throw new ChatError(
       "invalid_text",
       `Cannot ${action}: control characters and bidirectional overrides are not allowed`,

@@ -8,6 +8,14 @@ const ROOM_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
 const FORBIDDEN_RE = /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 const utf8 = new TextEncoder();
 
+/**
+ * True when text could drive a terminal or spoof its direction: invalid Unicode, C0 controls
+ * except TAB, DEL, C1, or bidirectional embedding/override/isolate controls.
+ */
+export function hasUnsafeText(text: string): boolean {
+  return !text.isWellFormed() || FORBIDDEN_RE.test(text);
+}
+
 /** Limits that text validation needs. */
 export interface TextLimits {
   maxBodyBytes: number;

@@ -28,13 +28,7 @@ export function assertThrows<E extends Error>(
   try {
     fn();
   } catch (err) {
-    if (cls && !(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${err}`);
-    if (includes && !String((err as Error).message).includes(includes)) {
-      throw new Error(
-        `expected message to include ${JSON.stringify(includes)}, got ${(err as Error).message}`,
-      );
-    }
-    return err as E;
+    return checkThrown(err, cls, includes);
   }
   throw new Error("expected the function to throw");
 }
@@ -48,13 +42,21 @@ export async function assertRejects<E extends Error>(
   try {
     await fn();
   } catch (err) {
-    if (cls && !(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${err}`);
-    if (includes && !String((err as Error).message).includes(includes)) {
-      throw new Error(
-        `expected message to include ${JSON.stringify(includes)}, got ${(err as Error).message}`,
-      );
-    }
-    return err as E;
+    return checkThrown(err, cls, includes);
   }
   throw new Error("expected the promise to reject");
+}
+
+/** Checks what assertThrows/assertRejects caught: its class and message. */
+function checkThrown<E extends Error>(
+  err: unknown,
+  cls: (new (...args: never[]) => E) | undefined,
+  includes: string | undefined,
+): E {
+  if (cls && !(err instanceof cls)) throw new Error(`expected ${cls.name}, got ${err}`);
+  const message = String((err as Error).message);
+  if (includes && !message.includes(includes)) {
+    throw new Error(`expected message to include ${JSON.stringify(includes)}, got ${message}`);
+  }
+  return err as E;
 }
