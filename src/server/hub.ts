@@ -1,5 +1,6 @@
 // Owns who is online where, and fan-out: each event is encoded once per codec and queued to many.
 import type { WireMessage } from "../protocol/frames.ts";
+import { Admission } from "./admission.ts";
 
 /** A codec-neutral event the hub delivers. */
 export type HubEvent =
@@ -63,6 +64,11 @@ export class Hub {
   /** userId → all sessions of that user. */
   #users = new Map<number, Set<HubMember>>();
   #roomNames = new Map<number, string>();
+  /**
+   * Input flow control for everything fanned out here: sends wait at this gate while too many are
+   * in flight or receivers' queues are backed up (see Admission).
+   */
+  readonly admission = new Admission();
   /** Counters for stats. */
   delivered = 0;
   #pending: PendingRoomEvent[] = [];

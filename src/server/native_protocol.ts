@@ -166,7 +166,7 @@ export class NativeProtocol implements ProtocolHandler {
         } catch (err) {
           this.s.fail(withRef(err, frame.ref));
         }
-      });
+      }, line.length);
       return;
     }
     try {

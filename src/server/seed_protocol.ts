@@ -84,7 +84,7 @@ export class SeedProtocol implements ProtocolHandler {
       } catch (err) {
         this.s.fail(err);
       }
-    });
+    }, line.length);
   }
 
   async #authLine(line: Uint8Array): Promise<void> {

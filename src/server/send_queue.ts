@@ -6,13 +6,23 @@ export interface ByteSink {
   write(p: Uint8Array): Promise<number>;
 }
 
+/** Told of every queue and every change of its unsent bytes (the server's admission gate). */
+export interface BacklogMeter {
+  queues(delta: 1 | -1, maxBytes: number): void;
+  report(before: number, after: number, maxBytes: number): void;
+}
+
+/** A chunk at least this long is written as it is; shorter ones are joined (up to `MAX_JOIN`). */
+const WRITE_ALONE = 16 * 1024;
+const MAX_JOIN = 64 * 1024;
+
 /**
  * Outbound queue of one connection.
  *
  * 1. `enqueue` is synchronous and never blocks the caller (the hub fans out to thousands).
  * 2. One writer loop drains the queue; bytes leave in enqueue order, never reordered.
- * 3. All chunks waiting when the writer wakes are coalesced into one write (fewer TLS records
- *    and syscalls under load). The writer first wakes in a microtask after the first `enqueue`,
+ * 3. Small chunks waiting when the writer wakes are coalesced into one write (fewer TLS records
+ *    and syscalls under load); a large chunk (a fan-out batch) is written as it is, not copied. The writer first wakes in a microtask after the first `enqueue`,
  *    so everything a fan-out (or a group commit's batch of messages) enqueues in the same turn
  *    leaves in one write instead of one write per frame.
  * 4. Unsent bytes are bounded by `maxBytes`. Going over calls `onOverflow` once and drops all
@@ -25,6 +35,7 @@ export interface ByteSink {
  *    instead of one per login. The interval is `LAZY_FLUSH_MS`, longer with many connections
  *    (1 ms per 20 open queues, at most `LAZY_FLUSH_MAX_MS`), so these writes stay a small,
  *    bounded share of the CPU at any scale.
+ * 7. Every change of the unsent bytes is reported to the `meter`, if any (input flow control).
  */
 /** Wait of a lazy chunk with up to 1,000 open queues. */
 export const LAZY_FLUSH_MS = 50;
@@ -56,15 +67,19 @@ export class SendQueue {
   #onError: (err: unknown) => void;
   #idle: (() => void)[] = [];
   #counted = true;
+  #meter: BacklogMeter | undefined;
 
   constructor(opts: {
     sink: ByteSink;
     maxBytes: number;
     onOverflow: () => void;
     onError: (err: unknown) => void;
+    meter?: BacklogMeter;
   }) {
     this.#sink = opts.sink;
     this.#maxBytes = opts.maxBytes;
+    this.#meter = opts.meter;
+    this.#meter?.queues(1, this.#maxBytes);
     this.#onOverflow = opts.onOverflow;
     this.#onError = opts.onError;
     openQueues++;
@@ -85,12 +100,12 @@ export class SendQueue {
     if (this.#bytes + chunk.length > this.#maxBytes) {
       this.#overflowed = true;
       this.#chunks = [];
-      this.#bytes = 0;
+      this.#setBytes(0);
       this.#onOverflow();
       return false;
     }
     this.#chunks.push(chunk);
-    this.#bytes += chunk.length;
+    this.#setBytes(this.#bytes + chunk.length);
     if (this.#writing) return true;
     if (opts?.lazy) {
       lazyQueues.add(this);
@@ -120,23 +135,42 @@ export class SendQueue {
     }
   }
 
+  #setBytes(n: number): void {
+    const before = this.#bytes;
+    this.#bytes = n;
+    this.#meter?.report(before, n, this.#maxBytes);
+  }
+
   async #drain(): Promise<void> {
     try {
       while (this.#chunks.length > 0 && !this.#closed) {
         const chunks = this.#chunks;
-        const size = this.#bytes;
         this.#chunks = [];
-        const buf = concatBytes(chunks, size);
-        let off = 0;
-        while (off < buf.length) {
-          off += await this.#sink.write(off === 0 ? buf : buf.subarray(off));
+        let i = 0;
+        while (i < chunks.length) {
+          // One write: a large chunk alone, or a run of small ones joined.
+          let j = i + 1;
+          let size = chunks[i].length;
+          if (size < WRITE_ALONE) {
+            while (
+              j < chunks.length && chunks[j].length < WRITE_ALONE &&
+              size + chunks[j].length <= MAX_JOIN
+            ) size += chunks[j++].length;
+          }
+          const buf = j === i + 1 ? chunks[i] : concatBytes(chunks.slice(i, j), size);
+          let off = 0;
+          while (off < buf.length) {
+            off += await this.#sink.write(off === 0 ? buf : buf.subarray(off));
+          }
+          if (this.#closed) return; // close() dropped the rest and zeroed the count
+          this.#setBytes(this.#bytes - size);
+          i = j;
         }
-        this.#bytes -= size;
       }
     } catch (err) {
       this.#closed = true;
       this.#chunks = [];
-      this.#bytes = 0;
+      this.#setBytes(0);
       this.#onError(err);
     } finally {
       this.#writing = false;
@@ -162,9 +196,10 @@ export class SendQueue {
     if (this.#counted) {
       this.#counted = false;
       openQueues--;
+      this.#meter?.queues(-1, this.#maxBytes);
     }
     this.#closed = true;
     this.#chunks = [];
-    this.#bytes = 0;
+    this.#setBytes(0);
   }
 }

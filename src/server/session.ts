@@ -114,6 +114,7 @@ export class Session implements ServiceSession {
         this.close("slow_consumer", "", false);
       },
       onError: () => this.close("write_failed", "", false),
+      meter: deps.service.hub.admission,
     });
   }
 
@@ -251,13 +252,25 @@ export class Session implements ServiceSession {
     }
   }
 
-  /** Runs a pipelined operation (a send), bounded by `maxInflight`. */
-  async pipelined(op: () => Promise<void>, maxInflight = 256): Promise<void> {
+  /**
+   * Runs a pipelined operation (a send of `bytes` request bytes), bounded by `maxInflight` per
+   * session and by the server's admission gate. While it waits, this session reads nothing more
+   * from its socket.
+   */
+  async pipelined(op: () => Promise<void>, bytes: number, maxInflight = 256): Promise<void> {
     while (this.#inflight >= maxInflight) {
       await new Promise<void>((r) => this.#inflightDone = r);
     }
+    const gate = this.#deps.service.hub.admission;
+    const wait = gate.admit(bytes);
+    if (wait) await wait;
+    if (this.#closed) {
+      gate.done(bytes);
+      return;
+    }
     this.#inflight++;
     op().finally(() => {
+      gate.done(bytes);
       this.#inflight--;
       const wake = this.#inflightDone;
       this.#inflightDone = null;

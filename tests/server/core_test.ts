@@ -399,6 +399,41 @@ Deno.test("a client that never reads is cut at its queue bound; others keep rece
   stalled.close();
 });
 
+Deno.test("a burst of pipelined sends from every client is paced, not dropped: small queues, nobody cut", async () => {
+  // 8 clients each send 300 messages at once: every receiver is owed 2,100 messages (~600 KB),
+  // ten times its 64 KiB queue. Input waits at the admission gate instead.
+  await using ts = await startTestServer({ limits: { sendQueueBytes: 64 * 1024 } });
+  const clients: WireClient[] = [];
+  for (let i = 0; i < 8; i++) {
+    clients.push(await WireClient.login(ts.port, ts.certPem, `burst${i}`, { register: true }));
+  }
+  try {
+    const body = "x".repeat(200);
+    for (const [i, c] of clients.entries()) {
+      const lines: string[] = [];
+      for (let k = 0; k < 300; k++) {
+        lines.push(JSON.stringify({ type: "send", cid: `${i}.${k}`, room: "general", body }));
+      }
+      await c.writeAll(lines.join("\n") + "\n");
+    }
+    const owed = 7 * 300;
+    const until = Date.now() + 30_000;
+    const counts = () => clients.map((c) => c.frames.filter(isType("msg")).length);
+    while (
+      counts().some((n) => n < owed) && ts.server.stats.sessions === 8 && Date.now() < until
+    ) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assertEquals(counts(), clients.map(() => owed));
+    assertEquals(clients.map((c) => c.frames.filter(isType("ack")).length), clients.map(() => 300));
+    assertEquals(clients.flatMap((c) => c.frames.filter(isType("bye"))), []);
+    assertEquals(ts.server.stats.sessions, 8);
+    assert(ts.server.hub.admission.waited > 0, "the burst never had to wait");
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
+
 Deno.test("shutdown: clients get bye shutdown, acked messages survive", async () => {
   const dataDir = await Deno.makeTempDir({ prefix: "chat-shutdown-" });
   try {

@@ -120,3 +120,53 @@ Deno.test("SendQueue writes lazy chunks on its own within LAZY_FLUSH_MS, and clo
   idle.enqueue(bytes("x"), { lazy: true });
   idle.close(); // the shared timer is cleared: the sanitizer sees no pending timer
 });
+
+Deno.test("SendQueue writes a large chunk as it is (no copy) and joins the small ones around it", async () => {
+  const seen: Uint8Array[] = [];
+  const q = new SendQueue({
+    sink: { write: (p) => (seen.push(p), Promise.resolve(p.length)) },
+    maxBytes: 1 << 20,
+    onOverflow: () => {},
+    onError: () => {},
+  });
+  const big = new Uint8Array(20_000).fill(0x62);
+  q.enqueue(bytes("a"));
+  q.enqueue(bytes("b"));
+  q.enqueue(big);
+  q.enqueue(bytes("c"));
+  await q.flushed();
+  assertEquals(seen.length, 3);
+  assertEquals(text([seen[0]]), ["ab"]);
+  assert(seen[1] === big, "the large chunk was copied");
+  assertEquals(text([seen[2]]), ["c"]);
+});
+
+Deno.test("SendQueue tells its meter of every unsent byte, and of its opening and closing", async () => {
+  const g = gatedSink();
+  let backlog = 0;
+  let queues = 0;
+  const meter = {
+    queues: (d: 1 | -1) => queues += d,
+    report: (before: number, after: number) => backlog += after - before,
+  };
+  const q = new SendQueue({
+    sink: g.sink,
+    maxBytes: 100,
+    onOverflow: () => {},
+    onError: () => {},
+    meter,
+  });
+  assertEquals(queues, 1);
+  q.enqueue(bytes("hello"));
+  q.enqueue(bytes("world"));
+  assertEquals(backlog, 10);
+  await Promise.resolve();
+  q.enqueue(bytes("!"));
+  assertEquals(backlog, 11);
+  g.open();
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(backlog, 1, "the first write left");
+  q.close();
+  assertEquals([backlog, queues], [0, 0]);
+  g.open();
+});

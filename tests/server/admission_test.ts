@@ -1,0 +1,103 @@
+import { assert, assertEquals } from "../harness/assert.ts";
+import { Admission } from "../../src/server/admission.ts";
+
+const turn = () => new Promise((r) => setTimeout(r, 0));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Asks admission for `n` sends of `bytes` each, recording the order in which they get in. */
+function admitMany(a: Admission, n: number, order: number[], bytes = 10): void {
+  for (let i = 0; i < n; i++) {
+    const wait = a.admit(bytes);
+    if (wait) wait.then(() => order.push(i));
+    else order.push(i);
+  }
+}
+
+Deno.test("Admission lets maxInflight sends in at once; the rest wait, first come first served, for a later turn", async () => {
+  const a = new Admission({ maxInflight: 3 });
+  const order: number[] = [];
+  admitMany(a, 6, order);
+  assertEquals(order, [0, 1, 2]);
+  assertEquals(a.inflight, 3);
+  a.done(10);
+  a.done(10);
+  await Promise.resolve();
+  assertEquals(order, [0, 1, 2], "waiters are admitted on a fresh turn, not inside done()");
+  await turn();
+  assertEquals(order, [0, 1, 2, 3, 4]);
+  assertEquals(a.inflight, 3);
+  a.done(10);
+  await turn();
+  assertEquals(order, [0, 1, 2, 3, 4, 5]);
+  assertEquals(a.waited, 3);
+});
+
+Deno.test("Admission bounds request bytes in flight by the smallest queue's cap; one send always fits", async () => {
+  const a = new Admission();
+  a.queues(1, 4000); // cap 1000
+  const order: number[] = [];
+  admitMany(a, 3, order, 400);
+  assertEquals(order, [0, 1], "800 bytes in flight; 400 more would pass the cap of 1000");
+  a.done(400);
+  await turn();
+  assertEquals(order, [0, 1, 2]);
+  a.done(400);
+  a.done(400);
+  assertEquals(a.inflight, 0);
+  assert(
+    a.admit(5000) === undefined,
+    "with nothing in flight, a send larger than the cap is admitted",
+  );
+  a.done(5000);
+});
+
+Deno.test("Admission waits while receivers' queues are backed up, and opens when they drain", async () => {
+  const a = new Admission({ maxWaitMs: 60_000 });
+  const bound = 1024; // each queue counts with at most 256 bytes
+  for (let i = 0; i < 8; i++) a.queues(1, bound);
+  assertEquals(a.bound, 512, "a quarter of all caps together");
+  a.report(0, 256, bound);
+  a.report(0, 256, bound);
+  assert(a.admit(10) === undefined, "at the bound: still admitted");
+  a.done(10);
+  a.report(0, 10, bound);
+  const order: number[] = [];
+  admitMany(a, 2, order);
+  assertEquals(order, []);
+  await sleep(20);
+  assertEquals(order, [], "nothing gets in while the backlog is over the bound");
+  a.report(256, 0, bound); // one queue drained
+  await turn();
+  assertEquals(order, [0, 1]);
+  assertEquals(a.backlog, 266);
+});
+
+Deno.test("Admission: one slow reader alone never closes the gate (it counts at most its cap)", () => {
+  const a = new Admission();
+  const bound = 1024 * 1024;
+  for (let i = 0; i < 2; i++) a.queues(1, bound);
+  assertEquals(a.bound, bound / 4, "at least the largest cap");
+  a.report(0, bound, bound); // a full queue counts a quarter of its bound
+  assertEquals(a.backlog, a.bound);
+  assert(a.admit(10) === undefined);
+  a.done(10);
+  // With many queues the bound grows with them, up to maxBacklog.
+  for (let i = 0; i < 1000; i++) a.queues(1, bound);
+  assertEquals(a.bound, a.maxBacklog);
+});
+
+Deno.test("Admission admits a waiter after maxWaitMs even if receivers never drain", async () => {
+  const a = new Admission({ maxWaitMs: 50 });
+  const bound = 1024;
+  for (let i = 0; i < 2; i++) a.queues(1, bound);
+  a.report(0, 256, bound);
+  a.report(0, 1, bound); // 257 counted, over the bound of 256: closed
+  const order: number[] = [];
+  const t0 = performance.now();
+  admitMany(a, 1, order);
+  await sleep(20);
+  assertEquals(order, []);
+  while (order.length === 0 && performance.now() - t0 < 2000) await sleep(5);
+  assertEquals(order, [0]);
+  assert(performance.now() - t0 >= 45, "admitted before its patience ran out");
+});
