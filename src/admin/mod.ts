@@ -17,7 +17,7 @@ const log = getLogger(["chat", "admin"]);
 export interface AdministrationOptions {
   server: ChatServer;
   /** The server's store (the SQLite one also reports group-commit counters). */
-  store: Store & { readonly writeStats?: { batches: number; writes: number } };
+  store: Store & { readonly writeStats?: { batches: number; writes: number; syncs: number } };
   config: ServerConfig;
   /** The certificate the server started with. */
   certificate: CertInfo;

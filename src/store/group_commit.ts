@@ -9,6 +9,21 @@ interface PendingWrite {
   reject: (err: unknown) => void;
 }
 
+/** A committed batch waiting for its WAL frames to reach the disk. */
+interface CommittedBatch {
+  batch: PendingWrite[];
+  results: { ok: boolean; value: unknown }[];
+}
+
+/**
+ * Makes committed WAL frames durable (fdatasync of the `-wal` file). `sync` runs off the main
+ * thread; `syncNow` blocks (used at close).
+ */
+export interface WalSync {
+  sync(): Promise<void>;
+  syncNow(): void;
+}
+
 /**
  * Group commit for a synchronous SQLite handle.
  *
@@ -19,18 +34,29 @@ interface PendingWrite {
  * 3. If the transaction fails, it is rolled back and every write of the batch is rejected with
  *    `storage_failed`. A write that throws rejects alone: a single statement is atomic by itself, and
  *    a write of several statements MUST ask for `{ savepoint: true }` so its partial effects roll back.
+ * 4. With a `WalSync` (the connection then runs `synchronous=NORMAL`, which does not sync at
+ *    COMMIT), the promises resolve only after a WAL sync that started after their COMMIT: as
+ *    durable as `synchronous=FULL`, but the fsync waits on a blocking-I/O thread instead of
+ *    stalling the event loop, and batches that commit while one sync runs share the next one.
+ *    Batches settle in commit order. A failed sync rejects its batches with `storage_failed`.
  */
 export class GroupCommit {
   #db: DatabaseSync;
   #queue: PendingWrite[] = [];
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
-  /** Number of committed batches and writes, for stats. */
+  #wal: WalSync | undefined;
+  /** Committed, waiting for the next WAL sync; and the ones the running sync covers. */
+  #unsynced: CommittedBatch[] = [];
+  #syncing: CommittedBatch[] | null = null;
+  /** Number of committed batches and writes, and WAL syncs, for stats. */
   batches = 0;
   writes = 0;
+  syncs = 0;
 
-  constructor(db: DatabaseSync) {
+  constructor(db: DatabaseSync, opts: { wal?: WalSync } = {}) {
     this.#db = db;
+    this.#wal = opts.wal;
   }
 
   /** Queues `run` for the next group transaction; resolves with its result after commit. */
@@ -85,21 +111,68 @@ export class GroupCommit {
         "storage_failed",
         `Cannot store: the database refused the write (${(err as Error).message})`,
       );
-      for (const w of batch) w.reject(failure);
+      rejectAll(batch, failure);
       return;
     }
     this.batches++;
     this.writes += batch.length;
-    for (let i = 0; i < batch.length; i++) {
-      const r = results[i];
-      if (r.ok) batch[i].resolve(r.value);
-      else batch[i].reject(r.value);
-    }
+    if (!this.#wal) return settle({ batch, results });
+    this.#unsynced.push({ batch, results });
+    if (this.#syncing === null) void this.#syncLoop(this.#wal);
   }
 
-  /** Flushes what is queued and refuses new writes. */
+  async #syncLoop(wal: WalSync): Promise<void> {
+    while (this.#unsynced.length > 0) {
+      const group = this.#syncing = this.#unsynced;
+      this.#unsynced = [];
+      let failure: unknown = null;
+      try {
+        await wal.sync();
+        this.syncs++;
+      } catch (err) {
+        failure = err;
+      }
+      if (this.#syncing !== group) return; // close() settled it already
+      for (const c of group) {
+        failure === null ? settle(c) : rejectAll(c.batch, syncFailure(failure));
+      }
+    }
+    this.#syncing = null;
+  }
+
+  /** Flushes what is queued, makes it durable, and refuses new writes. */
   close(): void {
     this.flush();
     this.#closed = true;
+    const waiting = [...(this.#syncing ?? []), ...this.#unsynced];
+    this.#syncing = null;
+    this.#unsynced = [];
+    if (waiting.length === 0 || !this.#wal) return;
+    try {
+      this.#wal.syncNow();
+      this.syncs++;
+      for (const c of waiting) settle(c);
+    } catch (err) {
+      for (const c of waiting) rejectAll(c.batch, syncFailure(err));
+    }
   }
+}
+
+function settle({ batch, results }: CommittedBatch): void {
+  for (let i = 0; i < batch.length; i++) {
+    const r = results[i];
+    if (r.ok) batch[i].resolve(r.value);
+    else batch[i].reject(r.value);
+  }
+}
+
+function rejectAll(batch: PendingWrite[], err: unknown): void {
+  for (const w of batch) w.reject(err);
+}
+
+function syncFailure(err: unknown): ChatError {
+  return new ChatError(
+    "storage_failed",
+    `Cannot store durably: syncing the database log failed (${(err as Error).message})`,
+  );
 }

@@ -1,7 +1,7 @@
 // Owns the SQLite implementation of Store: opening safely, migrating, and group-committed writes.
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { ChatError } from "../errors.ts";
-import { GroupCommit } from "./group_commit.ts";
+import { GroupCommit, type WalSync } from "./group_commit.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "./migrations.ts";
 import type {
   AuditEntry,
@@ -169,10 +169,13 @@ export class SqliteStore implements Store {
   #checkpointOnClose = true;
   readonly path: string;
 
-  private constructor(db: DatabaseSync, path: string) {
+  #wal: WalFile | undefined;
+
+  private constructor(db: DatabaseSync, path: string, wal: WalFile | undefined) {
     this.#db = db;
     this.path = path;
-    this.#writes = new GroupCommit(db);
+    this.#wal = wal;
+    this.#writes = new GroupCommit(db, { wal });
     // Fill the search index off the hot path; unref'd so a CLI process can exit.
     this.#indexer = setInterval(() => {
       try {
@@ -233,7 +236,15 @@ export class SqliteStore implements Store {
       if (err instanceof ChatError) throw err;
       throw openFailure(path, err);
     }
-    const store = new SqliteStore(db, path);
+    // FULL durability without an fsync on the event loop: SQLite commits without syncing
+    // (NORMAL still syncs around checkpoints, so the file stays consistent) and group commit
+    // syncs the WAL off the main thread before it acknowledges (see GroupCommit, item 4).
+    let wal: WalFile | undefined;
+    if ((opts.synchronous ?? "FULL") === "FULL") {
+      db.exec("PRAGMA synchronous=NORMAL");
+      wal = new WalFile(`${path}-wal`);
+    }
+    const store = new SqliteStore(db, path, wal);
     store.#checkpointOnClose = opts.checkpointOnClose ?? true;
     return store;
   }
@@ -276,8 +287,12 @@ export class SqliteStore implements Store {
   }
 
   /** Group-commit counters, for stats. */
-  get writeStats(): { batches: number; writes: number } {
-    return { batches: this.#writes.batches, writes: this.#writes.writes };
+  get writeStats(): { batches: number; writes: number; syncs: number } {
+    return {
+      batches: this.#writes.batches,
+      writes: this.#writes.writes,
+      syncs: this.#writes.syncs,
+    };
   }
 
   // users
@@ -716,6 +731,39 @@ export class SqliteStore implements Store {
       } catch { /* a checkpoint is an optimisation; the WAL is replayed on next open */ }
     }
     this.#db.close();
+    this.#wal?.close();
     return Promise.resolve();
+  }
+}
+
+/** The `-wal` file of the database, opened on first use, synced for group commit. */
+class WalFile implements WalSync {
+  #path: string;
+  #file: Deno.FsFile | null = null;
+
+  constructor(path: string) {
+    this.#path = path;
+  }
+
+  #open(): Deno.FsFile {
+    // SQLite keeps the same -wal file (restarting it in place) while a connection is open.
+    return this.#file ??= Deno.openSync(this.#path, { read: true });
+  }
+
+  sync(): Promise<void> {
+    try {
+      return this.#open().syncData();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  syncNow(): void {
+    this.#open().syncDataSync();
+  }
+
+  close(): void {
+    this.#file?.close();
+    this.#file = null;
   }
 }

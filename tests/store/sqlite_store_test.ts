@@ -33,6 +33,22 @@ Deno.test("SqliteStore.open creates the schema at the current version in WAL mod
     assertEquals([v.user_version, mode.journal_mode], [SCHEMA_VERSION, "wal"]);
   }));
 
+Deno.test("SqliteStore with FULL durability syncs the WAL itself before a write resolves; NORMAL does not", () =>
+  withDir(async (dir) => {
+    for (const synchronous of ["FULL", "NORMAL"] as const) {
+      const s = SqliteStore.open({ path: `${dir}/${synchronous}.db`, synchronous });
+      const u = await s.createUser({ name: "ann", passwordHash: "x", ts: 1 });
+      assert(u.id > 0);
+      const level = s.query("PRAGMA synchronous")[0].synchronous;
+      assertEquals([synchronous, level, s.writeStats.syncs > 0], [
+        synchronous,
+        1, // NORMAL: SQLite itself does not sync at COMMIT in either mode
+        synchronous === "FULL",
+      ]);
+      await s.close();
+    }
+  }));
+
 Deno.test("SqliteStore.open refuses a database from a newer version and leaves it alone", () =>
   withDir((dir) => {
     const db = new DatabaseSync(`${dir}/chat.db`);
