@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../harness/assert.ts";
-import { LAZY_FLUSH_MS, SendQueue } from "../../src/server/send_queue.ts";
+import { LAZY_FLUSH_MS, PACE_MS, SendQueue } from "../../src/server/send_queue.ts";
 
 /** A sink whose writes complete only when released, recording what it got. */
 function gatedSink() {
@@ -129,7 +129,7 @@ Deno.test("SendQueue writes a large chunk as it is (no copy) and joins the small
     onOverflow: () => {},
     onError: () => {},
   });
-  const big = new Uint8Array(20_000).fill(0x62);
+  const big = new Uint8Array(5_000).fill(0x62);
   q.enqueue(bytes("a"));
   q.enqueue(bytes("b"));
   q.enqueue(big);
@@ -169,4 +169,27 @@ Deno.test("SendQueue tells its meter of every unsent byte, and of its opening an
   q.close();
   assertEquals([backlog, queues], [0, 0]);
   g.open();
+});
+
+Deno.test("SendQueue paces a busy connection: frames within PACE_MS of the last write share the next write", async () => {
+  const seen: string[] = [];
+  const q = new SendQueue({
+    sink: { write: (p) => (seen.push(new TextDecoder().decode(p)), Promise.resolve(p.length)) },
+    maxBytes: 1000,
+    onOverflow: () => {},
+    onError: () => {},
+  });
+  q.enqueue(bytes("1"));
+  await new Promise((r) => setTimeout(r, 0));
+  assertEquals(seen, ["1"], "an idle connection is written at once");
+  q.enqueue(bytes("2"));
+  await new Promise((r) => setTimeout(r, 0));
+  q.enqueue(bytes("3"));
+  assertEquals(seen, ["1"], "a connection written just now waits for its pace");
+  await q.flushed();
+  assertEquals(seen, ["1", "23"]);
+  q.enqueue(bytes("4"));
+  await new Promise((r) => setTimeout(r, PACE_MS + 5));
+  assertEquals(seen, ["1", "23", "4"], "the pace timer wrote it within PACE_MS");
+  q.close();
 });
