@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../harness/assert.ts";
-import { LAZY_FLUSH_MS, PACE_MS, SendQueue } from "../../src/server/send_queue.ts";
+import { LAZY_FLUSH_MS, PACE_MS, SendQueue, WRITES_PER_TURN } from "../../src/server/send_queue.ts";
 
 /** A sink whose writes complete only when released, recording what it got. */
 function gatedSink() {
@@ -192,4 +192,22 @@ Deno.test("SendQueue paces a busy connection: frames within PACE_MS of the last 
   await new Promise((r) => setTimeout(r, PACE_MS + 5));
   assertEquals(seen, ["1", "23", "4"], "the pace timer wrote it within PACE_MS");
   q.close();
+});
+
+Deno.test("SendQueue starts at most WRITES_PER_TURN writers per turn; the rest follow on the next turns", async () => {
+  let written = 0;
+  const queues = Array.from({ length: WRITES_PER_TURN + 10 }, () =>
+    new SendQueue({
+      sink: { write: (p) => (written++, Promise.resolve(p.length)) },
+      maxBytes: 100,
+      onOverflow: () => {},
+      onError: () => {},
+    }));
+  for (const q of queues) q.enqueue(bytes("x"));
+  assertEquals(written, 0);
+  for (let i = 0; i < 10; i++) await Promise.resolve(); // microtasks of this turn only
+  assertEquals(written, WRITES_PER_TURN);
+  await new Promise((r) => setTimeout(r, 20));
+  assertEquals(written, WRITES_PER_TURN + 10);
+  for (const q of queues) q.close();
 });
