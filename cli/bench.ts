@@ -18,6 +18,9 @@ deliveries (every body carries sender, sequence number and send time; all must b
 the benchmark (message rate, connections and registrations per address), accounts seeded into
 the database (cheap hashes unless --seed-users real), and FULL sync; it is removed afterwards.
 The certificate is always verified: there is no switch to turn that off.
+With --idle-steps the server's RSS is read twice at each step: as soon as no byte arrived for
+--settle-ms (the burst's garbage still counted) and after --memory-settle more of idleness (V8
+returns heap pages grown by garbage only then); the slope is reported for both.
 Exit code 1 when anything was lost, duplicated, reordered or refused.`;
 
 /** Adds `chat bench`. */
@@ -45,6 +48,11 @@ export function registerBench(program: Command, ctx: CliContext): void {
     .option("--bench-cpus <list>", "pin this process (taskset), e.g. 1")
     .option("--server-pid <pid>", "read the RSS of this server process (/proc)")
     .option("--idle-steps <list>", "connect in stages, RSS after each, e.g. 1000,5000")
+    .option(
+      "--memory-settle <ms>",
+      "with --idle-steps: idle time before each RSS reading (0: read at once)",
+      "30000",
+    )
     .option("--login-storm <rate>", "login attempts per second during the send phase (chat)")
     .option(
       "--probe-ms <ms>",

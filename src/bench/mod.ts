@@ -50,6 +50,7 @@ export interface BenchFlags {
   benchCpus?: string;
   serverPid?: string;
   idleSteps?: string;
+  memorySettle: string;
   loginStorm?: string;
   probeMs: string;
   drainTimeout: string;
@@ -241,6 +242,7 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
       settleMs: count("settle-ms", f.settleMs, 1),
       probeMs: count("probe-ms", f.probeMs, 0),
       idleSteps,
+      memorySettleMs: count("memory-settle", f.memorySettle, 0),
       loginStorm: stormRate > 0
         ? { rate: stormRate, prefix: "storm", count: stormUsers, password: f.password }
         : undefined,

@@ -61,10 +61,23 @@ export function formatReport(r: BenchResult): string {
     );
   }
   if (s.idleSteps.length) {
+    const settled = s.memorySettleMs > 0 ? ` after ${s.memorySettleMs / 1000} s idle` : "";
     lines.push(
       `idle steps      ${s.idleSteps.map((x) => `${num(x.clients)}: ${kb(x.rssKb)}`).join(", ")}` +
+        settled +
         (s.slopeKbPerConnection !== null ? `; slope ${s.slopeKbPerConnection} KiB/conn` : ""),
     );
+    if (s.memorySettleMs > 0) {
+      lines.push(
+        `  at once       ${
+          s.idleSteps.map((x) => `${num(x.clients)}: ${kb(x.rssBusyKb)}`).join(", ")
+        } as traffic stopped` +
+          (s.slopeBusyKbPerConnection !== null
+            ? `; slope ${s.slopeBusyKbPerConnection} KiB/conn`
+            : "") +
+          `; peak ${kb(s.rssPeakKb)} while logging in`,
+      );
+    }
   }
   const st = r.serverStats as
     | { writes?: { batches: number; writes: number } | null; hasher?: { rejectedBusy: number } }

@@ -44,6 +44,13 @@ export interface RunOptions {
   probeMs: number;
   /** Clients connected in stages, with server RSS read after each (memory per connection). */
   idleSteps?: number[];
+  /**
+   * At each idle step, after the traffic settled, the server stays idle this long before its RSS
+   * is read again [30 s]: V8 frees heap pages grown by the login phase's garbage only when its
+   * memory reducer runs (8 s or more after the last full GC, in waves), and RSS read at once
+   * counts that garbage. Both readings are reported; 0 reads once, at once.
+   */
+  memorySettleMs?: number;
   /** Login attempts per second during the send phase (chat/1 only). */
   loginStorm?: { rate: number; prefix: string; count: number; password: string };
   /** Resident memory of the server in KiB, when the bench can see the process. */
@@ -109,8 +116,19 @@ export interface BenchResult {
     rssLoggedInKb: number | null;
     rssEndKb: number | null;
     kbPerConnection: number | null;
-    idleSteps: { clients: number; rssKb: number | null }[];
+    /**
+     * RSS at each step: `rssKb` after `memorySettleMs` of idleness, `rssBusyKb` as soon as the
+     * traffic settled (the login phase's garbage still counted).
+     */
+    idleSteps: { clients: number; rssKb: number | null; rssBusyKb: number | null }[];
+    /** Slope of `rssKb` over the steps. */
     slopeKbPerConnection: number | null;
+    /** Slope of `rssBusyKb` over the steps. */
+    slopeBusyKbPerConnection: number | null;
+    /** How long the server was left idle at each step before `rssKb` was read. */
+    memorySettleMs: number;
+    /** Highest RSS seen while clients logged in (read every 250 ms; null without idle steps). */
+    rssPeakKb: number | null;
     /** The server's event loop during the send phase: worst lag, delays over 20 ms. */
     loop: ServerLoop | null;
     /** Server CPU seconds used during the send phase (user + system, all threads). */
@@ -263,7 +281,17 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
     }
   };
   const steps = [...(o.idleSteps ?? []).filter((n) => n > 0 && n < N).sort((a, b) => a - b), N];
-  const idleSteps: { clients: number; rssKb: number | null }[] = [];
+  const idleSteps: BenchResult["server"]["idleSteps"] = [];
+  const memorySettleMs = o.idleSteps?.length ? o.memorySettleMs ?? 30_000 : 0;
+  let rssPeakKb: number | null = null;
+  let sampling = !!(o.idleSteps?.length && o.rssKb);
+  const peakSampler = (async () => {
+    while (sampling) {
+      const v = await rss();
+      if (v !== null && v > (rssPeakKb ?? 0)) rssPeakKb = v;
+      await sleep(250);
+    }
+  })();
   let connected = 0;
   let loginSeconds = 0;
   for (const step of steps) {
@@ -272,8 +300,17 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
     loginSeconds += (performance.now() - t) / 1000;
     connected = step;
     await settle();
-    if (o.idleSteps?.length) idleSteps.push({ clients: step, rssKb: await rss() });
+    if (!o.idleSteps?.length) continue;
+    const rssBusyKb = await rss();
+    if (memorySettleMs > 0) await sleep(memorySettleMs);
+    idleSteps.push({
+      clients: step,
+      rssKb: memorySettleMs > 0 ? await rss() : rssBusyKb,
+      rssBusyKb,
+    });
   }
+  sampling = false;
+  await peakSampler;
   if (!o.idleSteps?.length) loginSeconds = (performance.now() - loginStart) / 1000;
   const rssLoggedInKb = idleSteps.length ? idleSteps[idleSteps.length - 1].rssKb : await rss();
 
@@ -418,11 +455,14 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   await Promise.all([...clients.map((c) => c?.done), probe?.done]);
 
   const counts = tracker.counts();
-  const slope = idleSteps.length >= 2 &&
-      idleSteps[0].rssKb !== null && idleSteps[idleSteps.length - 1].rssKb !== null
-    ? (idleSteps[idleSteps.length - 1].rssKb! - idleSteps[0].rssKb!) /
-      (idleSteps[idleSteps.length - 1].clients - idleSteps[0].clients)
-    : null;
+  const slopeOf = (kb: (s: (typeof idleSteps)[number]) => number | null) => {
+    if (idleSteps.length < 2) return null;
+    const first = idleSteps[0];
+    const last = idleSteps[idleSteps.length - 1];
+    const a = kb(first);
+    const b = kb(last);
+    return a === null || b === null ? null : round((b - a) / (last.clients - first.clients), 2);
+  };
   const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
   return {
     protocol: o.adapter.name,
@@ -456,7 +496,10 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
         ? round((rssLoggedInKb - rssStartKb) / loggedIn, 2)
         : null,
       idleSteps,
-      slopeKbPerConnection: slope === null ? null : round(slope, 2),
+      slopeKbPerConnection: slopeOf((s) => s.rssKb),
+      slopeBusyKbPerConnection: slopeOf((s) => s.rssBusyKb),
+      memorySettleMs,
+      rssPeakKb,
       loop,
       sendCpuSeconds,
       deliveriesPerCpuSecond: sendCpuSeconds
