@@ -177,7 +177,7 @@ export class AuthService {
 
   /** Changes a password after checking the old one. */
   async changePassword(
-    user: UserRecord,
+    user: Pick<UserRecord, "id" | "name">,
     oldPw: string,
     newPw: string,
     remote: string,

@@ -56,6 +56,9 @@ export interface SessionConn {
   close(): void;
 }
 
+/** What a session keeps of its user (not the whole record: no password hash per connection). */
+export type SessionUser = Pick<UserRecord, "id" | "name" | "role">;
+
 interface Held {
   bytes: Uint8Array;
   msgId: number;
@@ -80,7 +83,7 @@ export class Session implements ServiceSession {
   #conn: SessionConn;
   #deps: SessionDeps;
   #handler!: ProtocolHandler;
-  #user: UserRecord | null = null;
+  #user: SessionUser | null = null;
   #closed = false;
   #held: Held[] | null = null;
   #bucket: TokenBucket;
@@ -138,7 +141,7 @@ export class Session implements ServiceSession {
     return this.#deps.limits;
   }
 
-  get user(): UserRecord | null {
+  get user(): SessionUser | null {
     return this.#user;
   }
 
@@ -227,7 +230,7 @@ export class Session implements ServiceSession {
     user: UserRecord,
     resume?: Parameters<ChatService["attach"]>[2],
   ): Promise<string[]> {
-    this.#user = user;
+    this.#user = { id: user.id, name: user.name, role: user.role };
     log.info("Login of {user} on {connId} from {remote} ({protocol})", {
       user: user.name,
       connId: this.connId,
