@@ -40,7 +40,7 @@ const MAX_JOIN = 64 * 1024;
  * 8. Pacing: an ordinary chunk queued less than `PACE_MS` after this queue's last write waits for
  *    a shared timer (at most `PACE_MS`), taking everything queued meanwhile in one write. An idle
  *    connection is written at once; a busy one at most once per `PACE_MS`.
- * 9. Writers start through one scheduler, at most `WRITES_PER_TURN` per turn of the event loop.
+ * 9. Writers start through one scheduler, at most `WRITES_PER_TURN` per step.
  */
 /** Wait of a lazy chunk with up to 1,000 open queues. */
 export const LAZY_FLUSH_MS = 50;
@@ -68,9 +68,10 @@ function wakeLazy(): void {
 export const PACE_MS = 10;
 
 /**
- * At most this many queues start a write per event-loop turn. A TLS write costs about 5 µs, so a
- * fan-out to 20,000 connections would otherwise hold the loop for 100 ms; in slices, reads,
- * timers and commits run in between.
+ * At most this many queues start a write per step; the rest follow in an immediate. Note: Deno
+ * runs an immediate queued by an immediate in the same batch, before timers and I/O, so today this
+ * splits the work but does not yet let other tasks in between (a MessageChannel or setTimeout hop
+ * measured no better; docs/PERFORMANCE.md, change 11).
  */
 export const WRITES_PER_TURN = 256;
 
