@@ -207,9 +207,28 @@ export async function spawnServer(opts: {
     }
     const certPem = await Deno.readTextFile(join(dataDir, "cert.pem"));
     const proc = child;
+    // Interrupted (Ctrl-C, SIGTERM): take the server and its temporary data dir along, then let
+    // the signal do what it would have done (re-raised with no listener left).
+    const signals: Deno.Signal[] = ["SIGINT", "SIGTERM"];
+    const onSignal = (sig: Deno.Signal) => () => {
+      for (const s of signals) Deno.removeSignalListener(s, listeners[s]);
+      try {
+        proc.kill("SIGKILL");
+      } catch { /* gone */ }
+      try {
+        Deno.removeSync(dataDir, { recursive: true });
+      } catch { /* the server may still hold it; it is a temp dir */ }
+      Deno.kill(Deno.pid, sig);
+    };
+    const listeners = Object.fromEntries(signals.map((s) => [s, onSignal(s)])) as Record<
+      Deno.Signal,
+      () => void
+    >;
+    for (const s of signals) Deno.addSignalListener(s, listeners[s]);
     let stopped: Promise<void> | null = null;
     const stop = () =>
       stopped ??= (async () => {
+        for (const s of signals) Deno.removeSignalListener(s, listeners[s]);
         try {
           proc.kill("SIGTERM");
         } catch { /* gone */ }
