@@ -4,7 +4,7 @@ import { LatencyHistogram } from "./histogram.ts";
 import type { ClientHooks, Endpoint } from "./line_client.ts";
 import { nativeLoginOnce } from "./native_adapter.ts";
 import { encodeBody, MIN_PAYLOAD_BYTES, parseBody, type ParsedBody } from "./payload.ts";
-import { DeliveryTracker } from "./tracker.ts";
+import { type DeliveryCounts, DeliveryTracker } from "./tracker.ts";
 
 /** The workload, independent of the wire protocol. */
 export interface Workload {
@@ -102,14 +102,7 @@ export interface BenchResult {
     latencyMs: LatencySummary;
     ackLatencyMs: LatencySummary | null;
   };
-  integrity: {
-    expected: number;
-    delivered: number;
-    lost: number;
-    duplicated: number;
-    reordered: number;
-    unexpected: number;
-  };
+  integrity: DeliveryCounts;
   errors: Record<string, number>;
   server: {
     rssStartKb: number | null;
