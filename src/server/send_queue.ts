@@ -49,16 +49,35 @@ export const LAZY_FLUSH_MAX_MS = 1000;
 /** Queues not yet closed: the lazy interval grows with them. */
 let openQueues = 0;
 
-/** Queues holding only lazy chunks; one timer wakes them all. */
-const lazyQueues = new Set<SendQueue>();
-let lazyTimer: ReturnType<typeof setTimeout> | undefined;
+/** Queues waiting for one shared timer; when it fires, each is kicked (its writer started). */
+class WakeGroup {
+  #queues = new Set<SendQueue>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
-function wakeLazy(): void {
-  lazyTimer = undefined;
-  const queues = [...lazyQueues];
-  lazyQueues.clear();
-  for (const q of queues) q.kick();
+  /** Adds `q`; the timer starts with the first queue added (`delayMs` of later ones is moot). */
+  add(q: SendQueue, delayMs: number): void {
+    this.#queues.add(q);
+    this.#timer ??= setTimeout(() => this.#wake(), delayMs);
+  }
+
+  /** Takes `q` out; the timer stops when no queue is left. */
+  delete(q: SendQueue): void {
+    if (this.#queues.delete(q) && this.#queues.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+  }
+
+  #wake(): void {
+    this.#timer = undefined;
+    const queues = [...this.#queues];
+    this.#queues.clear();
+    for (const q of queues) q.kick();
+  }
 }
+
+/** Queues holding only lazy chunks. */
+const lazyWake = new WakeGroup();
 
 /**
  * A queue that wrote less than this many ms ago waits until then before its next write. Each TLS
@@ -95,16 +114,8 @@ function startWrites(): void {
   else readyScheduled = false;
 }
 
-/** Queues waiting out their pace; one timer wakes them all. */
-const pacedQueues = new Set<SendQueue>();
-let paceTimer: ReturnType<typeof setTimeout> | undefined;
-
-function wakePaced(): void {
-  paceTimer = undefined;
-  const queues = [...pacedQueues];
-  pacedQueues.clear();
-  for (const q of queues) q.kick();
-}
+/** Queues waiting out their pace. */
+const paceWake = new WakeGroup();
 
 export class SendQueue {
   #sink: ByteSink;
@@ -162,20 +173,15 @@ export class SendQueue {
     this.#setBytes(this.#bytes + chunk.length);
     if (this.#writing) return true;
     if (opts?.lazy) {
-      lazyQueues.add(this);
-      lazyTimer ??= setTimeout(
-        wakeLazy,
-        Math.min(LAZY_FLUSH_MAX_MS, Math.max(LAZY_FLUSH_MS, openQueues / 20)),
-      );
+      lazyWake.add(this, Math.min(LAZY_FLUSH_MAX_MS, Math.max(LAZY_FLUSH_MS, openQueues / 20)));
       return true;
     }
-    this.#unlazy();
+    lazyWake.delete(this);
     if (this.#paced) return true;
     const since = performance.now() - this.#lastWrite;
     if (since < PACE_MS) {
       this.#paced = true;
-      pacedQueues.add(this);
-      paceTimer ??= setTimeout(wakePaced, PACE_MS - since);
+      paceWake.add(this, PACE_MS - since);
       return true;
     }
     this.#writing = true;
@@ -194,13 +200,6 @@ export class SendQueue {
   /** Runs the writer loop (called by the write scheduler, once per `scheduleWrite`). */
   startWriter(): void {
     void this.#drain();
-  }
-
-  #unlazy(): void {
-    if (lazyQueues.delete(this) && lazyQueues.size === 0 && lazyTimer !== undefined) {
-      clearTimeout(lazyTimer);
-      lazyTimer = undefined;
-    }
   }
 
   #setBytes(n: number): void {
@@ -253,8 +252,8 @@ export class SendQueue {
   flushed(): Promise<void> {
     if (!this.#writing && this.#chunks.length === 0) return Promise.resolve();
     if (!this.#writing) { // only lazy or paced chunks wait: write them now
-      this.#unlazy();
-      if (this.#paced) pacedQueues.delete(this);
+      lazyWake.delete(this);
+      paceWake.delete(this);
       this.kick();
     }
     return new Promise((resolve) => this.#idle.push(resolve));
@@ -262,8 +261,8 @@ export class SendQueue {
 
   /** Stops writing; queued bytes are dropped. */
   close(): void {
-    this.#unlazy();
-    if (this.#paced) pacedQueues.delete(this);
+    lazyWake.delete(this);
+    paceWake.delete(this);
     this.#paced = false;
     if (this.#counted) {
       this.#counted = false;
