@@ -5,6 +5,7 @@ import { DatabaseSync } from "node:sqlite";
 import { concatBytes } from "../../src/protocol/concat_bytes.ts";
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
+import { FrameInbox } from "../harness/frame_inbox.ts";
 
 export type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 
@@ -260,20 +261,17 @@ export class ChildServer implements AsyncDisposable {
   }
 }
 
-type Pred = (f: ServerFrame) => boolean;
-
 /**
  * A chat/1 (or raw) client over node:tls, which can pick its local address: the server then sees
  * it coming from 127.0.0.x (Deno.connectTls cannot bind a local address).
  */
-export class NodeClient implements AsyncDisposable {
+export class NodeClient extends FrameInbox implements AsyncDisposable {
   readonly socket: TLSSocket;
-  readonly frames: ServerFrame[] = [];
   readonly lines: string[] = [];
-  #waiters: { pred: Pred; resolve: (f: ServerFrame) => void }[] = [];
   readonly closed: Promise<void>;
 
   private constructor(socket: TLSSocket) {
+    super(10_000);
     this.socket = socket;
     const splitter = new LineSplitter(1 << 24);
     let closedResolve!: () => void;
@@ -288,9 +286,7 @@ export class NodeClient implements AsyncDisposable {
         } catch {
           continue;
         }
-        const i = this.#waiters.findIndex((w) => w.pred(f));
-        if (i >= 0) this.#waiters.splice(i, 1)[0].resolve(f);
-        else this.frames.push(f);
+        this.receive(f);
       }
     });
     socket.on("error", () => {});
@@ -330,23 +326,6 @@ export class NodeClient implements AsyncDisposable {
     if (!this.socket.destroyed) {
       this.socket.write(typeof data === "string" ? enc.encode(data) : data);
     }
-  }
-
-  /** The first frame (already received or future) matching `pred`; consumes it. */
-  expect(pred: Pred, timeoutMs = 10_000): Promise<ServerFrame> {
-    const i = this.frames.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`timed out waiting for a frame; got: ${JSON.stringify(this.frames)}`));
-      }, timeoutMs);
-      const done = (f: ServerFrame) => {
-        clearTimeout(timer);
-        resolve(f);
-      };
-      this.#waiters.push({ pred, resolve: done });
-    });
   }
 
   async expectClosed(timeoutMs = 10_000): Promise<void> {

@@ -1,17 +1,14 @@
 // Owns a raw chat/1 test client: send frames, await frames by predicate with a deadline.
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
+import { FrameInbox, type Pred } from "./frame_inbox.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-type Pred = (f: ServerFrame) => boolean;
-
 /** A test connection speaking chat/1 (or raw bytes) over real TLS. */
-export class WireClient implements AsyncDisposable {
+export class WireClient extends FrameInbox implements AsyncDisposable {
   readonly conn: Deno.TlsConn;
-  readonly frames: ServerFrame[] = [];
-  #waiters: { pred: Pred; resolve: (f: ServerFrame) => void }[] = [];
   #closedResolve!: () => void;
   /** Resolves when the server closed the connection (EOF or reset). */
   readonly closed: Promise<void>;
@@ -20,6 +17,7 @@ export class WireClient implements AsyncDisposable {
   raw = "";
 
   private constructor(conn: Deno.TlsConn) {
+    super(5000);
     this.conn = conn;
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#reader = this.#read();
@@ -77,12 +75,7 @@ export class WireClient implements AsyncDisposable {
           } catch {
             continue;
           }
-          this.frames.push(f);
-          const i = this.#waiters.findIndex((w) => w.pred(f));
-          if (i >= 0) {
-            const [w] = this.#waiters.splice(i, 1);
-            w.resolve(f);
-          }
+          this.receive(f);
         }
       }
     } catch { /* reset or closed locally */ }
@@ -117,25 +110,6 @@ export class WireClient implements AsyncDisposable {
     return await this.expect((f) =>
       (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid
     );
-  }
-
-  /** Waits for the first frame (already received or future) matching `pred`; consumes it. */
-  expect(pred: Pred, timeoutMs = 5000): Promise<ServerFrame> {
-    const i = this.frames.findIndex(pred);
-    if (i >= 0) return Promise.resolve(this.frames.splice(i, 1)[0]);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w.resolve !== done);
-        reject(new Error(`timed out waiting for a frame; got: ${JSON.stringify(this.frames)}`));
-      }, timeoutMs);
-      const done = (f: ServerFrame) => {
-        clearTimeout(timer);
-        const j = this.frames.indexOf(f);
-        if (j >= 0) this.frames.splice(j, 1);
-        resolve(f);
-      };
-      this.#waiters.push({ pred, resolve: done });
-    });
   }
 
   /** Resolves true when no matching frame arrives within `ms`. */
