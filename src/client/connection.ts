@@ -2,6 +2,7 @@
 // correlation, sends with acks, reconnect with backoff, resume without gap or duplicate, and
 // resending what was not acknowledged. Reusable by any client (terminal, scripts, benchmarks).
 import type tls from "node:tls";
+import { DEFAULT_LIMITS as SERVER_DEFAULT_LIMITS, wireLimits } from "../config/config.ts";
 import { ChatError } from "../errors.ts";
 import {
   type ClientFrame,
@@ -112,16 +113,8 @@ const RETRYABLE = new Set([
 ]);
 
 const DM_SCOPE = "\0dm";
-const DEFAULT_LIMITS: WireLimits = {
-  maxLineBytes: 8192,
-  maxBodyBytes: 4000,
-  messagesPerSecond: 10,
-  messageBurst: 30,
-  historyMax: 500,
-  resumeMaxMessages: 1000,
-  pingIntervalMs: 30000,
-  idleTimeoutMs: 75000,
-};
+/** Until the server's `hello` says otherwise: the server defaults. */
+const DEFAULT_LIMITS: WireLimits = wireLimits(SERVER_DEFAULT_LIMITS);
 
 /** The server's limits, each replaced by its default when missing or not a positive number. */
 function checkedLimits(given: unknown): WireLimits {

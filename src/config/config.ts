@@ -1,5 +1,6 @@
 // Owns server configuration: typed defaults, merged from file < environment < flags, validated once.
 import { ChatError } from "../errors.ts";
+import type { WireLimits } from "../protocol/frames.ts";
 
 /** Everything `chat serve` can be told. Frozen after `resolveConfig`. */
 export interface ServerConfig {
@@ -76,6 +77,20 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   registrationRefillMs: 10_000,
   shutdownGraceMs: 5_000,
 });
+
+/** The limits a server announces in `hello`: the part of `ServerLimits` clients must respect. */
+export function wireLimits(l: Readonly<ServerLimits>): WireLimits {
+  return {
+    maxLineBytes: l.maxLineBytes,
+    maxBodyBytes: l.maxBodyBytes,
+    messagesPerSecond: l.messagesPerSecond,
+    messageBurst: l.messageBurst,
+    historyMax: l.historyMax,
+    resumeMaxMessages: l.resumeMaxMessages,
+    pingIntervalMs: l.pingIntervalMs,
+    idleTimeoutMs: l.idleTimeoutMs,
+  };
+}
 
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   host: "",

@@ -1,4 +1,5 @@
 // Owns the chat/1 command table: which frames are allowed when, and what each one does.
+import { wireLimits } from "../config/config.ts";
 import { ChatError } from "../errors.ts";
 import type { ClientFrame, ClientFrameType, ResumePoint, ServerFrame } from "../protocol/frames.ts";
 import { PROTOCOL_VERSION } from "../protocol/frames.ts";
@@ -186,22 +187,12 @@ export class NativeProtocol implements ProtocolHandler {
       );
     }
     this.#helloDone = true;
-    const l = this.s.limits;
     this.send({
       type: "hello",
       version: PROTOCOL_VERSION,
       server: SERVER_NAME,
       registration: this.s.auth.registration,
-      limits: {
-        maxLineBytes: l.maxLineBytes,
-        maxBodyBytes: l.maxBodyBytes,
-        messagesPerSecond: l.messagesPerSecond,
-        messageBurst: l.messageBurst,
-        historyMax: l.historyMax,
-        resumeMaxMessages: l.resumeMaxMessages,
-        pingIntervalMs: l.pingIntervalMs,
-        idleTimeoutMs: l.idleTimeoutMs,
-      },
+      limits: wireLimits(this.s.limits),
     });
   }
 
