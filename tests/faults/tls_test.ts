@@ -98,7 +98,7 @@ Deno.test({
   },
 });
 
-async function serveWith(dataDir: string, certPath: string, keyPath: string) {
+async function serveWith(dataDir: string, certPath: string, keyPath: string, timeoutMs = 30_000) {
   return await runChat([
     "serve",
     "--host",
@@ -111,7 +111,7 @@ async function serveWith(dataDir: string, certPath: string, keyPath: string) {
     certPath,
     "--key",
     keyPath,
-  ], { timeoutMs: 30_000 });
+  ], { timeoutMs });
 }
 
 Deno.test("tls: missing, mismatched, expired or exposed certificates stop chat serve with a clear message", async () => {
@@ -153,22 +153,7 @@ Deno.test("tls: missing, mismatched, expired or exposed certificates stop chat s
     }
     // The good pair starts (and is stopped at once by the timeout: it proves the cases above
     // failed for their certificate, not for something else).
-    const ok = await runChat(
-      [
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data",
-        `${dir}/data-ok`,
-        "--cert",
-        pa.certPath,
-        "--key",
-        pa.keyPath,
-      ],
-      { timeoutMs: 8_000 },
-    );
+    const ok = await serveWith(`${dir}/data-ok`, pa.certPath, pa.keyPath, 8_000);
     assert(ok.stdout.includes("chat: listening on port"), ok.stderr);
   } finally {
     await Deno.remove(dir, { recursive: true });
