@@ -7,6 +7,7 @@ import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer, type TestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { ChatError } from "../../src/errors.ts";
+import { concatBytes } from "../../src/protocol/concat_bytes.ts";
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
 import {
   CLIENT_FRAME_FIELDS,
@@ -27,6 +28,13 @@ import { isType, waitFor } from "./helpers.ts";
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20261127);
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 300);
 const enc = new TextEncoder();
+
+const LF = Uint8Array.of(0x0a);
+
+/** The lines, each followed by LF, in one buffer. */
+function asLines(lines: Uint8Array[]): Uint8Array {
+  return concatBytes(lines.flatMap((l) => [l, LF]));
+}
 
 const DECODE_CODES = new Set(["invalid_utf8", "bad_frame", "unknown_type"]);
 
@@ -383,13 +391,7 @@ async function replay(
   rnd: () => number,
 ): Promise<WireClient> {
   const c = await WireClient.connect(ts.port, ts.certPem, { alpn });
-  const all = new Uint8Array(lines.reduce((n, l) => n + l.length + 1, 0));
-  let off = 0;
-  for (const l of lines) {
-    all.set(l, off);
-    all[off + l.length] = 0x0a;
-    off += l.length + 1;
-  }
+  const all = asLines(lines);
   try {
     for (let at = 0; at < all.length;) {
       const n = 1 + Math.floor(rnd() * 200);
@@ -464,13 +466,7 @@ Deno.test("fuzz: thousands of mutated lines on one logged-in connection never en
     lines = lines.filter((l) =>
       l.length < 4000 && !/"type":"quit"/.test(new TextDecoder().decode(l))
     );
-    const chunk = new Uint8Array(lines.reduce((n, l) => n + l.length + 1, 0));
-    let off = 0;
-    for (const l of lines) {
-      chunk.set(l, off);
-      chunk[off + l.length] = 0x0a;
-      off += l.length + 1;
-    }
+    const chunk = asLines(lines);
     await c.writeAll(chunk);
     sent += lines.length;
     c.send({ type: "ping", ref: `sync${sent}` });
