@@ -2,11 +2,38 @@
 import { ChatError } from "../errors.ts";
 import type { WireLimits } from "../protocol/frames.ts";
 
-/** Everything `chat serve` can be told. Frozen after `resolveConfig`. */
-export interface ServerConfig {
+/** Protocols a listener can serve (src/server/protocols.ts has one adapter per name). */
+export const PROTOCOL_NAMES = ["chat/1", "seed"] as const;
+export type ProtocolName = typeof PROTOCOL_NAMES[number];
+
+/**
+ * One listening socket. TLS always; after the handshake the protocol is chosen by the client's
+ * ALPN offer: `alpn` maps an ALPN id to a protocol, and the entry `""` is for clients that offer
+ * none (a client that offers only ids not listed fails the handshake).
+ */
+export interface ListenerConfig {
   /** Listen address; "" = all interfaces (IPv6 and IPv4). */
   host: string;
   port: number;
+  alpn: Readonly<Record<string, ProtocolName>>;
+}
+
+/** The chat port's protocols: chat/1 by ALPN, the seed text protocol without ALPN. */
+export const DEFAULT_ALPN: Readonly<Record<string, ProtocolName>> = Object.freeze({
+  "chat/1": "chat/1",
+  "": "seed",
+});
+
+/** Everything `chat serve` can be told. Frozen after `resolveConfig`. */
+export interface ServerConfig {
+  /** Address and port of the chat listener (the first of `listeners`). "" = all interfaces. */
+  host: string;
+  port: number;
+  /**
+   * Every listener. When the config does not list them, one on `host`:`port` with DEFAULT_ALPN;
+   * when it does, `host` and `port` (and their flags) set the first one's address.
+   */
+  listeners: readonly ListenerConfig[];
   dataDir: string;
   /** Paths to a real certificate and key; when unset a self-signed pair lives in dataDir. */
   certFile: string | null;
@@ -95,6 +122,7 @@ export function wireLimits(l: Readonly<ServerLimits>): WireLimits {
 export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   host: "",
   port: 7443,
+  listeners: Object.freeze([Object.freeze({ host: "", port: 7443, alpn: DEFAULT_ALPN })]),
   dataDir: "./data",
   certFile: null,
   keyFile: null,
@@ -107,7 +135,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
 });
 
 /** Environment variable for each top-level setting (limits use CHAT_LIMIT_<NAME>). */
-export const ENV_NAMES: Readonly<Record<Exclude<keyof ServerConfig, "limits">, string>> = {
+export const ENV_NAMES: Readonly<
+  Record<Exclude<keyof ServerConfig, "limits" | "listeners">, string>
+> = {
   host: "CHAT_HOST",
   port: "CHAT_PORT",
   dataDir: "CHAT_DATA",
@@ -120,7 +150,10 @@ export const ENV_NAMES: Readonly<Record<Exclude<keyof ServerConfig, "limits">, s
   retentionDays: "CHAT_RETENTION_DAYS",
 };
 
-type Partialish = Partial<Omit<ServerConfig, "limits">> & { limits?: Partial<ServerLimits> };
+type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
+  limits?: Partial<ServerLimits>;
+  listeners?: unknown;
+};
 
 function invalid(field: string, detail: string): ChatError {
   return new ChatError("config_invalid", `Cannot use configuration: ${field} ${detail}`);
@@ -215,9 +248,12 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
   if (l.maxBodyBytes + 512 > l.maxLineBytes) {
     throw invalid("limits.maxLineBytes", "must leave at least 512 bytes over maxBodyBytes");
   }
+  const host = str("host", merged.host);
+  const port = int("port", merged.port, 0, 65535);
   const config: ServerConfig = {
-    host: str("host", merged.host),
-    port: int("port", merged.port, 0, 65535),
+    host,
+    port,
+    listeners: checkListeners(merged.listeners, host, port),
     dataDir: str("dataDir", merged.dataDir),
     certFile: merged.certFile === null ? null : str("certFile", merged.certFile),
     keyFile: merged.keyFile === null ? null : str("keyFile", merged.keyFile),
@@ -232,6 +268,38 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     throw invalid("certFile/keyFile", "must be given together");
   }
   return Object.freeze(config);
+}
+
+function checkListeners(v: unknown, host: string, port: number): readonly ListenerConfig[] {
+  if (v === DEFAULT_CONFIG.listeners || v === undefined) {
+    return Object.freeze([Object.freeze({ host, port, alpn: DEFAULT_ALPN })]);
+  }
+  if (!Array.isArray(v) || v.length === 0) throw invalid("listeners", "must be a non-empty array");
+  const seen = new Set<string>();
+  return Object.freeze(v.map((raw, i) => {
+    const f = `listeners[${i}]`;
+    if (typeof raw !== "object" || raw === null) throw invalid(f, "must be an object");
+    const l = raw as Record<string, unknown>;
+    for (const k of Object.keys(l)) {
+      if (!["host", "port", "alpn"].includes(k)) throw invalid(`${f}.${k}`, "is not a known field");
+    }
+    // The first listener is the chat port: `host`/`port` (and their flags) say where it is.
+    const lHost = i === 0 ? host : str(`${f}.host`, l.host ?? "");
+    const lPort = i === 0 ? port : int(`${f}.port`, l.port, 0, 65535);
+    const alpnRaw = l.alpn ?? DEFAULT_ALPN;
+    if (typeof alpnRaw !== "object" || alpnRaw === null || Array.isArray(alpnRaw)) {
+      throw invalid(`${f}.alpn`, "must be an object of ALPN id to protocol");
+    }
+    const alpn: Record<string, ProtocolName> = {};
+    for (const [id, proto] of Object.entries(alpnRaw)) {
+      alpn[id] = oneOf(`${f}.alpn.${JSON.stringify(id)}`, proto, PROTOCOL_NAMES);
+    }
+    if (Object.keys(alpn).length === 0) throw invalid(`${f}.alpn`, "must name a protocol");
+    const key = `${lHost}:${lPort}`;
+    if (lPort !== 0 && seen.has(key)) throw invalid(f, `repeats ${key}`);
+    seen.add(key);
+    return Object.freeze({ host: lHost, port: lPort, alpn: Object.freeze(alpn) });
+  }));
 }
 
 /** The default configuration as a commented JSON document (`chat serve --print-config`). */

@@ -3,26 +3,49 @@ import { ChatError } from "../errors.ts";
 import type { ServerConfig } from "../config/config.ts";
 import type { ResumePoint, RoomInfo, WireMessage } from "../protocol/frames.ts";
 import { checkBody, checkCid, checkRoomName, checkUserName } from "../protocol/text_rules.ts";
-import type { MessageRecord, RoomRecord, Store, UserRecord } from "../store/store.ts";
-import { type Hub, type HubMember, once } from "./hub.ts";
+import {
+  dmStream,
+  type MessageRecord,
+  type RoomRecord,
+  roomStream,
+  type Store,
+  type StoredMessage,
+  type StreamKey,
+  type UserRecord,
+} from "../store/store.ts";
+import type { Hub, HubMember, MsgEvent } from "./hub.ts";
+import type { ResumedInfo } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
+
+/** A backlog is written in slices of about this many bytes, each after the last was sent. */
+const BACKLOG_SLICE_BYTES = 64 * 1024;
 
 export const DEFAULT_ROOM = "general";
 
-/** What the service needs of a session beyond hub membership. */
+/** What the service needs of a session beyond hub membership (Session implements it). */
 export interface ServiceSession extends HubMember {
-  /** Room ids this session is subscribed to. */
+  /** Room ids this session is in. */
   readonly rooms: Set<number>;
   /** True once the connection ended; nothing may subscribe it after that. */
   readonly closed: boolean;
-  /** Starts holding live deliveries (during a resume backlog). */
-  hold(): void;
-  /** Releases held deliveries whose message id is greater than `afterId` (0: all). */
-  release(afterIds: Map<number, number>): void;
-  /** Queues a backlog message (bypasses the hold). */
-  backlog(msg: WireMessage): void;
-  /** Queues the end-of-resume marker. */
-  resumed(info: { room?: string; dm?: boolean; count: number; more: boolean }): void;
+  /** Starts a position in a stream (`hold`: keep live messages back until `caughtUp`). */
+  track(stream: StreamKey, hold: boolean): boolean;
+  untrack(stream: StreamKey): boolean;
+  readonly streams: Iterable<StreamKey>;
+  /** Overflows of the stream's hold so far. */
+  holdResets(stream: StreamKey): number;
+  /** Sends one backlog message of a stream that catches up. */
+  backlog(stream: StreamKey, msg: WireMessage): void;
+  /** Ends a stream's catch-up at backlog position `through`; held messages after it follow. */
+  caughtUp(stream: StreamKey, through: number): void;
+  /** Queues the end-of-backlog marker. */
+  resumed(info: ResumedInfo): void;
+  /** Resolves when what was queued so far is written (backlog pacing). */
+  drained(): Promise<void>;
+  /** Reports an error that answers no request (fatal ones close the connection). */
+  fail(err: unknown): void;
+  /** A turn to issue a store write in request order (see Session.nextTurn). */
+  nextTurn(): { wait: Promise<void>; pass: () => void };
 }
 
 /** Result of a send: what to acknowledge. */
@@ -37,8 +60,10 @@ export interface SendResult {
 /**
  * The chat operations. Codecs translate their frames into these calls and the results back.
  *
- * Ordering contract: a message is delivered only after its transaction committed, in commit
- * order, so a client that saw id N in a room has seen every earlier id of that room it is owed.
+ * Delivery model (docs/DEVELOPERS.md): a message is published to the fan-out only after its
+ * commit; each stream (a room; a user's direct messages) is delivered in commit order; a session
+ * that resumes follows the stream first, then reads its backlog from the store in slices, with
+ * live messages held back meanwhile, so it sees every message once, in order.
  */
 export class ChatService {
   #store: Store;
@@ -56,6 +81,14 @@ export class ChatService {
     this.#hub = opts.hub;
     this.#config = opts.config;
     this.#clock = opts.clock;
+    this.#hub.setSource({
+      heads: (keys) => this.#store.streamHeads(keys),
+      backfill: (stream, afterId, beforeId) => this.#backfill(stream, afterId, beforeId),
+      changed: (ev) => {
+        if (ev.kind === "room_changed") this.#forgetRoom(ev.roomId, ev.name);
+        else this.#userNames.delete(ev.userId);
+      },
+    });
   }
 
   get hub(): Hub {
@@ -73,13 +106,20 @@ export class ChatService {
     return r;
   }
 
-  /** Forgets cached rooms (after an admin changes one). */
+  #forgetRoom(id: number, name: string): void {
+    this.#roomsByName.delete(name);
+    this.#roomsById.delete(id);
+  }
+
+  /** Forgets a cached room on every node (after an admin changed it). */
   invalidateRoom(name: string): void {
     const r = this.#roomsByName.get(name);
-    if (r) {
-      this.#roomsByName.delete(name);
-      this.#roomsById.delete(r.id);
-    }
+    this.#hub.fanout.publish({ kind: "room_changed", roomId: r?.id ?? 0, name });
+  }
+
+  /** Forgets a cached user on every node (renamed, removed). */
+  invalidateUser(userId: number): void {
+    this.#hub.fanout.publish({ kind: "user_changed", userId });
   }
 
   async #room(name: string): Promise<RoomRecord | null> {
@@ -115,7 +155,7 @@ export class ChatService {
     return [Number(a), Number(b)];
   }
 
-  /** Converts a stored message to its wire form as seen by `viewerId` (0 for a room message). */
+  /** Converts a stored message to its wire form. */
   async toWire(m: MessageRecord): Promise<WireMessage> {
     const room = await this.#roomById(m.roomId);
     const from = await this.#userName(m.senderId);
@@ -127,85 +167,156 @@ export class ChatService {
     return { id: m.id, ts: m.ts, room: room?.name ?? "?", from, body: m.body };
   }
 
+  /** Committed messages a stream is missing on this node, as fan-out events. */
+  async #backfill(stream: StreamKey, afterId: number, beforeId: number): Promise<MsgEvent[]> {
+    const out: MsgEvent[] = [];
+    const rows = await this.#store.streamAfter(stream, afterId, 10_000, beforeId);
+    let prev = afterId;
+    for (const m of rows) {
+      out.push({
+        kind: "msg",
+        msg: await this.toWire(m),
+        roomId: m.roomId,
+        links: [{ stream, prev }],
+        origin: { node: "", conn: -1 },
+      });
+      prev = m.id;
+    }
+    return out;
+  }
+
   /**
-   * Puts a freshly authenticated session online: registers it, subscribes it to every room of the
-   * user, announces presence, and sends the resume backlog before any live message.
-   * Returns the names of the rooms the session is in.
+   * Puts a freshly authenticated session online: follows every stream of the user (its rooms and
+   * its direct messages), announces presence, answers through `online` (the login `ok`, before
+   * any backlog or live message), then streams the resume backlog.
    */
   async attach(
     s: ServiceSession,
     user: UserRecord,
     resume: ResumePoint | undefined,
     online: (rooms: string[], latest: ResumePoint) => void,
-  ): Promise<string[]> {
+  ): Promise<void> {
     this.#userNames.set(user.id, user.name);
     const general = (await this.#room(DEFAULT_ROOM))!;
     await this.#store.addMember(general.id, user.id, this.#clock());
     const rooms = await this.#store.roomsOfUser(user.id);
     for (const r of rooms) this.#cacheRoom(r);
     // Last check before going online: the account may have been disabled during the awaits above
-    // (an admin kick only reaches sessions that are already online).
+    // (a kick only reaches sessions that are already online).
     const fresh = await this.#store.userById(user.id);
     if (!fresh || fresh.disabled) {
       throw new ChatError("auth_failed", "Cannot log in: wrong user name or password");
     }
-    if (s.closed) return [];
-    s.hold();
+    if (s.closed) return;
+    const wanted = new Map<string, number>();
+    for (const [name, id] of Object.entries(resume?.rooms ?? {})) {
+      if (Number.isSafeInteger(id) && id >= 0) wanted.set(name.toLowerCase(), id);
+    }
+    const resumeDm = resume?.dm !== undefined && Number.isSafeInteger(resume.dm) && resume.dm >= 0
+      ? resume.dm
+      : undefined;
+    const dm = dmStream(user.id);
+    s.track(dm, resumeDm !== undefined);
     this.#hub.addSession(s);
-    for (const r of rooms) this.#enter(s, r);
-    const newest = await this.#store.latestIds(user.id, rooms.map((r) => r.id));
+    for (const r of rooms) this.#enter(s, r, wanted.has(r.name));
+    // Where live delivery starts in each stream: the login's `latest` (see Hub.follow).
+    const starts = await Promise.all([
+      this.#hub.follow(dm),
+      ...rooms.map((r) => this.#hub.follow(roomStream(r.id))),
+    ]);
+    if (s.closed) return;
     online(rooms.map((r) => r.name), {
-      rooms: Object.fromEntries(rooms.map((r) => [r.name, newest.rooms.get(r.id) ?? 0])),
-      dm: newest.dm,
+      rooms: Object.fromEntries(rooms.map((r, i) => [r.name, starts[i + 1]])),
+      dm: starts[0],
     });
-    const after = new Map<number, number>();
-    try {
-      if (resume?.rooms) {
-        for (const [rawName, lastId] of Object.entries(resume.rooms)) {
-          const r = rooms.find((x) => x.name === rawName.toLowerCase());
-          if (!r) continue;
-          after.set(r.id, await this.#sendBacklog(s, r, lastId));
+    void this.#catchUpAll(s, [
+      ...rooms.filter((r) => wanted.has(r.name)).map((r) => ({
+        stream: roomStream(r.id),
+        from: wanted.get(r.name)!,
+        info: { room: r.name },
+      })),
+      ...(resumeDm !== undefined ? [{ stream: dm, from: resumeDm, info: { dm: true } }] : []),
+    ]);
+  }
+
+  async #catchUpAll(
+    s: ServiceSession,
+    jobs: { stream: StreamKey; from: number; info: { room?: string; dm?: boolean } }[],
+  ): Promise<void> {
+    for (const j of jobs) {
+      if (s.closed) return;
+      try {
+        await this.#catchUp(s, j.stream, j.from, j.info);
+      } catch (err) {
+        // The store failed mid-backlog: the client reconnects and resumes from what it got.
+        if (!s.closed) {
+          s.fail(
+            err instanceof ChatError ? new ChatError(err.code, err.message, { fatal: true }) : err,
+          );
+        }
+        return;
+      }
+    }
+  }
+
+  /**
+   * Streams the backlog of `stream` after id `from` to a session that follows it and holds its
+   * live messages, then hands over to live delivery. Exactly once: a slice is read from the store
+   * only after the previous one was written; when a read that began after the hold's last
+   * overflow comes back short, everything committed before it is sent, and everything after it
+   * is held (released here, duplicates by id dropped).
+   */
+  async #catchUp(
+    s: ServiceSession,
+    stream: StreamKey,
+    from: number,
+    info: { room?: string; dm?: boolean },
+  ): Promise<void> {
+    const page = this.#config.limits.resumeMaxMessages;
+    let cursor = from;
+    let count = 0;
+    for (;;) {
+      const resets = s.holdResets(stream);
+      const rows = await this.#store.streamAfter(stream, cursor, page);
+      if (s.closed) return;
+      let bytes = 0;
+      for (const m of rows) {
+        const w = await this.toWire(m);
+        s.backlog(stream, w);
+        cursor = m.id;
+        count++;
+        bytes += w.body.length + 100;
+        if (bytes >= BACKLOG_SLICE_BYTES) {
+          bytes = 0;
+          await s.drained();
+          if (s.closed) return;
         }
       }
-      if (resume?.dm !== undefined) {
-        const limit = this.#config.limits.resumeMaxMessages;
-        const msgs = await this.#store.directMessagesAfter(user.id, resume.dm, limit + 1);
-        const page = msgs.slice(0, limit);
-        for (const m of page) s.backlog(await this.toWire(m));
-        const lastDm = page.length ? page[page.length - 1].id : resume.dm;
-        after.set(-1, lastDm);
-        s.resumed({ dm: true, count: page.length, more: msgs.length > limit });
-      }
-    } finally {
-      s.release(after);
+      if (rows.length < page && s.holdResets(stream) === resets) break;
+      await s.drained();
+      if (s.closed) return;
     }
-    return rooms.map((r) => r.name);
+    s.caughtUp(stream, cursor);
+    s.resumed({ ...info, count, more: false });
   }
 
-  async #sendBacklog(s: ServiceSession, r: RoomRecord, lastId: number): Promise<number> {
-    const limit = this.#config.limits.resumeMaxMessages;
-    const msgs = await this.#store.messagesAfter(r.id, lastId, limit + 1);
-    const page = msgs.slice(0, limit);
-    for (const m of page) s.backlog(await this.toWire(m));
-    s.resumed({ room: r.name, count: page.length, more: msgs.length > limit });
-    return page.length ? page[page.length - 1].id : lastId;
-  }
-
-  #enter(s: ServiceSession, r: RoomRecord): void {
+  /** Enters a room on this node (and announces the user when it is their first session). */
+  #enter(s: ServiceSession, r: RoomRecord, hold: boolean): void {
     s.rooms.add(r.id);
-    if (this.#hub.subscribe(s, r.id, r.name)) {
-      this.#announce(r, s.userName, "join", s.connId);
-    }
+    s.track(roomStream(r.id), hold);
+    if (this.#hub.subscribe(s, r.id, r.name)) this.#announce(r, s, "join");
   }
 
-  #announce(r: RoomRecord, user: string, event: "join" | "leave", exceptConnId: number): void {
-    this.#hub.toRoom(r.id, {
+  #announce(r: RoomRecord, s: HubMember, event: "join" | "leave"): void {
+    this.#hub.fanout.publish({
       kind: "presence",
+      roomId: r.id,
       room: r.name,
-      user,
+      userId: s.userId,
+      user: s.userName,
       event,
-      online: once(() => this.#hub.online(r.id)),
-    }, exceptConnId);
+      origin: this.#hub.ref(s.connId),
+    });
   }
 
   /** Takes a session offline, announcing `leave` where it was the user's last session. */
@@ -213,20 +324,31 @@ export class ChatService {
     for (const roomId of s.rooms) {
       if (this.#hub.unsubscribe(s, roomId)) {
         const r = this.#roomsById.get(roomId);
-        if (r) this.#announce(r, s.userName, "leave", s.connId);
+        if (r) this.#announce(r, s, "leave");
       }
+    }
+    for (const stream of [...s.streams]) {
+      s.untrack(stream);
+      this.#hub.unfollow(stream);
     }
     s.rooms.clear();
     this.#hub.removeSession(s);
   }
 
-  /** Joins (creating when needed) a room; with `since`, sends what was missed first. */
+  /**
+   * Joins (creating when needed) a room; answers through `joined` once the session is in it,
+   * then, with `since`, streams what was missed after that id (ended by `resumed`).
+   */
   async join(
     s: ServiceSession,
     rawName: string,
-    since?: number,
-  ): Promise<{ room: string; users: string[] }> {
+    since: number | undefined,
+    joined: (r: { room: string; users: string[] }) => Promise<void>,
+  ): Promise<void> {
     const name = checkRoomName(rawName);
+    if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
+      throw new ChatError("bad_frame", "Cannot join: since must be a message id");
+    }
     let r = await this.#room(name);
     if (r?.archived) {
       throw new ChatError("no_such_room", `Cannot join ${name}: the room is archived`);
@@ -236,23 +358,26 @@ export class ChatService {
       throw new ChatError("no_such_room", `Cannot join ${name}: the room is archived`);
     }
     await this.#store.addMember(r.id, s.userId, this.#clock());
-    if (since === undefined) {
-      this.#enter(s, r);
-    } else {
-      s.hold();
-      this.#enter(s, r);
-      const after = new Map<number, number>();
-      try {
-        after.set(r.id, await this.#sendBacklog(s, r, since));
-      } finally {
-        s.release(after);
-      }
+    if (s.closed) return;
+    const stream = roomStream(r.id);
+    const room = r;
+    const fresh = !s.rooms.has(room.id);
+    if (fresh) this.#enter(s, room, since !== undefined);
+    else if (since !== undefined) s.track(stream, true);
+    // The user's other sessions follow the membership, live from now (no catch-up).
+    const others = [...this.#hub.sessionsOf(s.userId)].filter((o) =>
+      o !== s && !(o as ServiceSession).rooms.has(room.id)
+    ) as ServiceSession[];
+    for (const o of others) this.#enter(o, room, false);
+    await Promise.all(
+      [...(fresh ? [s] : []), ...others].map(() => this.#hub.follow(stream)),
+    );
+    if (s.closed) return;
+    await joined({ room: room.name, users: this.#hub.online(room.id) });
+    if (since !== undefined) {
+      // Nothing this connection was already sent is sent again.
+      await this.#catchUp(s, stream, Math.max(since, s.sentThrough(stream)), { room: room.name });
     }
-    // Other sessions of the same user follow the membership too.
-    for (const other of this.#hub.sessionsOf(s.userId)) {
-      if (other !== s && "rooms" in other) this.#enter(other as ServiceSession, r);
-    }
-    return { room: r.name, users: this.#hub.online(r.id) };
   }
 
   /** Leaves a room for good (membership removed); `general` cannot be left. */
@@ -266,9 +391,11 @@ export class ChatService {
       throw new ChatError("not_member", `Cannot part ${name}: not a member`);
     }
     await this.#store.removeMember(r.id, s.userId);
+    const stream = roomStream(r.id);
     for (const sess of [...this.#hub.sessionsOf(s.userId)] as ServiceSession[]) {
       if (!sess.rooms?.delete(r.id)) continue;
-      if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, s.userName, "leave", sess.connId);
+      if (sess.untrack(stream)) this.#hub.unfollow(stream);
+      if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, sess, "leave");
     }
     return { room: r.name };
   }
@@ -319,62 +446,58 @@ export class ChatService {
     return { room, peer };
   }
 
-  /** Validates, stores (commit before return) and delivers a message. */
+  /** Validates, stores (commit before return) and publishes a message. */
   async send(
     s: ServiceSession,
     req: { cid: string; body: string; room?: string; to?: string },
   ): Promise<SendResult> {
-    checkCid(req.cid);
-    const body = checkBody(req.body, this.#config.limits);
-    if ((req.room === undefined) === (req.to === undefined)) {
-      throw new ChatError("bad_frame", "Cannot send: give exactly one of room or to");
-    }
-    if (req.room !== undefined) {
-      const r = await this.#memberRoom(s, req.room);
-      const stored = await this.#store.appendMessage({
-        roomId: r.id,
+    // Taken before the first await: the write is issued in the order the sends arrived.
+    const turn = s.nextTurn();
+    let stored: Promise<StoredMessage>;
+    let target: { roomId: number; room?: string; to?: string };
+    try {
+      checkCid(req.cid);
+      const body = checkBody(req.body, this.#config.limits);
+      if ((req.room === undefined) === (req.to === undefined)) {
+        throw new ChatError("bad_frame", "Cannot send: give exactly one of room or to");
+      }
+      let dmUsers: number[] | undefined;
+      if (req.room !== undefined) {
+        const r = await this.#memberRoom(s, req.room);
+        target = { roomId: r.id, room: r.name };
+      } else {
+        const { room, peer } = await this.#dmRoom(s, req.to!);
+        target = { roomId: room.id, to: peer.name };
+        dmUsers = [s.userId, peer.id];
+      }
+      await turn.wait;
+      stored = this.#store.appendMessage({
+        roomId: target.roomId,
         senderId: s.userId,
         body,
         cid: req.cid,
         ts: this.#clock(),
+        dmUsers,
       });
-      const m = stored.message;
-      if (!stored.duplicate) {
-        this.stored++;
-        this.#hub.toRoom(
-          r.id,
-          {
-            kind: "msg",
-            msg: { id: m.id, ts: m.ts, room: r.name, from: s.userName, body: m.body },
-          },
-          s.connId,
-          m.id,
-        );
-      }
-      return { id: m.id, ts: m.ts, duplicate: stored.duplicate, room: r.name };
+    } finally {
+      turn.pass();
     }
-    const { room, peer } = await this.#dmRoom(s, req.to!);
-    const stored = await this.#store.appendMessage({
-      roomId: room.id,
-      senderId: s.userId,
-      body,
-      cid: req.cid,
-      ts: this.#clock(),
-    });
-    const m = stored.message;
-    if (!stored.duplicate) {
+    const { message: m, duplicate, links } = await stored;
+    if (!duplicate) {
       this.stored++;
-      this.#hub.toUsers(
-        [peer.id, s.userId],
-        {
-          kind: "msg",
-          msg: { id: m.id, ts: m.ts, from: s.userName, to: peer.name, body: m.body },
-        },
-        s.connId,
-        m.id,
-      );
+      this.#hub.fanout.publish({
+        kind: "msg",
+        msg: target.room !== undefined
+          ? { id: m.id, ts: m.ts, room: target.room, from: s.userName, body: m.body }
+          : { id: m.id, ts: m.ts, from: s.userName, to: target.to, body: m.body },
+        roomId: target.roomId,
+        links,
+        origin: this.#hub.ref(s.connId),
+      });
     }
-    return { id: m.id, ts: m.ts, duplicate: stored.duplicate, to: peer.name };
+    return target.room !== undefined
+      ? { id: m.id, ts: m.ts, duplicate, room: target.room }
+      : { id: m.id, ts: m.ts, duplicate, to: target.to };
   }
 
   /** A page of history of a room the session is in, or of a DM conversation. */
@@ -384,7 +507,7 @@ export class ChatService {
   ): Promise<{ room?: string; with?: string; messages: WireMessage[]; more: boolean }> {
     const max = this.#config.limits.historyMax;
     const limit = req.limit ?? 50;
-    if (limit < 1 || limit > max) {
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > max) {
       throw new ChatError("bad_frame", `Cannot read history: limit must be 1-${max}`);
     }
     if ((req.room === undefined) === (req.with === undefined)) {
@@ -401,15 +524,34 @@ export class ChatService {
       label = { with: dm.peer.name };
     }
     const page = await this.#store.history(room.id, limit, req.before);
+    // Every reply fits its bound: past a quarter of the send queue, the oldest are left for the
+    // next page (`more`), so no history request can get the asker cut as a slow consumer.
+    const budget = this.#config.limits.sendQueueBytes / 4;
     const messages: WireMessage[] = [];
-    for (const m of page.messages) messages.push(await this.toWire(m));
-    return { ...label, messages, more: page.more };
+    let bytes = 0;
+    let more = page.more;
+    for (let i = page.messages.length - 1; i >= 0; i--) {
+      const w = await this.toWire(page.messages[i]);
+      bytes += jsonSize(w);
+      if (bytes > budget && messages.length > 0) {
+        more = true;
+        break;
+      }
+      messages.push(w);
+    }
+    messages.reverse();
+    return { ...label, messages, more };
   }
 
-  /** Closes every session of a user (admin disable/remove); returns how many. */
-  kickUser(userId: number, close: (s: HubMember) => void): number {
-    const sessions = [...this.#hub.sessionsOf(userId)];
-    for (const s of sessions) close(s);
-    return sessions.length;
+  /** Ends every session of a user on every node (admin disable/remove). */
+  kickUser(userId: number, message: string): number {
+    const here = this.#hub.sessionsOf(userId).size;
+    this.#hub.fanout.publish({ kind: "kick", userId, code: "kicked", message });
+    return here;
   }
+}
+
+/** Bytes of a message as chat/1 JSON, near enough for a reply budget (escapes included). */
+function jsonSize(w: WireMessage): number {
+  return JSON.stringify(w).length + 40;
 }

@@ -1,8 +1,11 @@
-// Owns who is online where, and fan-out: each event is encoded once per codec and queued to many.
+// Owns who is online where on this node, the order of every delivery stream, and fan-out: each
+// event is encoded once per codec and queued to many.
 import type { WireMessage } from "../protocol/frames.ts";
+import type { StreamKey } from "../store/store.ts";
 import { Admission } from "./admission.ts";
+import type { ConnRef, Fanout, FanoutEvent } from "./fanout.ts";
 
-/** A codec-neutral event the hub delivers. */
+/** A codec-neutral event as encoders see it (node-local: `online` may look at the hub). */
 export type HubEvent =
   | { kind: "msg"; msg: WireMessage }
   | {
@@ -26,12 +29,50 @@ export interface HubMember {
   readonly userName: string;
   readonly encoder: EventEncoder;
   /**
-   * Queues encoded bytes. `msgId` and `scope` (room id, -1 for direct messages, 0 for presence) let
-   * a resuming session drop what its backlog already had.
+   * The highest message id of `stream` this member has been sent, or -1 while it catches up on
+   * that stream (it then takes each message on its own, with its id, to hold back).
    */
-  deliver(bytes: Uint8Array, msgId: number, scope: number): void;
-  /** True while the member holds live deliveries back (resume): it gets them one by one. */
-  readonly holding?: boolean;
+  sentThrough(stream: StreamKey): number;
+  /**
+   * Queues encoded bytes: messages of `stream` up to id `lastId`, or (stream null, lastId 0) a
+   * presence notice, which may wait a little to share a write.
+   */
+  deliver(stream: StreamKey | null, bytes: Uint8Array, lastId: number): void;
+  /** Ends the session with `bye` (a kick from an administrator, from any node). */
+  kick(code: string, message: string): void;
+}
+
+/** Reads what fan-out needs from the store (the service provides it). */
+export interface HubSource {
+  /** Newest committed id per stream: where live delivery starts for a new local stream. */
+  heads(keys: StreamKey[]): Promise<Map<StreamKey, number>>;
+  /** Committed messages of a stream with afterId < id < beforeId, oldest first, as events. */
+  backfill(stream: StreamKey, afterId: number, beforeId: number): Promise<MsgEvent[]>;
+  /** A record changed elsewhere: forget cached copies. */
+  changed(ev: Extract<FanoutEvent, { kind: "room_changed" | "user_changed" }>): void;
+}
+
+export type MsgEvent = Extract<FanoutEvent, { kind: "msg" }>;
+type PresenceEvent = Extract<FanoutEvent, { kind: "presence" }>;
+
+/** How long a stream waits for a missing earlier message before reading it from the store. */
+export const GAP_WAIT_MS = 250;
+
+/**
+ * Order of one stream on this node. Messages are released in the order of their links (each
+ * names the stream's previous message), however out of order results or bus events arrive.
+ */
+interface StreamOrder {
+  /** Id of the last message released (or the head read when the stream started here). */
+  last: number;
+  /** Null until the starting head is known; then every subscriber waits for nothing. */
+  ready: Promise<number> | null;
+  started: boolean;
+  /** Events not yet released, by the id of the message before them. */
+  waiting: Map<number, MsgEvent>;
+  gapTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Local subscribers (sessions in the room, or sessions of the user). */
+  members: number;
 }
 
 /** A room event waiting for the end of the current turn. */
@@ -43,20 +84,23 @@ interface PendingRoomEvent {
 }
 
 /**
- * Rooms and presence in memory. Presence counts users, not connections: `join` is announced when a
- * user's first session enters a room, `leave` when the last one leaves.
+ * Rooms, presence and ordered delivery on one node. Presence counts users, not connections:
+ * `join` is announced when a user's first session enters a room, `leave` when the last one leaves.
  *
- * Room fan-out is batched per turn:
- * 1. `toRoom` records the event and schedules a flush in a microtask; every event of the same turn
- *    (all messages of one group commit) is then encoded once per codec, the frames of consecutive
- *    events of one room are joined into one buffer, and that one buffer is queued to each member.
- *    Per message and member that leaves a loop step, not an enqueue and a copy.
- * 2. Each member still gets exactly the events it would have got at `toRoom` time, in the same
- *    order: any change of membership (`addSession`, `removeSession`, `subscribe`, `unsubscribe`)
- *    and `toUsers` flush what is pending first, so membership is never read later than it was.
- * 3. A member that sent some of the batched events gets the runs of the joined buffer between
- *    its own frames (subarrays, no copy). A member holding deliveries back (resume) gets the
- *    events one by one with their ids, as before.
+ * 1. Every event arrives through the Fanout (this node's own as well as other nodes'), after its
+ *    commit. Message events are released per stream in link order (`StreamOrder`): a message
+ *    whose predecessor has not arrived waits `GAP_WAIT_MS`, then the gap is read from the store.
+ *    A stream starts on this node when its first local subscriber arrives: `subscribe` resolves
+ *    with the stream's head then, and only later messages are delivered live (earlier ones are
+ *    the subscriber's backlog to read from the store).
+ * 2. Room fan-out is batched per turn: events released in the same turn (a group commit) are
+ *    encoded once per codec, consecutive events of one room joined into one buffer, and that one
+ *    buffer queued to each member. A member catching up on the stream, or one that was already
+ *    sent part of the batch, gets the events one by one.
+ * 3. Each member gets exactly the events it would have got at release time, in order: every
+ *    change of membership and every direct delivery flushes what is pending first.
+ * 4. A member that sent some of the batched events gets the runs of the joined buffer between
+ *    its own frames (subarrays, no copy).
  */
 export class Hub {
   /** roomId → userId → sessions of that user in the room. */
@@ -64,6 +108,9 @@ export class Hub {
   /** userId → all sessions of that user. */
   #users = new Map<number, Set<HubMember>>();
   #roomNames = new Map<number, string>();
+  #streams = new Map<StreamKey, StreamOrder>();
+  #fanout: Fanout;
+  #source: HubSource | null = null;
   /**
    * Input flow control for everything fanned out here: sends wait at this gate while too many are
    * in flight or receivers' queues are backed up (see Admission).
@@ -73,6 +120,195 @@ export class Hub {
   delivered = 0;
   #pending: PendingRoomEvent[] = [];
   #flushScheduled = false;
+
+  constructor(fanout: Fanout) {
+    this.#fanout = fanout;
+    fanout.subscribe((ev) => this.#receive(ev));
+  }
+
+  /** Where events are published (the node's name is `fanout.node`). */
+  get fanout(): Fanout {
+    return this.#fanout;
+  }
+
+  /** Connects the store-backed reads (the service, once it exists). */
+  setSource(source: HubSource): void {
+    this.#source = source;
+  }
+
+  /** A reference to a local connection, for events' `origin`. */
+  ref(connId: number): ConnRef {
+    return { node: this.#fanout.node, conn: connId };
+  }
+
+  #isOrigin(m: HubMember, origin: ConnRef): boolean {
+    return m.connId === origin.conn && origin.node === this.#fanout.node;
+  }
+
+  // --- receiving -------------------------------------------------------------------------
+
+  #receive(ev: FanoutEvent): void {
+    switch (ev.kind) {
+      case "msg":
+        for (const link of ev.links) this.#sequence(link.stream, link.prev, ev);
+        return;
+      case "presence":
+        this.#presence(ev);
+        return;
+      case "kick":
+        for (const m of [...this.sessionsOf(ev.userId)]) m.kick(ev.code, ev.message);
+        return;
+      case "room_changed":
+      case "user_changed":
+        this.#source?.changed(ev);
+        return;
+    }
+  }
+
+  #sequence(stream: StreamKey, prev: number, ev: MsgEvent): void {
+    const order = this.#streams.get(stream);
+    if (!order) return; // nobody here follows this stream
+    const id = ev.msg.id;
+    if (order.started && id <= order.last) return; // released before (or in every backlog)
+    if (!order.started || prev !== order.last) {
+      order.waiting.set(prev, ev);
+      if (order.started) this.#armGap(stream, order);
+      return;
+    }
+    this.#release(stream, order, ev);
+    this.#drain(stream, order);
+  }
+
+  /** Releases waiting events that now follow in order. */
+  #drain(stream: StreamKey, order: StreamOrder): void {
+    for (;;) {
+      const next = order.waiting.get(order.last);
+      if (!next) break;
+      order.waiting.delete(order.last);
+      this.#release(stream, order, next);
+    }
+    // Anything left at or below `last` was released by a backfill or is in every backlog.
+    for (const [prev, ev] of order.waiting) {
+      if (ev.msg.id <= order.last) order.waiting.delete(prev);
+    }
+    if (order.waiting.size === 0 && order.gapTimer !== undefined) {
+      clearTimeout(order.gapTimer);
+      order.gapTimer = undefined;
+    } else if (order.waiting.size > 0) this.#armGap(stream, order);
+  }
+
+  #armGap(stream: StreamKey, order: StreamOrder): void {
+    if (order.gapTimer !== undefined) return;
+    order.gapTimer = setTimeout(() => {
+      order.gapTimer = undefined;
+      void this.#fillGap(stream, order);
+    }, GAP_WAIT_MS);
+  }
+
+  /** Reads the messages a stream is missing from the store, then releases what follows. */
+  async #fillGap(stream: StreamKey, order: StreamOrder): Promise<void> {
+    if (order.waiting.size === 0 || !this.#source) return;
+    let first = Infinity;
+    for (const ev of order.waiting.values()) first = Math.min(first, ev.msg.id);
+    let missing: MsgEvent[];
+    try {
+      missing = await this.#source.backfill(stream, order.last, first);
+    } catch {
+      this.#armGap(stream, order); // the store is down: try again later
+      return;
+    }
+    if (this.#streams.get(stream) !== order) return; // stopped meanwhile
+    for (const ev of missing) {
+      if (ev.msg.id > order.last && ev.msg.id < first) this.#release(stream, order, ev);
+    }
+    // Nothing else was committed between: the waiting event follows what we have.
+    const next = [...order.waiting.entries()].find(([, ev]) => ev.msg.id === first);
+    if (next && first > order.last) {
+      order.waiting.delete(next[0]);
+      this.#release(stream, order, next[1]);
+    }
+    this.#drain(stream, order);
+  }
+
+  #release(stream: StreamKey, order: StreamOrder, ev: MsgEvent): void {
+    order.last = ev.msg.id;
+    if (stream[0] === "r") {
+      this.#toRoom(ev.roomId, { kind: "msg", msg: ev.msg }, ev.origin, ev.msg.id);
+    } else {
+      this.#toUser(Number(stream.slice(2)), stream, ev);
+    }
+  }
+
+  #presence(ev: PresenceEvent): void {
+    this.#toRoom(
+      ev.roomId,
+      {
+        kind: "presence",
+        room: ev.room,
+        user: ev.user,
+        event: ev.event,
+        online: once(() => this.online(ev.roomId)),
+      },
+      ev.origin,
+      0,
+    );
+  }
+
+  // --- membership --------------------------------------------------------------------------
+
+  /**
+   * Starts following `stream` for one more local subscriber. Resolves with the stream's position
+   * at that moment: every later message is delivered live, every earlier one is the subscriber's
+   * to read from the store (its backlog). MUST be awaited before that backlog is read.
+   */
+  follow(stream: StreamKey): Promise<number> {
+    let order = this.#streams.get(stream);
+    if (order) {
+      order.members++;
+      return order.ready ?? Promise.resolve(order.last);
+    }
+    order = {
+      last: 0,
+      ready: null,
+      started: false,
+      waiting: new Map(),
+      gapTimer: undefined,
+      members: 1,
+    };
+    this.#streams.set(stream, order);
+    const o = order;
+    const source = this.#source;
+    o.ready = (source ? source.heads([stream]) : Promise.resolve(new Map<StreamKey, number>()))
+      .then((heads) => {
+        if (this.#streams.get(stream) === o && !o.started) {
+          o.started = true;
+          o.last = heads.get(stream) ?? 0;
+          o.ready = null;
+          // Events that arrived meanwhile: those up to the head are in every backlog.
+          const early = [...o.waiting.values()];
+          o.waiting.clear();
+          for (const ev of early) {
+            if (ev.msg.id > o.last) {
+              o.waiting.set(ev.links.find((l) => l.stream === stream)!.prev, ev);
+            }
+          }
+          this.#drain(stream, o);
+        }
+        return o.last;
+      }, (err) => {
+        if (this.#streams.get(stream) === o) this.#streams.delete(stream);
+        throw err;
+      });
+    return o.ready;
+  }
+
+  /** One subscriber fewer; the stream stops here with the last one. */
+  unfollow(stream: StreamKey): void {
+    const order = this.#streams.get(stream);
+    if (!order || --order.members > 0) return;
+    if (order.gapTimer !== undefined) clearTimeout(order.gapTimer);
+    this.#streams.delete(stream);
+  }
 
   /** Registers a session as online (for direct messages and kicks). */
   addSession(m: HubMember): void {
@@ -121,6 +357,7 @@ export class Hub {
     if (!set?.delete(m)) return false;
     if (set.size === 0) {
       this.#rooms.get(roomId)!.delete(m.userId);
+      if (this.#rooms.get(roomId)!.size === 0) this.#rooms.delete(roomId);
       return true;
     }
     return false;
@@ -157,12 +394,12 @@ export class Hub {
     return n;
   }
 
-  /**
-   * Delivers to every session in a room except `exceptConnId`, at the end of the current turn
-   * (batched with the turn's other room events; see the class contract).
-   */
-  toRoom(roomId: number, ev: HubEvent, exceptConnId = -1, msgId = 0): void {
+  // --- delivery ----------------------------------------------------------------------------
+
+  /** Queues a room event for the end of the current turn (batched; see the class contract). */
+  #toRoom(roomId: number, ev: HubEvent, origin: ConnRef, msgId: number): void {
     if (!this.#rooms.has(roomId)) return;
+    const exceptConnId = origin.node === this.#fanout.node ? origin.conn : -1;
     this.#pending.push({ roomId, ev, exceptConnId, msgId });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -190,6 +427,7 @@ export class Hub {
     const roomId = pending[start].roomId;
     const byUser = this.#rooms.get(roomId);
     if (!byUser) return;
+    const stream: StreamKey = `r:${roomId}`;
     const count = end - start;
     /** Per codec: each event's bytes (null: not shown), and all of them joined. */
     const frames = new Map<EventEncoder, (Uint8Array | null)[]>();
@@ -203,9 +441,15 @@ export class Hub {
       }
       return list;
     };
-    // The newest message id of the batch (0 when it is all presence, which may be lazy).
-    let batchMsgId = 0;
-    for (let i = start; i < end; i++) batchMsgId = Math.max(batchMsgId, pending[i].msgId);
+    // The first and newest message ids of the batch (0 when it is all presence).
+    let firstMsgId = 0;
+    let lastMsgId = 0;
+    for (let i = start; i < end; i++) {
+      const id = pending[i].msgId;
+      if (id === 0) continue;
+      if (firstMsgId === 0) firstMsgId = id;
+      lastMsgId = id;
+    }
     const except = new Set<number>();
     for (let i = start; i < end; i++) {
       if (pending[i].exceptConnId !== -1) except.add(pending[i].exceptConnId);
@@ -213,14 +457,25 @@ export class Hub {
     for (const set of byUser.values()) {
       for (const m of set) {
         const list = encodeAll(m.encoder);
-        if (count === 1 || m.holding) {
+        const sent = lastMsgId ? m.sentThrough(stream) : 0;
+        if (lastMsgId && sent >= lastMsgId) continue; // it has all of them already
+        if (count === 1 || sent < 0 || (firstMsgId && sent >= firstMsgId)) {
           for (let i = 0; i < count; i++) {
             const p = pending[start + i];
             const bytes = list[i];
-            if (bytes && m.connId !== p.exceptConnId) {
-              m.deliver(bytes, p.msgId, p.msgId ? roomId : 0);
-              this.delivered++;
+            if (!bytes) continue;
+            if (p.msgId === 0) {
+              if (m.connId !== p.exceptConnId) m.deliver(null, bytes, 0);
+              continue;
             }
+            if (sent >= 0 && p.msgId <= sent) continue;
+            if (m.connId === p.exceptConnId) {
+              // Its own message: not sent to it, but counted as seen in order.
+              m.deliver(stream, EMPTY, p.msgId);
+              continue;
+            }
+            m.deliver(stream, bytes, p.msgId);
+            this.delivered++;
           }
           continue;
         }
@@ -230,60 +485,61 @@ export class Hub {
           joined.set(m.encoder, all);
         }
         if (!all) continue;
-        const scope = batchMsgId ? roomId : 0;
+        const target = lastMsgId ? stream : null;
         if (!except.has(m.connId)) {
-          m.deliver(all.bytes, batchMsgId, scope);
+          m.deliver(target, all.bytes, lastMsgId);
           this.delivered += all.shown;
           continue;
         }
         // The member sent some of these: it gets the runs between its own frames (no copies).
         let runStart = 0;
+        let parts = 0;
         for (let i = 0; i < count; i++) {
           if (pending[start + i].exceptConnId !== m.connId) {
             if (list[i]) this.delivered++;
             continue;
           }
           const own = all.offsets[i];
-          if (own > runStart) m.deliver(all.bytes.subarray(runStart, own), batchMsgId, scope);
+          if (own > runStart) {
+            m.deliver(target, all.bytes.subarray(runStart, own), lastMsgId);
+            parts++;
+          }
           runStart = all.offsets[i + 1];
         }
-        if (all.bytes.length > runStart) m.deliver(all.bytes.subarray(runStart), batchMsgId, scope);
+        if (all.bytes.length > runStart) {
+          m.deliver(target, all.bytes.subarray(runStart), lastMsgId);
+        } else if (lastMsgId) m.deliver(target, EMPTY, lastMsgId);
       }
     }
   }
 
-  /** Delivers to every session of the given users except `exceptConnId`. */
-  toUsers(userIds: Iterable<number>, ev: HubEvent, exceptConnId = -1, msgId = 0): void {
+  /** Delivers a direct message to every session of one user except its origin. */
+  #toUser(userId: number, stream: StreamKey, ev: MsgEvent): void {
     this.flush();
+    const members = this.#users.get(userId);
+    if (!members) return;
     const cache = new Map<EventEncoder, Uint8Array | null>();
-    const seen = new Set<number>();
-    for (const uid of userIds) {
-      if (seen.has(uid)) continue;
-      seen.add(uid);
-      for (const m of this.#users.get(uid) ?? []) {
-        if (m.connId !== exceptConnId) this.#deliver(m, ev, cache, msgId, msgId ? -1 : 0);
+    const hubEv: HubEvent = { kind: "msg", msg: ev.msg };
+    const id = ev.msg.id;
+    for (const m of members) {
+      const sent = m.sentThrough(stream);
+      if (sent >= id) continue;
+      if (this.#isOrigin(m, ev.origin)) {
+        m.deliver(stream, EMPTY, id);
+        continue;
       }
-    }
-  }
-
-  #deliver(
-    m: HubMember,
-    ev: HubEvent,
-    cache: Map<EventEncoder, Uint8Array | null>,
-    msgId: number,
-    scope: number,
-  ): void {
-    let bytes = cache.get(m.encoder);
-    if (bytes === undefined) {
-      bytes = m.encoder.encodeEvent(ev);
-      cache.set(m.encoder, bytes);
-    }
-    if (bytes) {
-      m.deliver(bytes, msgId, scope);
-      this.delivered++;
+      let bytes = cache.get(m.encoder);
+      if (bytes === undefined) {
+        bytes = m.encoder.encodeEvent(hubEv);
+        cache.set(m.encoder, bytes);
+      }
+      m.deliver(stream, bytes ?? EMPTY, id);
+      if (bytes) this.delivered++;
     }
   }
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** A batch's frames in one buffer: frame i is bytes[offsets[i], offsets[i + 1]). */
 interface Joined {

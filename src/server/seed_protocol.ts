@@ -1,5 +1,4 @@
 // Owns the seed text protocol on a session: the AUTH_REQUIRED dialogue, then lines to `general`.
-import { ChatError } from "../errors.ts";
 import {
   decodeSeedText,
   encodeSeedLines,
@@ -9,8 +8,10 @@ import {
 } from "../protocol/seed_codec.ts";
 import { DEFAULT_ROOM } from "./chat_service.ts";
 import type { EventEncoder, HubEvent } from "./hub.ts";
+import type { ServerFrame } from "../protocol/frames.ts";
+import type { Request } from "./commands.ts";
 import type { FallbackProtocol } from "./server.ts";
-import type { ProtocolHandler, Session } from "./session.ts";
+import type { ProtocolAdapter, Session } from "./session.ts";
 
 /** Failed logins or registrations allowed on one connection before it is closed. */
 export const SEED_MAX_AUTH_ATTEMPTS = 3;
@@ -47,11 +48,11 @@ type AuthStep =
 
 /**
  * The seed protocol on one session. Before login it walks the seed's dialogue (AUTH_REQUIRED →
- * LOGIN|REGISTER → ENTER_USERNAME → name → ENTER_PASSWORD → secret → AUTH_SUCCESS|AUTH_FAILED);
- * after it every line is a message to `general`. Lines are handled one at a time by the session,
- * so the dialogue state needs no locking.
+ * LOGIN|REGISTER → ENTER_USERNAME → name → ENTER_PASSWORD → secret → AUTH_SUCCESS|AUTH_FAILED)
+ * and dispatches the login; after it every line is a `send` to `general`. Requests, limits and
+ * rate charging are the command table's (the session's dispatcher), as for every protocol.
  */
-export class SeedProtocol implements ProtocolHandler {
+export class SeedProtocol implements ProtocolAdapter {
   readonly name = "seed";
   readonly encoder = SEED_ENCODER;
   readonly s: Session;
@@ -73,26 +74,14 @@ export class SeedProtocol implements ProtocolHandler {
     this.#send({ kind: "prompt", prompt: "AUTH_REQUIRED" });
   }
 
-  async onLine(line: Uint8Array): Promise<void> {
-    if (this.s.user === null) return await this.#authLine(line);
+  onMessage(line: Uint8Array): Promise<void> | void {
+    if (this.s.user === null) return this.#authLine(line);
     const body = decodeSeedText(line);
     const cid = this.#cidPrefix + ++this.#seq;
-    await this.s.pipelined(async () => {
-      try {
-        this.s.chargeMessage();
-        await this.s.service.send(this.s, { cid, body, room: DEFAULT_ROOM });
-      } catch (err) {
-        this.s.fail(err);
-      }
-    }, line.length);
+    return this.s.dispatch({ op: "send", cid, body, room: DEFAULT_ROOM }, line.length);
   }
 
-  async #authLine(line: Uint8Array): Promise<void> {
-    if (++this.s.preAuthFrames > this.s.limits.preAuthMaxFrames) {
-      throw new ChatError("too_many_frames", "Cannot continue: too many lines before login", {
-        fatal: true,
-      });
-    }
+  #authLine(line: Uint8Array): Promise<void> | void {
     let text: string | null;
     try {
       text = decodeSeedText(line);
@@ -114,26 +103,22 @@ export class SeedProtocol implements ProtocolHandler {
         return;
       case "password":
         this.#auth = { step: "choice" };
-        return await this.#check(a.mode, a.user, text);
+        return this.#check(a.mode, a.user, text, line.length);
     }
   }
 
-  async #check(mode: SeedAuthMode, name: string | null, password: string | null): Promise<void> {
-    if (name === null || password === null || this.s.stopping) return this.#failed();
-    let user;
-    try {
-      // The secret is whatever the client sent (seed clients send a SHA-256 hex digest): it is
-      // a password like any other, argon2id-hashed by AuthService.
-      user = mode === "login"
-        ? await this.s.auth.login({ user: name, password }, this.s.remote)
-        : await this.s.auth.register({ user: name, password }, this.s.remote);
-    } catch (err) {
-      // Every refusal (wrong password, taken name, throttled, busy, policy) is one AUTH_FAILED.
-      if (err instanceof ChatError && !err.fatal) return this.#failed();
-      throw err;
-    }
+  async #check(
+    mode: SeedAuthMode,
+    name: string | null,
+    password: string | null,
+    bytes: number,
+  ): Promise<void> {
+    if (name === null || password === null || this.s.draining) return this.#failed();
+    // The secret is whatever the client sent (seed clients send a SHA-256 hex digest): it is a
+    // password like any other, argon2id-hashed by AuthService.
+    await this.s.dispatch({ op: mode, user: name, password }, bytes);
     if (this.s.closed) return;
-    await this.s.authenticated(user);
+    if (this.s.user === null) return this.#failed();
     // The newcomer's own list; the others got theirs with the `join` presence event.
     await this.#sendUsers();
   }
@@ -152,12 +137,27 @@ export class SeedProtocol implements ProtocolHandler {
     if (!this.s.closed) this.#send({ kind: "users", users: r.users });
   }
 
-  loggedIn(): void {
-    this.#send({ kind: "prompt", prompt: "AUTH_SUCCESS" });
-  }
-
-  reportError(err: ChatError): void {
-    this.#send({ kind: "error", code: err.code, message: err.message });
+  /**
+   * Replies in seed lines: a login's `ok` is AUTH_SUCCESS and its refusal is left to the
+   * dialogue (one AUTH_FAILED for every reason); sends have no ack; errors are `[ERROR]`,
+   * last words `[SERVER]`.
+   */
+  encodeReply(frame: ServerFrame, req: Request | null): Uint8Array | null {
+    switch (frame.type) {
+      case "ok":
+        return frame.op === "login" || frame.op === "register"
+          ? encodeSeedLines({ kind: "prompt", prompt: "AUTH_SUCCESS" })
+          : null;
+      case "error":
+        if ((req?.op === "login" || req?.op === "register") && !isFatal(frame.code)) return null;
+        return encodeSeedLines({ kind: "error", code: frame.code, message: frame.message });
+      case "bye":
+        return frame.code === "slow_consumer"
+          ? null
+          : encodeSeedLines({ kind: "server", code: frame.code, message: frame.message });
+      default:
+        return null; // acks, pongs, resume markers: the seed protocol has none
+    }
   }
 
   /**
@@ -170,14 +170,11 @@ export class SeedProtocol implements ProtocolHandler {
     if (this.s.user === null) return;
     this.#sendUsers().catch(() => {/* closed meanwhile */});
   }
+}
 
-  bye(code: string, message: string): void {
-    this.#send({ kind: "server", code, message });
-  }
-
-  resumed(): void {
-    // The seed protocol has no resume, so there is never a backlog to end.
-  }
+/** Codes that end a connection (they are shown even during the login dialogue). */
+function isFatal(code: string): boolean {
+  return code === "internal" || code === "auth_timeout" || code === "too_many_frames";
 }
 
 /** The fallback protocol for TLS clients that do not negotiate ALPN `chat/1`. */

@@ -1,21 +1,22 @@
 // Owns the TLS listener: accept loop, connection limits, deadlines, keepalive sweep and shutdown.
 import { getLogger } from "@logtape/logtape";
 import { ChatError } from "../errors.ts";
-import type { ServerConfig } from "../config/config.ts";
-import { ALPN_CHAT1 } from "../protocol/frames.ts";
+import type { ListenerConfig, ServerConfig } from "../config/config.ts";
 import type { Store } from "../store/store.ts";
 import { AuthService } from "./auth.ts";
 import { ChatService } from "./chat_service.ts";
+import { type Fanout, LocalFanout } from "./fanout.ts";
 import { Hub } from "./hub.ts";
-import { NativeProtocol } from "./native_protocol.ts";
 import { PasswordHasher } from "./password_hasher.ts";
+import { type ProtocolFactory, PROTOCOLS } from "./protocols.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
+import { LineTransport } from "./transport.ts";
 
 const log = getLogger(["chat", "server"]);
 
-/** Builds the protocol handler for a connection that did not negotiate chat/1 (seed codec). */
-export type FallbackProtocol = (s: Session) => import("./session.ts").ProtocolHandler;
+/** Builds the protocol adapter for a connection that offered no ALPN (default: the seed codec). */
+export type FallbackProtocol = ProtocolFactory;
 
 /** What `startServer` needs. */
 export interface StartOptions {
@@ -24,8 +25,18 @@ export interface StartOptions {
   certPem: string;
   keyPem: string;
   clock?: Clock;
-  /** Protocol for clients without ALPN; without it they are refused. */
+  /** Protocol for clients without ALPN on the chat listener (overrides its `""` entry). */
   fallback?: FallbackProtocol;
+  /** The fan-out between nodes (default: in-process only). */
+  fanout?: Fanout;
+}
+
+/** A bound listener and what it serves. */
+interface Listening {
+  config: ListenerConfig;
+  listener: Deno.TlsListener;
+  loop: Promise<void>;
+  protocols: Map<string, ProtocolFactory>;
 }
 
 /** Live numbers for `chat admin stats` and benchmarks. */
@@ -57,20 +68,26 @@ export function normalizeAddress(addr: Deno.Addr): string {
   return h.startsWith("::ffff:") && h.includes(".") ? h.slice(7) : h;
 }
 
+/** ALPN ids a listener offers (the `""` entry is for clients that offer none). */
+function offeredAlpn(l: ListenerConfig): string[] {
+  return Object.keys(l.alpn).filter((id) => id !== "");
+}
+
 /**
- * A running chat server. `close()` stops accepting, tells clients, flushes and closes the store
- * within `shutdownGraceMs`.
+ * A running chat server. `close()` stops accepting, answers what is in flight, tells clients,
+ * flushes and closes the store within `shutdownGraceMs`.
  */
 export class ChatServer {
   readonly config: ServerConfig;
-  readonly hub = new Hub();
+  readonly hub: Hub;
   readonly service: ChatService;
   readonly auth: AuthService;
   readonly hasher: PasswordHasher;
   #store: Store;
-  #listener: Deno.TlsListener;
+  #listening: Listening[];
+  #certPem: string;
+  #keyPem: string;
   #clock: Clock;
-  #fallback?: FallbackProtocol;
   #sessions = new Set<Session>();
   /** Sockets accepted but not yet past the TLS handshake. */
   #handshaking = new Map<Deno.TlsConn, number>();
@@ -80,7 +97,6 @@ export class ChatServer {
   #lagDue = performance.now() + LAG_TICK_MS;
   #lagMax = 0;
   #stalls = 0;
-  #acceptLoop: Promise<void>;
   /** Listeners replaced by reloadCertificate: their accept loops end quietly. */
   #retired = new WeakSet<Deno.TlsListener>();
   #reloading: Promise<void> = Promise.resolve();
@@ -89,12 +105,14 @@ export class ChatServer {
   #closed: Promise<void> | null = null;
   #deps: SessionDeps;
 
-  private constructor(opts: StartOptions, listener: Deno.TlsListener) {
+  private constructor(opts: StartOptions, listening: Listening[]) {
     this.config = opts.config;
     this.#store = opts.store;
-    this.#listener = listener;
+    this.#listening = listening;
+    this.#certPem = opts.certPem;
+    this.#keyPem = opts.keyPem;
     this.#clock = opts.clock ?? Date.now;
-    this.#fallback = opts.fallback;
+    this.hub = new Hub(opts.fanout ?? new LocalFanout());
     const l = opts.config.limits;
     this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue });
     this.auth = new AuthService({
@@ -115,7 +133,6 @@ export class ChatServer {
       limits: l,
       clock: this.#clock,
       onClosed: (s) => this.#forget(s),
-      stopping: () => this.#stopping,
     };
     const tick = Math.max(
       20,
@@ -134,29 +151,29 @@ export class ChatServer {
       if (lag > this.#lagMax) this.#lagMax = lag;
       if (lag > STALL_MS) this.#stalls++;
     }, LAG_TICK_MS);
-    this.#acceptLoop = this.#accept(listener);
+    for (const li of listening) li.loop = this.#accept(li);
   }
 
-  /** Opens the store-backed service and starts listening. */
+  /** Binds every listener of the config, opens the store-backed service and starts accepting. */
   static async start(opts: StartOptions): Promise<ChatServer> {
-    const c = opts.config;
-    let listener: Deno.TlsListener;
+    const listening: Listening[] = [];
     try {
-      listener = Deno.listenTls({
-        hostname: c.host === "" ? "::" : c.host,
-        port: c.port,
-        cert: opts.certPem,
-        key: opts.keyPem,
-        alpnProtocols: [ALPN_CHAT1],
+      opts.config.listeners.forEach((lc, i) => {
+        const protocols = new Map<string, ProtocolFactory>();
+        for (const [id, name] of Object.entries(lc.alpn)) protocols.set(id, PROTOCOLS[name]);
+        if (i === 0 && opts.fallback) protocols.set("", opts.fallback);
+        listening.push({
+          config: lc,
+          listener: bind(lc, opts.certPem, opts.keyPem),
+          loop: Promise.resolve(),
+          protocols,
+        });
       });
     } catch (err) {
-      throw new ChatError(
-        "listen_failed",
-        `Cannot listen on ${c.host || "[::]"}:${c.port}: ${(err as Error).message}`,
-        { fatal: true },
-      );
+      for (const li of listening) li.listener.close();
+      throw err;
     }
-    const server = new ChatServer(opts, listener);
+    const server = new ChatServer(opts, listening);
     try {
       await server.service.init();
     } catch (err) {
@@ -166,9 +183,14 @@ export class ChatServer {
     return server;
   }
 
-  /** The bound address (port 0 resolves here). */
+  /** The bound address of the chat listener (port 0 resolves here). */
   get addr(): Deno.NetAddr {
-    return this.#listener.addr as Deno.NetAddr;
+    return this.#listening[0].listener.addr as Deno.NetAddr;
+  }
+
+  /** Every bound listener's address, in config order. */
+  get addrs(): Deno.NetAddr[] {
+    return this.#listening.map((l) => l.listener.addr as Deno.NetAddr);
   }
 
   get stats(): ServerStats {
@@ -192,7 +214,8 @@ export class ChatServer {
     };
   }
 
-  async #accept(listener: Deno.TlsListener): Promise<void> {
+  async #accept(li: Listening): Promise<void> {
+    const listener = li.listener;
     let backoffMs = 0;
     while (!this.#stopping && !this.#retired.has(listener)) {
       let conn: Deno.TlsConn;
@@ -216,7 +239,7 @@ export class ChatServer {
       }
       backoffMs = 0;
       // Failure boundary: nothing one connection does can end the accept loop.
-      this.#admit(conn).catch((err) => {
+      this.#admit(conn, li).catch((err) => {
         log.error("Connection setup failed: {error}", { error: String(err) });
         try {
           conn.close();
@@ -225,7 +248,7 @@ export class ChatServer {
     }
   }
 
-  async #admit(conn: Deno.TlsConn): Promise<void> {
+  async #admit(conn: Deno.TlsConn, li: Listening): Promise<void> {
     const remote = normalizeAddress(conn.remoteAddr);
     const l = this.config.limits;
     const total = this.#sessions.size + this.#handshaking.size;
@@ -240,24 +263,23 @@ export class ChatServer {
         conn.close();
         return;
       }
+      const factory = li.protocols.get(hs.alpnProtocol ?? "");
+      if (!factory) {
+        conn.close(); // rustls refuses unlisted ids; only a client without ALPN lands here
+        return;
+      }
       const refusal = total >= l.maxConnections
         ? new ChatError("server_full", "Cannot connect: the server is full", { fatal: true })
         : fromHere >= l.maxConnectionsPerAddress
         ? new ChatError(
           "too_many_connections",
           "Cannot connect: too many connections from your address",
-          {
-            fatal: true,
-          },
+          { fatal: true },
         )
         : null;
-      session = new Session(conn, remote, this.#deps);
-      const handler = hs.alpnProtocol === ALPN_CHAT1
-        ? new NativeProtocol(session)
-        : this.#fallback
-        ? this.#fallback(session)
-        : new NativeProtocol(session);
-      session.setHandler(handler);
+      session = new Session(new LineTransport(conn, remote, l.maxLineBytes), this.#deps);
+      const adapter = factory(session);
+      session.setAdapter(adapter);
       this.#sessions.add(session);
       if (refusal) {
         log.warn("Refused {remote}: {code}", { remote, code: refusal.code });
@@ -267,7 +289,7 @@ export class ChatServer {
       log.debug("Connect {connId} from {remote} ({protocol})", {
         connId: session.connId,
         remote,
-        protocol: handler.name,
+        protocol: adapter.name,
       });
       // Not awaited: this frame (and its promise chain) would otherwise stay suspended for the
       // whole life of the connection, about 0.5 KB of heap each. `run` never throws, and the
@@ -307,7 +329,7 @@ export class ChatServer {
       }
     }
     for (const s of this.#sessions) {
-      if (s.closed) continue;
+      if (s.closed || s.draining) continue;
       if (!s.user && now - s.acceptedAt > l.authTimeoutMs) {
         s.fail(
           new ChatError("auth_timeout", "Cannot continue: login took too long", { fatal: true }),
@@ -319,14 +341,14 @@ export class ChatServer {
         s.close("idle_timeout", "No traffic received in time", true);
       } else if (silent > l.pingIntervalMs && !s.pingSent) {
         s.pingSent = true;
-        s.handler.ping();
+        s.adapter.ping();
       }
     }
   }
 
-  /** Closes every session of a user with `bye` `kicked`; returns how many. */
+  /** Closes every session of a user on every node with `bye` `kicked`; returns how many here. */
   kickUser(userId: number, message: string): number {
-    return this.service.kickUser(userId, (m) => (m as Session).close("kicked", message, true));
+    return this.service.kickUser(userId, message);
   }
 
   /**
@@ -340,17 +362,17 @@ export class ChatServer {
    * listener to the new one accepting; a client connecting in a tight loop saw about one refused
    * attempt per reload; clients reconnect).
    * The pair is first tried on a throwaway loopback listener, so a pair that TLS refuses never
-   * costs the working listener.
-   * @throws {ChatError} `cert_invalid` when TLS refuses the pair, `listen_failed` when the address
-   * could not be bound again (the server then accepts no new connections; logged as an error).
+   * costs the working listeners.
+   * @throws {ChatError} `cert_invalid` when TLS refuses the pair, `listen_failed` when an address
+   * could not be bound again (that listener then accepts no new connections; logged as an error).
    */
   reloadCertificate(certPem: string, keyPem: string): Promise<void> {
-    const next = this.#reloading.catch(() => {}).then(() => this.#swapListener(certPem, keyPem));
+    const next = this.#reloading.catch(() => {}).then(() => this.#swapListeners(certPem, keyPem));
     this.#reloading = next;
     return next;
   }
 
-  async #swapListener(certPem: string, keyPem: string): Promise<void> {
+  async #swapListeners(certPem: string, keyPem: string): Promise<void> {
     if (this.#stopping) {
       throw new ChatError("shutting_down", "Cannot reload certificate: the server is stopping");
     }
@@ -359,44 +381,46 @@ export class ChatServer {
     } catch (err) {
       throw new ChatError("cert_invalid", `Cannot reload certificate: ${(err as Error).message}`);
     }
-    const old = this.#listener;
-    const hostname = this.config.host === "" ? "::" : this.config.host;
-    const port = (old.addr as Deno.NetAddr).port;
-    this.#retired.add(old);
-    old.close();
-    await this.#acceptLoop;
-    let listener: Deno.TlsListener | null = null;
-    let lastError: unknown;
-    // The old socket is released asynchronously once its pending accept is cancelled.
-    for (let attempt = 0; attempt < 200 && !listener; attempt++) {
-      try {
-        listener = Deno.listenTls({
-          hostname,
-          port,
-          cert: certPem,
-          key: keyPem,
-          alpnProtocols: [ALPN_CHAT1],
-        });
-      } catch (err) {
-        lastError = err;
-        await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
+    this.#certPem = certPem;
+    this.#keyPem = keyPem;
+    let failure: ChatError | null = null;
+    for (const li of this.#listening) {
+      const old = li.listener;
+      const port = (old.addr as Deno.NetAddr).port;
+      const at = { ...li.config, port };
+      this.#retired.add(old);
+      old.close();
+      await li.loop;
+      let listener: Deno.TlsListener | null = null;
+      let lastError: unknown;
+      // The old socket is released asynchronously once its pending accept is cancelled.
+      for (let attempt = 0; attempt < 200 && !listener; attempt++) {
+        try {
+          listener = bind(at, certPem, keyPem);
+        } catch (err) {
+          lastError = err;
+          await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
+        }
       }
+      const hostname = at.host === "" ? "::" : at.host;
+      if (!listener) {
+        log.error("Certificate reload could not bind {host} port {port} again: {error}", {
+          host: hostname,
+          port,
+          error: String(lastError),
+        });
+        failure ??= new ChatError(
+          "listen_failed",
+          `Cannot reload certificate: ${hostname} port ${port} could not be bound again ` +
+            `(${(lastError as Error).message}); the server accepts no new connections there`,
+        );
+        continue;
+      }
+      li.listener = listener;
+      li.loop = this.#accept(li);
+      log.info("Certificate reloaded; listening on {host} port {port}", { host: hostname, port });
     }
-    if (!listener) {
-      log.error("Certificate reload could not bind {host} port {port} again: {error}", {
-        host: hostname,
-        port,
-        error: String(lastError),
-      });
-      throw new ChatError(
-        "listen_failed",
-        `Cannot reload certificate: ${hostname} port ${port} could not be bound again ` +
-          `(${(lastError as Error).message}); the server accepts no new connections`,
-      );
-    }
-    this.#listener = listener;
-    this.#acceptLoop = this.#accept(listener);
-    log.info("Certificate reloaded; listening on {host} port {port}", { host: hostname, port });
+    if (failure) throw failure;
   }
 
   /** Runs `hook` at the start of close(), before connections end and the store closes. */
@@ -405,8 +429,10 @@ export class ChatServer {
   }
 
   /**
-   * Graceful stop: refuse new connections, send `bye` `shutdown`, give queues up to
-   * `shutdownGraceMs` to drain, commit pending writes and close the store. Idempotent.
+   * Graceful stop, within `shutdownGraceMs`: stop accepting; every session stops reading and
+   * answers what it read (requests in flight finish and get their ack or error; requests read
+   * after this get `shutting_down`); then `bye` `shutdown`, queues drain, the store commits
+   * and closes. Idempotent.
    */
   close(): Promise<void> {
     return this.#closed ??= this.#close();
@@ -414,6 +440,8 @@ export class ChatServer {
 
   async #close(): Promise<void> {
     this.#stopping = true;
+    const grace = this.config.limits.shutdownGraceMs;
+    const deadline = performance.now() + grace;
     log.info("Shutting down: {n} connections", { n: this.#sessions.size });
     for (const hook of this.#closeHooks) {
       try {
@@ -423,26 +451,57 @@ export class ChatServer {
       }
     }
     await this.#reloading.catch(() => {});
-    try {
-      this.#listener.close();
-    } catch { /* already closed */ }
+    for (const li of this.#listening) {
+      try {
+        li.listener.close();
+      } catch { /* already closed */ }
+    }
     for (const conn of this.#handshaking.keys()) {
       try {
         conn.close();
       } catch { /* gone */ }
     }
-    const grace = this.config.limits.shutdownGraceMs;
     const sessions = [...this.#sessions];
+    for (const s of sessions) s.drain();
+    // Requests in flight wait for their commit; the hasher stops only after (a login in
+    // progress gets its answer either way).
+    await withDeadline(Promise.all(sessions.map((s) => s.settled())), deadline);
+    this.hasher.close();
     for (const s of sessions) s.close("shutdown", "The server is shutting down", true, grace);
-    const drained = Promise.all(sessions.map((s) => s.queue.flushed()));
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([drained, new Promise((r) => timer = setTimeout(r, grace))]);
-    clearTimeout(timer);
+    await withDeadline(Promise.all(sessions.map((s) => s.queue.flushed())), deadline);
     clearInterval(this.#sweeper);
     clearInterval(this.#lagProbe);
-    await this.#acceptLoop;
-    this.hasher.close();
+    await Promise.all(this.#listening.map((l) => l.loop));
+    await this.hub.fanout.close();
     await this.#store.close();
     log.info("Stopped");
+  }
+}
+
+/** Waits for `p` until `deadline` (performance.now() time), whichever comes first. */
+async function withDeadline(p: Promise<unknown>, deadline: number): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    p,
+    new Promise((r) => timer = setTimeout(r, Math.max(0, deadline - performance.now()))),
+  ]);
+  clearTimeout(timer);
+}
+
+function bind(l: ListenerConfig, cert: string, key: string): Deno.TlsListener {
+  try {
+    return Deno.listenTls({
+      hostname: l.host === "" ? "::" : l.host,
+      port: l.port,
+      cert,
+      key,
+      alpnProtocols: offeredAlpn(l),
+    });
+  } catch (err) {
+    throw new ChatError(
+      "listen_failed",
+      `Cannot listen on ${l.host || "[::]"}:${l.port}: ${(err as Error).message}`,
+      { fatal: true },
+    );
   }
 }

@@ -1,40 +1,43 @@
-// Owns one connection's life: lines in, frames out through its SendQueue, deadlines, and close.
+// Owns one connection's state machine: login state, ordered replies, deadlines, delivery streams
+// and close. It sees whole messages (from a MessageTransport) and requests, never bytes on a wire.
 import { getLogger } from "@logtape/logtape";
 import { ChatError } from "../errors.ts";
 import type { ServerLimits } from "../config/config.ts";
-import { LineSplitter } from "../protocol/line_decoder.ts";
-import type { ResumePoint, WireMessage } from "../protocol/frames.ts";
-import type { UserRecord } from "../store/store.ts";
-import type { ChatService, ServiceSession } from "./chat_service.ts";
+import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
+import type { StreamKey, UserRecord } from "../store/store.ts";
 import type { AuthService } from "./auth.ts";
-import type { EventEncoder } from "./hub.ts";
+import type { ChatService } from "./chat_service.ts";
+import {
+  admit,
+  type CommandContext,
+  COMMANDS,
+  type ReplyBuffer,
+  type Request,
+} from "./commands.ts";
+import type { EventEncoder, HubMember } from "./hub.ts";
 import { SendQueue } from "./send_queue.ts";
 import { type Clock, TokenBucket } from "./token_bucket.ts";
+import type { MessageTransport } from "./transport.ts";
 
 const log = getLogger(["chat", "session"]);
 
-/** Read buffer of a connection: its size while idle, and the most it grows to under load. */
-const READ_BUFFER_MIN = 1024;
-const READ_BUFFER_MAX = 16384;
-
-/** What a wire protocol plugs into a session. */
-export interface ProtocolHandler {
+/** What a wire protocol plugs into a session: its codec and its dialogue. */
+export interface ProtocolAdapter {
   readonly name: string;
+  /** Encodes deliveries (messages, presence); one shared instance per protocol. */
   readonly encoder: EventEncoder;
-  /** Called once when the connection is ready (the seed protocol greets first). */
+  /** The connection is ready (the seed protocol greets first). */
   start(): void;
-  /** Handles one complete line. Errors thrown here are reported through `reportError`. */
-  onLine(line: Uint8Array): Promise<void> | void;
-  /** Writes a protocol-level error for `err` (fatal ones are followed by close). */
-  reportError(err: ChatError): void;
+  /**
+   * One inbound message: decode it and `session.dispatch` the request, or answer it locally
+   * (hello, ping). Throwing reports the error (fatal ones close the connection). MUST decode
+   * before its first await: the message's bytes are valid only until then.
+   */
+  onMessage(msg: Uint8Array): Promise<void> | void;
+  /** A reply or notice in this protocol's bytes; null when the protocol shows nothing for it. */
+  encodeReply(frame: ServerFrame, req: Request | null): Uint8Array | null;
   /** Keepalive probe after inbound silence. */
   ping(): void;
-  /** Last words before the server closes the connection. */
-  bye(code: string, message: string): void;
-  /** Login succeeded and the session is in `rooms`; sent before any backlog or live message. */
-  loggedIn(user: string, rooms: string[], latest: ResumePoint): void;
-  /** End-of-resume marker (the native protocol only). */
-  resumed(info: { room?: string; dm?: boolean; count: number; more: boolean }): void;
 }
 
 /** Everything a session needs from the server. */
@@ -45,59 +48,106 @@ export interface SessionDeps {
   clock: Clock;
   /** Called once when the session ended (for registry bookkeeping). */
   onClosed: (s: Session) => void;
-  /** True while the server is shutting down. */
-  stopping: () => boolean;
-}
-
-/** The transport a session runs on (a Deno.TlsConn after its handshake). */
-export interface SessionConn {
-  read(p: Uint8Array): Promise<number | null>;
-  write(p: Uint8Array): Promise<number>;
-  close(): void;
 }
 
 /** What a session keeps of its user (not the whole record: no password hash per connection). */
 export type SessionUser = Pick<UserRecord, "id" | "name" | "role">;
 
-interface Held {
+/** End-of-backlog marker of one stream. */
+export interface ResumedInfo {
+  room?: string;
+  dm?: boolean;
+  count: number;
+  more: boolean;
+}
+
+interface HeldMessage {
   bytes: Uint8Array;
-  msgId: number;
-  scope: number;
+  id: number;
+}
+
+/** This session's position in one delivery stream. */
+interface StreamPosition {
+  /** Highest message id sent (or counted as seen: the session's own). */
+  sent: number;
+  /** While catching up: live messages held back until the backlog is out; else null. */
+  held: HeldMessage[] | null;
+  /** How often `held` overflowed and was dropped (those messages are then read again). */
+  resets: number;
+}
+
+/** One request's place in the reply order. */
+class ReplySlot implements ReplyBuffer {
+  frames: Uint8Array[] = [];
+  done = false;
+  headWaiters: (() => void)[] | null = null;
+  readonly req: Request | null;
+  #session: Session;
+
+  constructor(session: Session, req: Request | null) {
+    this.#session = session;
+    this.req = req;
+  }
+
+  send(frame: ServerFrame): void {
+    const ref = this.req?.ref;
+    const full = ref !== undefined ? { ...frame, ref } as ServerFrame : frame;
+    const bytes = this.#session.adapter.encodeReply(full, this.req);
+    if (bytes) this.#session.replyBytes(this, bytes);
+  }
+
+  atHead(): Promise<void> {
+    if (this.#session.isHead(this)) return Promise.resolve();
+    return new Promise((r) => (this.headWaiters ??= []).push(r));
+  }
 }
 
 /**
  * One client connection.
  *
- * States: `open` (pre-auth) → `authed` → `closed`. Lines are handled in order; `send` frames may
- * run concurrently (up to `maxInflight`) because they wait on group commit, and are still stored
- * in arrival order since each enqueues its write before yielding to the next line.
- * Failure boundary: any exception in this connection's handling ends this connection only.
+ * States: open (before login) → online (logged in) → draining (the server stops: requests still
+ * read get `shutting_down`, requests in flight finish) → closed.
+ * 1. Messages are handled in arrival order; a pipelined request (send) runs concurrently with
+ *    later ones while it waits for its commit, bounded by `maxInflight` and the admission gate.
+ * 2. Every request gets its replies, and they leave in request order whatever order the work
+ *    finishes in (an asynchronous store answers late and out of order).
+ * 3. Deliveries follow per-stream positions: while a stream catches up (resume), its live
+ *    messages are held and released after the backlog, each message exactly once.
+ * 4. Failure boundary: any exception in this connection's handling ends this connection only.
  */
-export class Session implements ServiceSession {
+export class Session implements HubMember, CommandContext {
   static #nextId = 1;
   readonly connId = Session.#nextId++;
   readonly remote: string;
   readonly acceptedAt: number;
+  /** Room ids this session is in. */
   readonly rooms = new Set<number>();
   readonly queue: SendQueue;
-  #conn: SessionConn;
+  #transport: MessageTransport;
   #deps: SessionDeps;
-  #handler!: ProtocolHandler;
+  #adapter!: ProtocolAdapter;
   #user: SessionUser | null = null;
   #closed = false;
-  #held: Held[] | null = null;
+  #draining = false;
+  #streams = new Map<StreamKey, StreamPosition>();
   #bucket: TokenBucket;
   #inflight = 0;
   #inflightDone: (() => void) | null = null;
-  /** Time of the last line or byte received. */
+  #replies: ReplySlot[] = [];
+  #storeTurn: Promise<void> = Promise.resolve();
+  #loggingIn = false;
+  /** Requests read and not yet answered in full, and who waits for none to be left. */
+  #open = 0;
+  #settledWaiters: (() => void)[] = [];
+  /** Time of the last message received. */
   lastRx: number;
   pingSent = false;
   preAuthFrames = 0;
   closeReason = "";
 
-  constructor(conn: SessionConn, remote: string, deps: SessionDeps) {
-    this.#conn = conn;
-    this.remote = remote;
+  constructor(transport: MessageTransport, deps: SessionDeps) {
+    this.#transport = transport;
+    this.remote = transport.remote;
     this.#deps = deps;
     this.acceptedAt = this.lastRx = deps.clock();
     this.#bucket = new TokenBucket({
@@ -106,12 +156,12 @@ export class Session implements ServiceSession {
       clock: deps.clock,
     });
     this.queue = new SendQueue({
-      sink: conn,
+      sink: transport,
       maxBytes: deps.limits.sendQueueBytes,
       onOverflow: () => {
         log.warn("Closing {connId} from {remote}: send queue over {bytes} bytes", {
           connId: this.connId,
-          remote,
+          remote: this.remote,
           bytes: deps.limits.sendQueueBytes,
         });
         this.close("slow_consumer", "", false);
@@ -121,12 +171,16 @@ export class Session implements ServiceSession {
     });
   }
 
-  setHandler(h: ProtocolHandler): void {
-    this.#handler = h;
+  setAdapter(a: ProtocolAdapter): void {
+    this.#adapter = a;
   }
 
-  get handler(): ProtocolHandler {
-    return this.#handler;
+  get adapter(): ProtocolAdapter {
+    return this.#adapter;
+  }
+
+  get session(): Session {
+    return this;
   }
 
   get service(): ChatService {
@@ -154,15 +208,15 @@ export class Session implements ServiceSession {
   }
 
   get encoder(): EventEncoder {
-    return this.#handler.encoder;
+    return this.#adapter.encoder;
   }
 
   get closed(): boolean {
     return this.#closed;
   }
 
-  get stopping(): boolean {
-    return this.#deps.stopping();
+  get draining(): boolean {
+    return this.#draining;
   }
 
   /**
@@ -174,8 +228,52 @@ export class Session implements ServiceSession {
     this.pingSent = false;
   }
 
-  /** Takes a message token; throws `rate_limited` when the bucket is empty. */
-  chargeMessage(): void {
+  /** Queues raw bytes for this client (`lazy`: may wait a little to share a write; see SendQueue). */
+  write(bytes: Uint8Array, lazy = false): void {
+    if (!this.#closed) this.queue.enqueue(bytes, lazy ? { lazy } : undefined);
+  }
+
+  /** Writes a notice that answers no request (ping, bye, an unprompted error). */
+  notice(frame: ServerFrame): void {
+    const bytes = this.#adapter.encodeReply(frame, null);
+    if (bytes) this.write(bytes);
+  }
+
+  // --- requests ------------------------------------------------------------------------------
+
+  /**
+   * Runs one request through the command table (the one check of login state, role and rate)
+   * and its handler. Resolves when the next message may be handled: at once for a pipelined
+   * request (once admitted), after the handler for any other.
+   */
+  async dispatch(req: Request, bytes: number): Promise<void> {
+    const spec = COMMANDS[req.op] as (typeof COMMANDS)["send"];
+    const slot = this.#openSlot(req);
+    try {
+      admit(spec, req as never, {
+        authed: this.#user !== null,
+        role: this.#user?.role ?? null,
+        stopping: this.#draining,
+      });
+      if (spec.charge === "message") this.#chargeMessage();
+    } catch (err) {
+      this.#answerError(slot, err);
+      return;
+    }
+    if (spec.pipelined) {
+      await this.#pipelined(() => spec.run(this, req as never, slot), bytes, slot);
+      return;
+    }
+    try {
+      await spec.run(this, req as never, slot);
+    } catch (err) {
+      this.#answerError(slot, err);
+      return;
+    }
+    this.#closeSlot(slot);
+  }
+
+  #chargeMessage(): void {
     if (this.#deps.limits.messagesPerSecond <= 0) return;
     const wait = this.#bucket.take();
     if (wait > 0) {
@@ -185,129 +283,289 @@ export class Session implements ServiceSession {
     }
   }
 
-  /** Queues raw bytes for this client (`lazy`: may wait a little to share a write; see SendQueue). */
-  write(bytes: Uint8Array, lazy = false): void {
-    if (!this.#closed) this.queue.enqueue(bytes, lazy ? { lazy } : undefined);
-  }
-
-  // HubMember / ServiceSession
-
-  deliver(bytes: Uint8Array, msgId: number, scope = 0): void {
-    if (this.#held) this.#held.push({ bytes, msgId, scope });
-    else this.write(bytes, msgId === 0); // presence (no message id) is lazy
-  }
-
-  hold(): void {
-    this.#held ??= [];
-  }
-
-  get holding(): boolean {
-    return this.#held !== null;
-  }
-
-  release(afterIds: Map<number, number>): void {
-    const held = this.#held;
-    this.#held = null;
-    if (!held) return;
-    for (const h of held) {
-      const last = afterIds.get(h.scope);
-      if (last !== undefined && h.msgId <= last) continue; // already sent in the backlog
-      this.write(h.bytes);
-    }
-  }
-
-  backlog(msg: WireMessage): void {
-    const bytes = this.#handler.encoder.encodeEvent({ kind: "msg", msg });
-    if (bytes) this.write(bytes);
-  }
-
-  resumed(info: { room?: string; dm?: boolean; count: number; more: boolean }): void {
-    this.#handler.resumed(info);
-  }
-
-  /** Marks the session authenticated and puts it online. */
-  async authenticated(
-    user: UserRecord,
-    resume?: Parameters<ChatService["attach"]>[2],
-  ): Promise<string[]> {
-    this.#user = { id: user.id, name: user.name, role: user.role };
-    log.info("Login of {user} on {connId} from {remote} ({protocol})", {
-      user: user.name,
-      connId: this.connId,
-      remote: this.remote,
-      protocol: this.#handler.name,
-    });
-    try {
-      return await this.#deps.service.attach(
-        this,
-        user,
-        resume,
-        (rooms, latest) => this.#handler.loggedIn(user.name, rooms, latest),
-      );
-    } catch (err) {
-      // Not online after all (the store refused a write, e.g. on a full disk): back to logged
-      // out, so the client may retry the login on this connection.
-      if (!this.#closed) {
-        this.#deps.service.detach(this);
-        this.#user = null;
-      }
-      throw err;
-    }
-  }
-
   /**
-   * Runs a pipelined operation (a send of `bytes` request bytes), bounded by `maxInflight` per
-   * session and by the server's admission gate. While it waits, this session reads nothing more
-   * from its socket.
+   * Runs a pipelined request of `bytes` request bytes, bounded by `maxInflight` per session and
+   * by the server's admission gate. While it waits, this session reads nothing more.
    */
-  async pipelined(op: () => Promise<void>, bytes: number, maxInflight = 256): Promise<void> {
+  async #pipelined(op: () => Promise<void> | void, bytes: number, slot: ReplySlot): Promise<void> {
+    const maxInflight = 256;
     while (this.#inflight >= maxInflight) {
       await new Promise<void>((r) => this.#inflightDone = r);
     }
     const gate = this.#deps.service.hub.admission;
     const wait = gate.admit(bytes);
     if (wait) await wait;
-    if (this.#closed) {
+    if (this.#closed || this.#draining) {
       gate.done(bytes);
+      this.#answerError(
+        slot,
+        new ChatError("shutting_down", "Cannot send: the server is stopping"),
+      );
       return;
     }
     this.#inflight++;
-    op().finally(() => {
+    const finish = () => {
       gate.done(bytes);
       this.#inflight--;
       const wake = this.#inflightDone;
       this.#inflightDone = null;
       wake?.();
+    };
+    let running: Promise<void>;
+    try {
+      // Started now, in request order: the handler takes its store turn (nextTurn) before the
+      // next message is even read.
+      running = Promise.resolve(op());
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    running.then(() => {
+      finish();
+      this.#closeSlot(slot);
+    }, (err) => {
+      finish();
+      this.#answerError(slot, err);
     });
   }
 
-  /** Reads until EOF, error or close. Never throws. */
-  async run(): Promise<void> {
-    const splitter = new LineSplitter(this.#deps.limits.maxLineBytes);
-    // An idle connection keeps its read buffer pinned by the pending read: start small, grow
-    // (up to 16 KiB) while reads fill it (a sender's burst), shrink after a quiet spell.
-    let buf = new Uint8Array(READ_BUFFER_MIN);
-    let smallReads = 0;
+  /**
+   * A turn for writing to the store in request order: `wait` resolves once every earlier turn
+   * passed (issued its write), and `pass()` MUST be called once this one issued its write or gave
+   * up. So a session's sends are stored in the order sent, even when the lookups before them
+   * take different times (an asynchronous store).
+   */
+  nextTurn(): { wait: Promise<void>; pass: () => void } {
+    const wait = this.#storeTurn;
+    let pass!: () => void;
+    this.#storeTurn = new Promise((r) => pass = r);
+    return { wait, pass };
+  }
+
+  #openSlot(req: Request | null): ReplySlot {
+    const slot = new ReplySlot(this, req);
+    this.#replies.push(slot);
+    this.#open++;
+    return slot;
+  }
+
+  /** True when `slot` is first in the reply line (its replies are written at once). */
+  isHead(slot: ReplySlot): boolean {
+    return this.#replies[0] === slot || this.#closed;
+  }
+
+  /** Called by a slot: writes now when it is first in line, else keeps the bytes for later. */
+  replyBytes(slot: ReplySlot, bytes: Uint8Array): void {
+    if (this.#replies[0] === slot) this.write(bytes);
+    else slot.frames.push(bytes);
+  }
+
+  #closeSlot(slot: ReplySlot): void {
+    slot.done = true;
+    this.#open--;
+    if (this.#replies[0] !== slot) return;
+    this.#replies.shift();
+    // The next slots in line write what they kept; finished ones leave the line too.
+    while (this.#replies.length > 0) {
+      const head = this.#replies[0];
+      for (const b of head.frames) this.write(b);
+      head.frames = [];
+      const waiters = head.headWaiters;
+      head.headWaiters = null;
+      if (waiters) { for (const w of waiters) w(); }
+      if (!head.done) break;
+      this.#replies.shift();
+    }
+    if (this.#open === 0) {
+      const waiters = this.#settledWaiters;
+      this.#settledWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  #answerError(slot: ReplySlot, err: unknown): void {
+    const e = this.#toChatError(err);
+    slot.send(errorFrame(e));
+    this.#closeSlot(slot);
+    if (e.fatal) this.close(e.code, e.message, false);
+  }
+
+  #toChatError(err: unknown): ChatError {
+    if (err instanceof ChatError) return err;
+    log.error("Unexpected failure on {connId} from {remote}: {error}", {
+      connId: this.connId,
+      remote: this.remote,
+      error: err instanceof Error ? err.stack ?? err.message : String(err),
+    });
+    return new ChatError("internal", "Cannot continue: internal server error", { fatal: true });
+  }
+
+  /** Resolves when every request read so far has been answered. */
+  settled(): Promise<void> {
+    if (this.#open === 0) return Promise.resolve();
+    return new Promise((r) => this.#settledWaiters.push(r));
+  }
+
+  // --- login ---------------------------------------------------------------------------------
+
+  /**
+   * Logs in with `check` (password or registration), puts the session online and answers `ok`
+   * before any backlog or live message; then the resume backlog streams behind it.
+   */
+  async logIn(
+    req: Extract<Request, { op: "login" | "register" }>,
+    check: () => Promise<UserRecord>,
+    reply: ReplyBuffer,
+  ): Promise<void> {
+    if (this.#loggingIn) {
+      throw new ChatError("bad_frame", `Cannot ${req.op}: a login is already in progress`);
+    }
+    this.#loggingIn = true;
     try {
-      this.#handler.start();
-      while (!this.#closed) {
-        const n = await this.#conn.read(buf);
-        if (n === null) break;
-        const chunk = buf.subarray(0, n);
-        if (n === buf.length && buf.length < READ_BUFFER_MAX) {
-          buf = new Uint8Array(buf.length * 4);
-          smallReads = 0;
-        } else if (buf.length > READ_BUFFER_MIN && n < READ_BUFFER_MIN && ++smallReads >= 64) {
-          buf = new Uint8Array(READ_BUFFER_MIN);
-          smallReads = 0;
+      const user = await check();
+      if (this.#closed) return;
+      this.#user = { id: user.id, name: user.name, role: user.role };
+      log.info("Login of {user} on {connId} from {remote} ({protocol})", {
+        user: user.name,
+        connId: this.connId,
+        remote: this.remote,
+        protocol: this.#adapter.name,
+      });
+      try {
+        await this.#deps.service.attach(this, user, req.resume, (rooms, latest) => {
+          reply.send({ type: "ok", op: req.op, user: user.name, rooms, latest });
+        });
+      } catch (err) {
+        // Not online after all (the store refused a write, e.g. on a full disk): back to logged
+        // out, so the client may retry the login on this connection.
+        if (!this.#closed) {
+          this.#deps.service.detach(this);
+          this.#user = null;
         }
+        throw err;
+      }
+    } finally {
+      this.#loggingIn = false;
+    }
+  }
+
+  // --- delivery streams (HubMember) ------------------------------------------------------------
+
+  /**
+   * Starts a position in `stream`; `hold` keeps live messages back until `caughtUp` (resume).
+   * Returns false when the session already follows the stream.
+   */
+  track(stream: StreamKey, hold: boolean): boolean {
+    const pos = this.#streams.get(stream);
+    if (pos) {
+      if (hold && !pos.held) pos.held = [];
+      return false;
+    }
+    this.#streams.set(stream, { sent: 0, held: hold ? [] : null, resets: 0 });
+    return true;
+  }
+
+  untrack(stream: StreamKey): boolean {
+    return this.#streams.delete(stream);
+  }
+
+  /** Streams this session follows. */
+  get streams(): Iterable<StreamKey> {
+    return this.#streams.keys();
+  }
+
+  sentThrough(stream: StreamKey): number {
+    const pos = this.#streams.get(stream);
+    if (!pos) return Number.MAX_SAFE_INTEGER; // not followed (left meanwhile): nothing to send
+    return pos.held ? -1 : pos.sent;
+  }
+
+  deliver(stream: StreamKey | null, bytes: Uint8Array, lastId: number): void {
+    if (this.#closed) return;
+    if (stream === null) {
+      this.write(bytes, true); // presence: may wait to share a write
+      return;
+    }
+    const pos = this.#streams.get(stream);
+    if (!pos) return;
+    if (pos.held) {
+      if (pos.held.length >= this.#deps.limits.resumeMaxMessages) {
+        // Too many to keep: drop them and read them from the store again (see ChatService).
+        pos.held = [];
+        pos.resets++;
+      }
+      pos.held.push({ bytes, id: lastId });
+      return;
+    }
+    if (lastId > pos.sent) pos.sent = lastId;
+    if (bytes.length > 0) this.write(bytes);
+  }
+
+  /** Overflows of the hold of `stream` so far (a catch-up read must start after the last one). */
+  holdResets(stream: StreamKey): number {
+    return this.#streams.get(stream)?.resets ?? 0;
+  }
+
+  /** Sends a backlog message of a stream that is catching up. */
+  backlog(stream: StreamKey, msg: WireMessage): void {
+    const bytes = this.#adapter.encoder.encodeEvent({ kind: "msg", msg });
+    if (bytes) this.write(bytes);
+    const pos = this.#streams.get(stream);
+    if (pos && msg.id > pos.sent) pos.sent = msg.id;
+  }
+
+  /**
+   * Ends the catch-up of `stream` at backlog position `through`: held messages after it go out
+   * in order, and the stream is live from here.
+   */
+  caughtUp(stream: StreamKey, through: number): void {
+    const pos = this.#streams.get(stream);
+    if (!pos?.held) return;
+    const held = pos.held;
+    pos.held = null;
+    if (through > pos.sent) pos.sent = through;
+    for (const h of held) {
+      if (h.id <= pos.sent) continue;
+      pos.sent = h.id;
+      if (h.bytes.length > 0) this.write(h.bytes);
+    }
+  }
+
+  /** Writes the end-of-backlog marker. */
+  resumed(info: ResumedInfo): void {
+    this.notice({ type: "resumed", ...info });
+  }
+
+  /** Resolves once everything queued so far is written (backlog pacing). */
+  drained(): Promise<void> {
+    return this.queue.flushed();
+  }
+
+  kick(code: string, message: string): void {
+    this.close(code, message, true);
+  }
+
+  // --- the read loop -------------------------------------------------------------------------
+
+  /** Reads until EOF, error, close or drain. Never throws. */
+  async run(): Promise<void> {
+    try {
+      this.#adapter.start();
+      while (!this.#closed && !this.#draining) {
+        const msgs = await this.#transport.read();
+        if (msgs === null) break;
         this.lastRx = this.#deps.clock();
         this.pingSent = false;
-        const lines = splitter.push(chunk);
-        for (const line of lines) {
+        for (const msg of msgs) {
           if (this.#closed) break;
           try {
-            await this.#handler.onLine(line);
+            if (this.#user === null && ++this.preAuthFrames > this.#deps.limits.preAuthMaxFrames) {
+              throw new ChatError(
+                "too_many_frames",
+                "Cannot continue: too many frames before login",
+                { fatal: true },
+              );
+            }
+            await this.#adapter.onMessage(msg);
           } catch (err) {
             this.fail(err);
           }
@@ -316,35 +574,33 @@ export class Session implements ServiceSession {
     } catch (err) {
       if (!this.#closed) {
         if (err instanceof ChatError) this.fail(err);
-        else {log.debug("Read ended on {connId}: {error}", {
+        else {
+          log.debug("Read ended on {connId}: {error}", {
             connId: this.connId,
             error: String(err),
-          });}
+          });
+        }
       }
     } finally {
-      this.close(this.closeReason || "eof", "", false);
+      // A draining session is closed by the server once its requests are answered.
+      if (!this.#draining) this.close(this.closeReason || "eof", "", false);
     }
   }
 
-  /** Reports an error to the client; fatal errors close the connection. */
+  /** Reports an error that answers no request; fatal errors close the connection. */
   fail(err: unknown): void {
     if (this.#closed) return;
-    if (err instanceof ChatError) {
-      this.#handler.reportError(err);
-      if (err.fatal) this.close(err.code, err.message, false);
-      return;
-    }
-    log.error("Unexpected failure on {connId} from {remote}: {error}", {
-      connId: this.connId,
-      remote: this.remote,
-      error: err instanceof Error ? err.stack ?? err.message : String(err),
-    });
-    this.#handler.reportError(
-      new ChatError("internal", "Cannot continue: internal server error", {
-        fatal: true,
-      }),
-    );
-    this.close("internal", "", false);
+    const e = this.#toChatError(err);
+    this.notice(errorFrame(e));
+    if (e.fatal) this.close(e.code, e.message, false);
+  }
+
+  /**
+   * The server is stopping: requests read from now on get `shutting_down`, and nothing more is
+   * read once the current messages are handled. Requests in flight finish (`settled`).
+   */
+  drain(): void {
+    this.#draining = true;
   }
 
   /**
@@ -355,7 +611,13 @@ export class Session implements ServiceSession {
     if (this.#closed) return;
     // Room events of this turn that were owed to this session go out before its last words.
     this.#deps.service.hub.flush();
-    if (sayBye) this.#handler.bye(reason, message);
+    // Replies kept for their turn go out before the last words too.
+    for (const slot of this.#replies) {
+      for (const b of slot.frames) this.write(b);
+      for (const w of slot.headWaiters ?? []) w();
+    }
+    this.#replies = [];
+    if (sayBye) this.notice({ type: "bye", code: reason, message });
     this.#closed = true;
     this.closeReason ||= reason;
     if (this.#user) {
@@ -368,10 +630,13 @@ export class Session implements ServiceSession {
       });
     }
     this.#deps.onClosed(this);
+    const waiters = this.#settledWaiters;
+    this.#settledWaiters = [];
+    for (const w of waiters) w();
     const finish = () => {
       this.queue.close();
       try {
-        this.#conn.close();
+        this.#transport.close();
       } catch { /* already closed */ }
     };
     if (this.queue.bytes === 0 || this.queue.overflowed) {
@@ -384,4 +649,15 @@ export class Session implements ServiceSession {
       });
     }
   }
+}
+
+/** The error frame for `e` (codecs add nothing: the ref comes from the reply slot). */
+export function errorFrame(e: ChatError): ServerFrame {
+  return {
+    type: "error",
+    ...(e.ref !== undefined ? { ref: e.ref } : {}),
+    code: e.code,
+    message: e.message,
+    ...(e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}),
+  };
 }

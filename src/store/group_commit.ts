@@ -46,6 +46,7 @@ export class GroupCommit {
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   #wal: WalSync | undefined;
+  #onRollback: (() => void) | undefined;
   /** Committed, waiting for the next WAL sync; and the ones the running sync covers. */
   #unsynced: CommittedBatch[] = [];
   #syncing: CommittedBatch[] | null = null;
@@ -54,9 +55,11 @@ export class GroupCommit {
   writes = 0;
   syncs = 0;
 
-  constructor(db: DatabaseSync, opts: { wal?: WalSync } = {}) {
+  /** `onRollback`: called when a batch was rolled back (caches of what it wrote are stale). */
+  constructor(db: DatabaseSync, opts: { wal?: WalSync; onRollback?: () => void } = {}) {
     this.#db = db;
     this.#wal = opts.wal;
+    this.#onRollback = opts.onRollback;
   }
 
   /** Queues `run` for the next group transaction; resolves with its result after commit. */
@@ -107,6 +110,7 @@ export class GroupCommit {
       try {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       } catch { /* the connection may be unusable; the batch is rejected either way */ }
+      this.#onRollback?.();
       const failure = new ChatError(
         "storage_failed",
         `Cannot store: the database refused the write (${(err as Error).message})`,

@@ -14,6 +14,8 @@ import type {
   StorageStats,
   Store,
   StoredMessage,
+  StreamKey,
+  StreamLink,
   UserRecord,
 } from "./store.ts";
 
@@ -170,12 +172,18 @@ export class SqliteStore implements Store {
   readonly path: string;
 
   #wal: WalFile | undefined;
+  /**
+   * Newest committed message id per stream, filled on first use. This connection is the only
+   * writer of messages (the data dir is claimed by one server; admin tools only delete), so the
+   * cache stays exact; a rolled-back batch clears it.
+   */
+  #heads = new Map<StreamKey, number>();
 
   private constructor(db: DatabaseSync, path: string, wal: WalFile | undefined) {
     this.#db = db;
     this.path = path;
     this.#wal = wal;
-    this.#writes = new GroupCommit(db, { wal });
+    this.#writes = new GroupCommit(db, { wal, onRollback: () => this.#heads.clear() });
     // Fill the search index off the hot path; unref'd so a CLI process can exit.
     this.#indexer = setInterval(() => {
       try {
@@ -447,15 +455,101 @@ export class SqliteStore implements Store {
         m.ts,
       );
       if (inserted) {
-        return { message: { ...m, id: Number(inserted.id) }, duplicate: false };
+        const id = Number(inserted.id);
+        const links: StreamLink[] = [];
+        if (m.dmUsers === undefined) links.push(this.#link(`r:${m.roomId}`, id));
+        else {
+          for (const u of new Set(m.dmUsers)) links.push(this.#link(`u:${u}`, id));
+        }
+        return {
+          message: {
+            id,
+            roomId: m.roomId,
+            senderId: m.senderId,
+            body: m.body,
+            cid: m.cid,
+            ts: m.ts,
+          },
+          duplicate: false,
+          links,
+        };
       }
       const original = this.#get(
         "SELECT * FROM messages WHERE sender_id = ? AND cid = ?",
         m.senderId,
         m.cid,
       );
-      return { message: toMessage(original!), duplicate: true };
+      return { message: toMessage(original!), duplicate: true, links: [] };
     });
+  }
+
+  /** Inside a write: the stream's previous head, and `id` as its new head. */
+  #link(stream: StreamKey, id: number): StreamLink {
+    let prev = this.#heads.get(stream);
+    // The new row is already inserted: the head before it is the newest below it.
+    if (prev === undefined) prev = this.#headBelow(stream, id);
+    this.#heads.set(stream, id);
+    return { stream, prev };
+  }
+
+  #headBelow(stream: StreamKey, below: number): number {
+    const id = Number(stream.slice(2));
+    const row = stream[0] === "r"
+      ? this.#get(
+        "SELECT coalesce(max(id), 0) AS m FROM messages WHERE room_id = ? AND id < ?",
+        id,
+        below,
+      )
+      : this.#get(
+        `SELECT coalesce(max((SELECT max(m.id) FROM messages m
+                              WHERE m.room_id = mb.room_id AND m.id < ?)), 0) AS m
+         FROM memberships mb JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
+         WHERE mb.user_id = ?`,
+        below,
+        id,
+      );
+    return Number(row!.m);
+  }
+
+  streamHeads(keys: StreamKey[]): Promise<Map<StreamKey, number>> {
+    const out = new Map<StreamKey, number>();
+    for (const k of keys) {
+      let head = this.#heads.get(k);
+      if (head === undefined) {
+        head = this.#headBelow(k, Number.MAX_SAFE_INTEGER);
+        this.#heads.set(k, head);
+      }
+      out.set(k, head);
+    }
+    return Promise.resolve(out);
+  }
+
+  streamAfter(
+    key: StreamKey,
+    afterId: number,
+    limit: number,
+    beforeId = Number.MAX_SAFE_INTEGER,
+  ): Promise<MessageRecord[]> {
+    const id = Number(key.slice(2));
+    const rows = key[0] === "r"
+      ? this.#all(
+        "SELECT * FROM messages WHERE room_id = ? AND id > ? AND id < ? ORDER BY id LIMIT ?",
+        id,
+        afterId,
+        beforeId,
+        limit,
+      )
+      : this.#all(
+        `SELECT m.* FROM memberships mb
+         JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
+         JOIN messages m ON m.room_id = mb.room_id AND m.id > ? AND m.id < ?
+         WHERE mb.user_id = ? ORDER BY m.id LIMIT ?`,
+        afterId,
+        beforeId,
+        id,
+        limit,
+      );
+    return Promise.resolve(rows.map(toMessage));
   }
 
   messagesAfter(roomId: number, afterId: number, limit: number): Promise<MessageRecord[]> {

@@ -39,12 +39,42 @@ export interface NewMessage {
   body: string;
   cid: string;
   ts: number;
+  /** For a direct message: the participants (one id for notes to self). */
+  dmUsers?: number[];
+}
+
+/**
+ * A delivery stream: the messages one subscriber follows in commit order. `r:<roomId>` is a room's
+ * messages; `u:<userId>` is every direct message to or from that user, all conversations together.
+ */
+export type StreamKey = `r:${number}` | `u:${number}`;
+
+/** The stream of a room's messages. */
+export function roomStream(roomId: number): StreamKey {
+  return `r:${roomId}`;
+}
+
+/** The stream of a user's direct messages (every conversation). */
+export function dmStream(userId: number): StreamKey {
+  return `u:${userId}`;
+}
+
+/** A message's place in one of its streams: the id of the stream's previous message (0: none). */
+export interface StreamLink {
+  stream: StreamKey;
+  prev: number;
 }
 
 /** Result of storing a message: `duplicate` when (senderId, cid) was stored before. */
 export interface StoredMessage {
   message: MessageRecord;
   duplicate: boolean;
+  /**
+   * For a new message, its link in every stream it belongs to (its room's, or both participants'
+   * DM streams). Empty for a duplicate. Fan-out uses the links to deliver each stream in commit
+   * order however late (or out of order) results and bus events arrive.
+   */
+  links: StreamLink[];
 }
 
 /** One line of the audit trail. Never holds a password or a message body. */
@@ -99,6 +129,13 @@ export interface HistoryPage {
  * The storage contract. Every engine runs tests/store/store_contract.ts.
  * Writes that must be durable before the caller proceeds (messages, users, audit) resolve only
  * after their transaction committed; implementations may group several into one transaction.
+ *
+ * Ordering (the delivery model, docs/DEVELOPERS.md): message ids are unique forever and, within
+ * one stream (a room; one user's direct messages), increase in commit order: a reader that sees
+ * id N of a stream also sees every earlier id of that stream. With several writers (nodes on one
+ * database) an engine MUST serialise commits per stream to keep this (a row lock on the room and
+ * on each DM participant, taken before the id is drawn). Writes issued by one caller are applied
+ * in call order, whether or not the caller awaits each.
  */
 export interface Store {
   // users
@@ -136,6 +173,18 @@ export interface Store {
   directMessagesAfter(userId: number, afterId: number, limit: number): Promise<MessageRecord[]>;
   /** Newest message id of each given room, and of the user's direct messages (0 when none). */
   latestIds(userId: number, roomIds: number[]): Promise<{ rooms: Map<number, number>; dm: number }>;
+  /**
+   * Newest message id of each stream (0 when empty), as committed now. Fan-out reads it once per
+   * stream when the first subscriber of this process arrives (the point live delivery starts).
+   */
+  streamHeads(keys: StreamKey[]): Promise<Map<StreamKey, number>>;
+  /** Messages of a stream with afterId < id < beforeId (beforeId optional), oldest first. */
+  streamAfter(
+    key: StreamKey,
+    afterId: number,
+    limit: number,
+    beforeId?: number,
+  ): Promise<MessageRecord[]>;
   /** Newest `limit` messages of a room with id < beforeId (or newest), returned oldest first. */
   history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage>;
 

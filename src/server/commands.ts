@@ -1,0 +1,162 @@
+// Owns the command table every protocol dispatches through: what each request needs (login
+// state, role, rate token, pipelining) and what it does, checked in one place.
+import { ChatError } from "../errors.ts";
+import type { ResumePoint, ServerFrame } from "../protocol/frames.ts";
+import type { AuthService } from "./auth.ts";
+import type { ChatService } from "./chat_service.ts";
+
+/** A protocol-neutral request: what a codec makes of a client's frame or line. */
+export type Request =
+  | {
+    op: "register";
+    ref?: string;
+    user: string;
+    password: string;
+    invite?: string;
+    resume?: ResumePoint;
+  }
+  | { op: "login"; ref?: string; user: string; password: string; resume?: ResumePoint }
+  | { op: "join"; ref?: string; room: string; since?: number }
+  | { op: "part"; ref?: string; room: string }
+  | { op: "rooms"; ref?: string }
+  | { op: "who"; ref?: string; room: string }
+  | { op: "send"; ref?: string; cid: string; body: string; room?: string; to?: string }
+  | { op: "history"; ref?: string; room?: string; with?: string; limit?: number; before?: number }
+  | { op: "passwd"; ref?: string; old: string; new: string };
+
+export type Op = Request["op"];
+type Args<O extends Op> = Extract<Request, { op: O }>;
+
+/**
+ * Where a handler writes its answers. Frames go out in request order (a reply waits for the
+ * replies to earlier requests of the connection); the dispatcher adds the request's `ref`.
+ */
+export interface ReplyBuffer {
+  send(frame: ServerFrame): void;
+  /** Resolves once this request's replies are no longer held behind earlier ones. */
+  atHead(): Promise<void>;
+}
+
+/** What a handler may use: the session it runs for and the services. */
+export interface CommandContext {
+  readonly service: ChatService;
+  readonly auth: AuthService;
+  readonly session: import("./session.ts").Session;
+}
+
+/** One entry of the table. */
+export interface CommandSpec<O extends Op> {
+  /** Allowed before login / after login. */
+  preAuth: boolean;
+  postAuth: boolean;
+  /** Runs concurrently with later requests (it waits for a commit); its reply still keeps order. */
+  pipelined?: boolean;
+  /** Takes a token from the connection's message bucket first (`rate_limited` when empty). */
+  charge?: "message";
+  /** Only users with this role may run it (`forbidden` otherwise). */
+  role?: "admin";
+  run(ctx: CommandContext, req: Args<O>, reply: ReplyBuffer): Promise<void> | void;
+}
+
+/** Every request of every protocol. */
+export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
+  register: {
+    preAuth: true,
+    postAuth: false,
+    run: (c, r, reply) => c.session.logIn(r, () => c.auth.register(r, c.session.remote), reply),
+  },
+  login: {
+    preAuth: true,
+    postAuth: false,
+    run: (c, r, reply) => c.session.logIn(r, () => c.auth.login(r, c.session.remote), reply),
+  },
+  join: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      // The `ok` goes out before any backlog of `since` (which then ends with `resumed`).
+      await c.service.join(c.session, r.room, r.since, (j) => {
+        reply.send({ type: "ok", op: "join", room: j.room, users: j.users });
+        return reply.atHead();
+      });
+    },
+  },
+  part: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      const p = await c.service.part(c.session, r.room);
+      reply.send({ type: "ok", op: "part", room: p.room });
+    },
+  },
+  rooms: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, _r, reply) => {
+      reply.send({ type: "rooms", rooms: await c.service.rooms(c.session) });
+    },
+  },
+  who: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      const w = await c.service.who(c.session, r.room);
+      reply.send({ type: "who", room: w.room, users: w.users });
+    },
+  },
+  send: {
+    preAuth: false,
+    postAuth: true,
+    pipelined: true,
+    charge: "message",
+    run: async (c, r, reply) => {
+      const a = await c.service.send(c.session, r);
+      reply.send({
+        type: "ack",
+        cid: r.cid,
+        id: a.id,
+        ts: a.ts,
+        ...(a.room !== undefined ? { room: a.room } : { to: a.to }),
+        ...(a.duplicate ? { duplicate: true } : {}),
+      });
+    },
+  },
+  history: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      reply.send({ type: "history", ...await c.service.history(c.session, r) });
+    },
+  },
+  passwd: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      await c.auth.changePassword(c.session.user!, r.old, r.new, c.session.remote);
+      reply.send({ type: "ok", op: "passwd" });
+    },
+  },
+};
+
+/**
+ * The one check every request passes before its handler runs. Throws the refusal (with the
+ * request's ref attached by the caller).
+ */
+export function admit<O extends Op>(
+  spec: CommandSpec<O>,
+  req: Args<O>,
+  state: { authed: boolean; role: "admin" | "member" | null; stopping: boolean },
+): void {
+  if (state.authed && !spec.postAuth) {
+    throw new ChatError("already_authenticated", `Cannot ${req.op}: already logged in`);
+  }
+  if (!state.authed && !spec.preAuth) {
+    throw new ChatError("not_authenticated", `Cannot ${req.op}: log in first`);
+  }
+  if (spec.role === "admin" && state.role !== "admin") {
+    throw new ChatError("forbidden", `Cannot ${req.op}: administrators only`);
+  }
+  if (state.stopping) {
+    throw new ChatError("shutting_down", `Cannot ${req.op}: the server is stopping`);
+  }
+}

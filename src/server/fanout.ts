@@ -1,0 +1,75 @@
+// Owns the fan-out seam: the plain-data events every node publishes and receives, and the
+// in-process implementation of the interface (a bus between nodes implements the same one).
+import type { WireMessage } from "../protocol/frames.ts";
+import type { StreamLink } from "../store/store.ts";
+
+/** A connection anywhere in the cluster: the node that holds it and its number there. */
+export interface ConnRef {
+  node: string;
+  conn: number;
+}
+
+/**
+ * What crosses the seam. Plain data only (no closures, no object identities), so the same event
+ * can be serialised onto a bus unchanged.
+ */
+export type FanoutEvent =
+  /** A committed message, with its link in every stream it belongs to. */
+  | { kind: "msg"; msg: WireMessage; roomId: number; links: StreamLink[]; origin: ConnRef }
+  /** A user came online in a room (first session) or left it (last session). */
+  | {
+    kind: "presence";
+    roomId: number;
+    room: string;
+    userId: number;
+    user: string;
+    event: "join" | "leave";
+    origin: ConnRef;
+  }
+  /** Close every session of a user (admin disable or remove), with `bye` `code`. */
+  | { kind: "kick"; userId: number; code: string; message: string }
+  /** A room's record changed (topic, archived): caches must forget it. */
+  | { kind: "room_changed"; roomId: number; name: string }
+  /** A user's record changed (name, role, disabled, removed): caches must forget it. */
+  | { kind: "user_changed"; userId: number };
+
+/**
+ * The fan-out interface.
+ *
+ * 1. `publish` MUST be called only after the event's cause is committed (a message after its
+ *    transaction and sync): receivers may read the store for what an event refers to.
+ * 2. Every subscriber of every node receives each event at most once; across nodes events of one
+ *    stream may arrive late or out of order, so receivers order messages by their stream links
+ *    (Hub) and treat the store as the truth.
+ * 3. `publish` never throws and never blocks the caller.
+ */
+export interface Fanout {
+  /** This node's name (the `node` of ConnRefs made here). */
+  readonly node: string;
+  publish(ev: FanoutEvent): void;
+  /** Registers the one receiver of this node (the Hub). */
+  subscribe(receive: (ev: FanoutEvent) => void): void;
+  close(): Promise<void>;
+}
+
+/** Single node: events go straight to this process's receiver, synchronously, in order. */
+export class LocalFanout implements Fanout {
+  readonly node: string;
+  #receive: (ev: FanoutEvent) => void = () => {};
+
+  constructor(node = "local") {
+    this.node = node;
+  }
+
+  publish(ev: FanoutEvent): void {
+    this.#receive(ev);
+  }
+
+  subscribe(receive: (ev: FanoutEvent) => void): void {
+    this.#receive = receive;
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
