@@ -280,9 +280,10 @@ export class Hub {
     const source = this.#source;
     o.ready = (source ? source.heads([stream]) : Promise.resolve(new Map<StreamKey, number>()))
       .then((heads) => {
+        const head = heads.get(stream) ?? 0;
         if (this.#streams.get(stream) === o && !o.started) {
           o.started = true;
-          o.last = heads.get(stream) ?? 0;
+          o.last = head;
           o.ready = null;
           // Events that arrived meanwhile: those up to the head are in every backlog.
           const early = [...o.waiting.values()];
@@ -294,7 +295,7 @@ export class Hub {
           }
           this.#drain(stream, o);
         }
-        return o.last;
+        return head;
       }, (err) => {
         if (this.#streams.get(stream) === o) this.#streams.delete(stream);
         throw err;

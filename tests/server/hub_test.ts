@@ -1,0 +1,173 @@
+// Unit tests of the Hub without sockets: per-stream order by links, where live delivery starts,
+// gaps read from the store, and batched fan-out (joined buffers, own frames cut out, hold).
+import { assert, assertEquals } from "../harness/assert.ts";
+import { type EventEncoder, Hub, type HubMember, type MsgEvent } from "../../src/server/hub.ts";
+import { LocalFanout } from "../../src/server/fanout.ts";
+import type { StreamKey } from "../../src/store/store.ts";
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Encodes a message as `<id>;` and presence as `p:<user>;`, so deliveries read back easily. */
+const TEXT: EventEncoder = {
+  encodeEvent: (ev) => enc.encode(ev.kind === "msg" ? `${ev.msg.id};` : `p:${ev.user};`),
+};
+
+class Member implements HubMember {
+  readonly encoder = TEXT;
+  readonly userName: string;
+  /** What each deliver call carried, decoded. */
+  readonly calls: { stream: StreamKey | null; text: string; lastId: number }[] = [];
+  sent = new Map<StreamKey, number>();
+  holding = new Set<StreamKey>();
+  kicked: string | null = null;
+  constructor(readonly connId: number, readonly userId: number) {
+    this.userName = `u${userId}`;
+  }
+  sentThrough(stream: StreamKey): number {
+    return this.holding.has(stream) ? -1 : this.sent.get(stream) ?? 0;
+  }
+  deliver(stream: StreamKey | null, bytes: Uint8Array, lastId: number): void {
+    this.calls.push({ stream, text: dec.decode(bytes), lastId });
+    if (stream && !this.holding.has(stream)) {
+      this.sent.set(stream, Math.max(lastId, this.sent.get(stream) ?? 0));
+    }
+  }
+  kick(code: string): void {
+    this.kicked = code;
+  }
+  /** Everything delivered, as one string. */
+  get text(): string {
+    return this.calls.map((c) => c.text).join("");
+  }
+}
+
+function msg(id: number, prev: number, roomId = 1, conn = -1): MsgEvent {
+  return {
+    kind: "msg",
+    msg: { id, ts: id, room: `room${roomId}`, from: "x", body: String(id) },
+    roomId,
+    links: [{ stream: `r:${roomId}`, prev }],
+    origin: { node: "local", conn },
+  };
+}
+
+async function hubWith(
+  heads: Record<string, number>,
+  backfill: (s: StreamKey, after: number, before: number) => MsgEvent[] = () => [],
+) {
+  const fanout = new LocalFanout();
+  const hub = new Hub(fanout);
+  hub.setSource({
+    heads: (keys) => Promise.resolve(new Map(keys.map((k) => [k, heads[k] ?? 0]))),
+    backfill: (s, a, b) => Promise.resolve(backfill(s, a, b)),
+    changed: () => {},
+  });
+  const join = async (m: Member, roomId = 1) => {
+    hub.addSession(m);
+    hub.subscribe(m, roomId, `room${roomId}`);
+    return await hub.follow(`r:${roomId}`);
+  };
+  return { hub, fanout, join };
+}
+
+/** Lets queued microtasks (the hub's end-of-turn flush) run. */
+const turn = () => new Promise<void>((r) => setTimeout(r, 0));
+
+Deno.test("hub: a stream is released in link order however its events arrive", async () => {
+  const { fanout, join } = await hubWith({ "r:1": 10 });
+  const m = new Member(1, 1);
+  assertEquals(await join(m), 10);
+  for (const id of [13, 11, 14, 12]) fanout.publish(msg(id, id - 1));
+  await turn();
+  assertEquals(m.text, "11;12;13;14;");
+});
+
+Deno.test("hub: live delivery starts after the head read when the stream starts here", async () => {
+  const { fanout, join } = await hubWith({ "r:1": 20 });
+  const m = new Member(1, 1);
+  const started = join(m);
+  // Published before the head is known: 19 and 20 are in every backlog, 21 is live.
+  fanout.publish(msg(21, 20));
+  fanout.publish(msg(20, 19));
+  assertEquals(await started, 20);
+  await turn();
+  assertEquals(m.text, "21;");
+});
+
+Deno.test("hub: a missing earlier message is read from the store after the gap wait", async () => {
+  const asked: [number, number][] = [];
+  const { fanout, join } = await hubWith({ "r:1": 5 }, (_s, after, before) => {
+    asked.push([after, before]);
+    return [msg(6, 5)];
+  });
+  const m = new Member(1, 1);
+  await join(m);
+  fanout.publish(msg(7, 6)); // 6 committed but its event never comes (e.g. a failed sync)
+  const deadline = Date.now() + 5000;
+  while (m.text === "" && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assertEquals(asked, [[5, 7]]);
+  assertEquals(m.text, "6;7;");
+});
+
+Deno.test("hub: one turn's messages of a room go to a live member as one joined buffer", async () => {
+  const { fanout, join } = await hubWith({ "r:1": 0 });
+  const live = new Member(1, 1);
+  const sender = new Member(2, 2);
+  const catching = new Member(3, 3);
+  await join(live);
+  await join(sender);
+  await join(catching);
+  catching.holding.add("r:1");
+  fanout.publish(msg(1, 0));
+  fanout.publish(msg(2, 1, 1, 2)); // sent by connection 2
+  fanout.publish(msg(3, 2));
+  await turn();
+  assertEquals(live.calls, [{ stream: "r:1", text: "1;2;3;", lastId: 3 }]);
+  // The sender gets the runs around its own frame, and counts the batch as seen.
+  assertEquals(sender.text, "1;3;");
+  assertEquals(sender.sentThrough("r:1"), 3);
+  // A member catching up takes each message on its own, with its id, to hold.
+  assertEquals(
+    catching.calls.map((c) => [c.text, c.lastId]),
+    [["1;", 1], ["", 2], ["3;", 3]]
+      .map(([t, id]) => [t === "" ? "2;" : t, id]),
+  );
+});
+
+Deno.test("hub: a member already sent part of a batch gets only the rest", async () => {
+  const { fanout, join } = await hubWith({ "r:1": 0 });
+  const m = new Member(1, 1);
+  await join(m);
+  m.sent.set("r:1", 2); // 1 and 2 came in its backlog
+  fanout.publish(msg(1, 0));
+  fanout.publish(msg(2, 1));
+  fanout.publish(msg(3, 2));
+  await turn();
+  assertEquals(m.text, "3;");
+});
+
+Deno.test("hub: presence is delivered lazily, and a kick reaches every session of the user", async () => {
+  const { hub, fanout, join } = await hubWith({ "r:1": 0 });
+  const a = new Member(1, 1);
+  const a2 = new Member(2, 1);
+  const b = new Member(3, 2);
+  await join(a);
+  await join(a2);
+  await join(b);
+  fanout.publish({
+    kind: "presence",
+    roomId: 1,
+    room: "room1",
+    userId: 2,
+    user: "u2",
+    event: "join",
+    origin: { node: "local", conn: 3 },
+  });
+  await turn();
+  assertEquals(a.calls, [{ stream: null, text: "p:u2;", lastId: 0 }]);
+  assertEquals(b.calls, [], "the origin connection is not told of itself");
+  fanout.publish({ kind: "kick", userId: 1, code: "kicked", message: "bye" });
+  assertEquals([a.kicked, a2.kicked, b.kicked], ["kicked", "kicked", null]);
+  assert(hub.online(1).includes("u2"));
+});
