@@ -44,7 +44,8 @@ Deno.test("security: 40 parallel wrong logins at one account reach the hasher at
   const answers = await Promise.all(
     Array.from(
       { length: 40 },
-      (_, i) => answer(ts.port, ts.certPem, { type: "login", user: "target", password: `guess-${i}` }),
+      (_, i) =>
+        answer(ts.port, ts.certPem, { type: "login", user: "target", password: `guess-${i}` }),
     ),
   );
   const codes = answers.map((a) => a.type === "error" ? a.code : "ok");
@@ -63,7 +64,9 @@ Deno.test("security: passwd with a wrong old password is throttled per account l
   await using ts = await startTestServer({ clock: t.clock });
   await using c = await WireClient.login(ts.port, ts.certPem, "looper", { register: true });
   const before = hashJobs(ts);
-  for (let i = 0; i < 40; i++) c.send({ type: "passwd", old: `wrong-${i}-pw`, new: "new-password-1", ref: `p${i}` });
+  for (let i = 0; i < 40; i++) {
+    c.send({ type: "passwd", old: `wrong-${i}-pw`, new: "new-password-1", ref: `p${i}` });
+  }
   const codes: string[] = [];
   for (let i = 0; i < 40; i++) {
     const f = await c.expect((f) => "ref" in f && f.ref === `p${i}`) as F<"error">;
@@ -252,7 +255,9 @@ Deno.test("security: the admin socket is first bound inside a private 0700 dir, 
     await Deno.writeTextFile(`${dataDir}/marker`, "");
     await waitFor(() => paths.some((p) => p.endsWith("/marker")), "the marker event");
     await server.close();
-    const inDataDir = paths.filter((p) => /\.sock$/.test(p) && !p.endsWith(`/${ADMIN_SOCKET_FILE}`));
+    const inDataDir = paths.filter((p) =>
+      /\.sock$/.test(p) && !p.endsWith(`/${ADMIN_SOCKET_FILE}`)
+    );
     assertEquals(inDataDir, [], "a socket was bound directly in the data dir");
     assertEquals([...Deno.readDirSync(dataDir)].map((e) => e.name), ["marker"]);
   } finally {

@@ -35,10 +35,13 @@ async function loginCode(auth: AuthService, user: string, remote: string): Promi
 }
 
 Deno.test("AuthService throttles failed logins per IPv6 /64, not per address", async () => {
-  await withAuth({ loginFailuresPerAddress: 3, loginFailureRefillMsPerAddress: 60_000 }, async (auth) => {
+  const limits = { loginFailuresPerAddress: 3, loginFailureRefillMsPerAddress: 60_000 };
+  await withAuth(limits, async (auth) => {
     const codes: string[] = [];
     // A different account and a different address of one /64 each time.
-    for (let i = 1; i <= 5; i++) codes.push(await loginCode(auth, `user${i}`, `2001:db8:0:1::${i}`));
+    for (let i = 1; i <= 5; i++) {
+      codes.push(await loginCode(auth, `user${i}`, `2001:db8:0:1::${i}`));
+    }
     assertEquals(codes, ["auth_failed", "auth_failed", "auth_failed", "throttled", "throttled"]);
     // Another /64 of the same /48 has its own bucket.
     assertEquals(await loginCode(auth, "user9", "2001:db8:0:2::1"), "auth_failed");
