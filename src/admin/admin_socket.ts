@@ -3,6 +3,7 @@ import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import { ChatError } from "../errors.ts";
 import { LineSplitter } from "../protocol/line_decoder.ts";
+import { osUserName } from "./os_user.ts";
 
 const log = getLogger(["chat", "admin"]);
 
@@ -16,7 +17,10 @@ const MAX_CONNECTIONS = 16;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder("utf-8", { fatal: true });
 
-/** One request line: `{"id":1,"op":"users.disable","actor":"admin:root","args":{"name":"bob"}}`. */
+/**
+ * One request line: `{"id":1,"op":"users.disable","actor":"admin:root","args":{"name":"bob"}}`.
+ * `actor` is what the client claims; the server does not trust it (AdminSocketServer, item 5).
+ */
 export interface AdminRequest {
   id: number | string;
   op: string;
@@ -79,13 +83,18 @@ export async function claimAdminSocket(dataDir: string): Promise<void> {
 /**
  * The admin socket listener.
  *
- * 1. The socket is bound under a random name, made mode 0600 and only then renamed to
- *    `admin.sock`, so no other user can ever connect (the data dir is 0700 as well).
+ * 1. The socket is bound inside a fresh private directory (created 0700 by this process and
+ *    checked: ours, no group or other bits), made mode 0600 and only then renamed to
+ *    `admin.sock`, so whatever the umask and whatever the data dir's mode, no other user can
+ *    connect at any instant. Only this user and root can reach it.
  * 2. Each connection reads requests in order, one JSON object per line (at most
  *    MAX_REQUEST_BYTES), and answers each with one line carrying the request's `id`.
  * 3. A failing request is answered with its error and the connection goes on; a broken
  *    connection ends that connection only.
  * 4. `close()` stops accepting, waits for requests in progress, and removes the socket file.
+ * 5. The handler gets `admin:<OS user of this process>` as the actor, never the client's claim:
+ *    Deno does not expose SO_PEERCRED, and item 1 makes the peer this user (or root, which the
+ *    server cannot tell apart). A different claim is logged at info level.
  */
 export class AdminSocketServer {
   readonly path: string;
@@ -113,19 +122,29 @@ export class AdminSocketServer {
   /** Binds `<dataDir>/admin.sock` (call claimAdminSocket first). */
   static async listen(dataDir: string, handler: AdminHandler): Promise<AdminSocketServer> {
     const path = adminSocketPath(dataDir);
-    const tmp = join(dataDir, `.admin.${crypto.randomUUID().slice(0, 8)}.sock`);
-    const listener = Deno.listen({ transport: "unix", path: tmp });
+    // makeTempDir creates the dir with mode 0700 in one mkdir (the umask can only remove bits).
+    const privateDir = await Deno.makeTempDir({ dir: dataDir, prefix: ".admin-" });
+    // A one-letter name: a Unix socket path must fit in 108 bytes.
+    const tmp = join(privateDir, "s");
+    let listener: Deno.Listener<Deno.UnixConn, Deno.UnixAddr> | null = null;
     try {
+      await checkPrivateDir(privateDir);
+      listener = Deno.listen({ transport: "unix", path: tmp });
       await Deno.chmod(tmp, 0o600);
       await Deno.rename(tmp, path);
     } catch (err) {
-      listener.close();
+      listener?.close();
       await Deno.remove(tmp).catch(() => {});
       throw err;
+    } finally {
+      await Deno.remove(privateDir).catch(() => {});
     }
     const inode = (await Deno.lstat(path)).ino;
     return new AdminSocketServer(path, listener, inode, handler);
   }
+
+  /** The actor recorded for every request: the OS user this server runs as. */
+  readonly actor = `admin:${osUserName()}`;
 
   async #accept(): Promise<void> {
     while (!this.#closing) {
@@ -182,7 +201,14 @@ export class AdminSocketServer {
     }
     const id = typeof req.id === "number" || typeof req.id === "string" ? req.id : null;
     try {
-      return { id, ok: true, result: await this.#handler(req.op, req.actor, req.args) };
+      if (req.actor !== this.actor) {
+        log.info("Admin request {op} claims actor {claimed}; recorded as {actor}", {
+          op: String(req.op),
+          claimed: String(req.actor).slice(0, 80),
+          actor: this.actor,
+        });
+      }
+      return { id, ok: true, result: await this.#handler(req.op, this.actor, req.args) };
     } catch (err) {
       if (err instanceof ChatError) {
         return { id, ok: false, error: { code: err.code, message: err.message } };
@@ -221,6 +247,19 @@ export class AdminSocketServer {
       // Only our own file: a later server may have claimed the path meanwhile.
       if ((await Deno.lstat(this.path)).ino === this.#inode) await Deno.remove(this.path);
     } catch { /* already gone */ }
+  }
+}
+
+/** Throws unless `dir` is a directory of this user with no group or other permission bits. */
+async function checkPrivateDir(dir: string): Promise<void> {
+  if (Deno.build.os === "windows") return;
+  const info = await Deno.lstat(dir);
+  const mode = (info.mode ?? 0) & 0o777;
+  if (!info.isDirectory || info.uid !== Deno.uid() || (mode & 0o077) !== 0) {
+    throw new ChatError(
+      "admin_socket_failed",
+      `Cannot bind the admin socket: ${dir} is not a private directory (mode ${mode.toString(8)})`,
+    );
   }
 }
 

@@ -20,10 +20,19 @@ export const EXPORT_COLUMNS = ["id", "ts", "time", "room", "from", "to", "body"]
 /** Messages read per query: large enough to be fast, small enough to keep memory flat. */
 const PAGE = 1000;
 
-/** Writes a record as one RFC 4180 line (CRLF); fields quoted when they need it. */
+/** A text cell starting with one of these is a formula to a spreadsheet (OWASP CSV injection). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * Writes a record as one RFC 4180 line (CRLF); fields quoted when they need it. A text cell that
+ * starts with `=`, `+`, `-`, `@`, TAB or CR gets a `'` in front and is quoted, so a spreadsheet
+ * shows it as text instead of running it (OWASP's CSV injection rule); numbers are left alone.
+ */
 export function csvLine(fields: (string | number | null)[]): string {
   return fields.map((f) => {
-    const s = f === null ? "" : String(f);
+    if (f === null) return "";
+    if (typeof f === "string" && FORMULA_START.test(f)) return `"'${f.replaceAll('"', '""')}"`;
+    const s = String(f);
     return /[",\r\n]/.test(s) || s !== s.trim() ? `"${s.replaceAll('"', '""')}"` : s;
   }).join(",") + "\r\n";
 }
@@ -96,8 +105,8 @@ export interface ExportResult {
  * - The set is fixed when the export starts (ids up to the highest matching one then), so
  *   messages stored meanwhile do not make it run on or change the count.
  * - Pages of PAGE messages keep memory flat; `progress(done, total)` is called after each page.
- * - jsonl: one JSON object per line with the fields of ExportRow. csv: a header line and one
- *   RFC 4180 record per message, same columns.
+ * - jsonl: one JSON object per line with the fields of ExportRow, unaltered. csv: a header line
+ *   and one RFC 4180 record per message, same columns, formula cells neutralised (csvLine).
  */
 export async function exportHistory(opts: {
   store: Store;

@@ -75,6 +75,8 @@ export interface ServerLimits {
   /** Registrations per address: bucket size and refill interval. */
   registrationsPerAddress: number;
   registrationRefillMs: number;
+  /** Per-address limits count an IPv6 address by its first this many bits (0-128; 128 = each). */
+  ipv6PrefixBits: number;
   /** Time given to clients and the database at shutdown. */
   shutdownGraceMs: number;
 }
@@ -102,6 +104,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   loginFailureRefillMsPerAddress: 3_000,
   registrationsPerAddress: 10,
   registrationRefillMs: 10_000,
+  ipv6PrefixBits: 64,
   shutdownGraceMs: 5_000,
 });
 
@@ -242,7 +245,12 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
   }
   const checkedLimits = {} as Record<string, number>;
   for (const k of Object.keys(DEFAULT_LIMITS)) {
-    checkedLimits[k] = int(`limits.${k}`, limits[k], k === "hashWorkers" ? 1 : 0, 2 ** 40);
+    const [min, max] = k === "hashWorkers"
+      ? [1, 2 ** 40]
+      : k === "ipv6PrefixBits"
+      ? [0, 128]
+      : [0, 2 ** 40];
+    checkedLimits[k] = int(`limits.${k}`, limits[k], min, max);
   }
   const l = checkedLimits as unknown as ServerLimits;
   if (l.maxBodyBytes + 512 > l.maxLineBytes) {

@@ -44,10 +44,20 @@ export function checkRoomName(name: unknown): string {
   return lower;
 }
 
-/** Throws `weak_password` unless 8-1024 bytes. */
+/**
+ * Throws `weak_password` unless a well-formed Unicode string of 8-1024 UTF-8 bytes. A lone
+ * surrogate (JSON can carry one as a `\ud800` escape) would reach the hasher as U+FFFD, making
+ * different passwords one.
+ */
 export function checkPassword(pw: unknown): string {
   if (typeof pw !== "string") {
     throw new ChatError("weak_password", "Cannot use that password: it must be a string");
+  }
+  if (!pw.isWellFormed()) {
+    throw new ChatError(
+      "weak_password",
+      "Cannot use that password: it is not well-formed Unicode (a lone surrogate)",
+    );
   }
   const n = utf8.encode(pw).length;
   if (n < 8 || n > 1024) {

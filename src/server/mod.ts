@@ -7,14 +7,13 @@ import { loadOrCreateServerCert } from "../tls/certificate.ts";
 import { SqliteStore } from "../store/sqlite_store.ts";
 import { ChatServer, type FallbackProtocol } from "./server.ts";
 import { seedProtocol } from "./seed_protocol.ts";
+import { DB_FILE, prepareDataDir } from "./data_dir.ts";
 import type { Clock } from "./token_bucket.ts";
 
 export { ChatServer } from "./server.ts";
+export { DB_FILE } from "./data_dir.ts";
 
 const log = getLogger(["chat", "server"]);
-
-/** File name of the database inside the data dir. */
-export const DB_FILE = "chat.db";
 
 /**
  * Opens everything under `config.dataDir` and starts listening. Clients without ALPN `chat/1` get
@@ -24,7 +23,8 @@ export async function startServer(
   config: ServerConfig,
   opts: { clock?: Clock; fallback?: FallbackProtocol } = {},
 ): Promise<ChatServer> {
-  await Deno.mkdir(config.dataDir, { recursive: true, mode: 0o700 });
+  // Owner-only whatever the umask: refuses a dir others can reach, creates chat.db 0600.
+  await prepareDataDir(config.dataDir);
   // Refuses a data dir another server runs on; clears a socket left by a killed one.
   await claimAdminSocket(config.dataDir);
   const cert = await loadOrCreateServerCert({

@@ -48,54 +48,97 @@ export class TokenBucket {
     return this.#tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - this.#tokens) * this.#refillMs));
   }
 
+  /** Gives one token back (e.g. a charged attempt that succeeded), never past the capacity. */
+  refund(): void {
+    this.#refill(this.#clock());
+    this.#tokens = Math.min(this.#capacity, this.#tokens + 1);
+  }
+
   /** True when the bucket is full again (safe to forget). */
   get full(): boolean {
     this.#refill(this.#clock());
     return this.#tokens >= this.#capacity;
   }
+
+  /** Milliseconds until the bucket is full again (0 when full). */
+  msUntilFull(): number {
+    this.#refill(this.#clock());
+    if (this.#tokens >= this.#capacity) return 0;
+    return Math.max(1, Math.ceil((this.#capacity - this.#tokens) * this.#refillMs));
+  }
 }
 
 /**
- * Token buckets by key, e.g. per account or per address. Memory is bounded: full buckets are
- * forgotten, and past `maxKeys` the oldest keys are dropped (an attacker cycling keys then only
- * resets buckets it could have filled anyway).
+ * Token buckets by key, e.g. per account or per address.
+ *
+ * 1. Memory is bounded by `maxKeys` (default 100,000). Only full buckets are ever forgotten: a
+ *    forgotten key starts again from a full bucket, so forgetting a full one changes nothing.
+ * 2. A charged (not full) bucket is never evicted, so an attacker cycling keys cannot reset a
+ *    victim's bucket. When every slot holds a charged bucket, a new key is refused as if its
+ *    bucket were empty (`take` and `peek` return the wait until some bucket is full again): the
+ *    limit fails closed, and only for keys not seen yet.
+ * 3. Looking for full buckets scans the table, at most once per wait it computes, so keys
+ *    arriving while the table is full cost O(1) each.
  */
 export class KeyedBuckets {
   #buckets = new Map<string, TokenBucket>();
   #opts: { capacity: number; refillMs: number; clock: Clock };
   #maxKeys: number;
+  /** While the table is full of charged buckets: clock time before which no sweep can help. */
+  #fullUntil = 0;
 
   constructor(opts: { capacity: number; refillMs: number; clock: Clock; maxKeys?: number }) {
     this.#opts = { capacity: opts.capacity, refillMs: opts.refillMs, clock: opts.clock };
     this.#maxKeys = opts.maxKeys ?? 100_000;
   }
 
-  #bucket(key: string): TokenBucket {
+  /** The key's bucket, or the wait in ms when it has none and there is no room for one. */
+  #bucket(key: string): TokenBucket | number {
     let b = this.#buckets.get(key);
     if (!b) {
-      if (this.#buckets.size >= this.#maxKeys) this.#sweep();
+      if (this.#buckets.size >= this.#maxKeys) {
+        const wait = this.#sweep();
+        if (wait > 0) return wait;
+      }
       b = new TokenBucket(this.#opts);
       this.#buckets.set(key, b);
     }
     return b;
   }
 
-  #sweep(): void {
-    for (const [k, b] of this.#buckets) if (b.full) this.#buckets.delete(k);
-    while (this.#buckets.size >= this.#maxKeys) {
-      const oldest = this.#buckets.keys().next().value;
-      if (oldest === undefined) break;
-      this.#buckets.delete(oldest);
+  /** Forgets full buckets; returns 0 when there is room now, else the wait until there may be. */
+  #sweep(): number {
+    const now = this.#opts.clock();
+    if (now < this.#fullUntil) return this.#fullUntil - now;
+    let soonest = Infinity;
+    for (const [k, b] of this.#buckets) {
+      const ms = b.msUntilFull();
+      if (ms === 0) this.#buckets.delete(k);
+      else soonest = Math.min(soonest, ms);
     }
+    if (this.#buckets.size < this.#maxKeys) return 0;
+    const wait = Number.isFinite(soonest) ? soonest : Math.max(1, this.#opts.refillMs);
+    this.#fullUntil = now + wait;
+    return wait;
   }
 
+  /** Takes one token from the key's bucket; returns 0 on success, else the wait in ms. */
   take(key: string): number {
-    return this.#bucket(key).take();
+    const b = this.#bucket(key);
+    return typeof b === "number" ? b : b.take();
   }
 
+  /** The wait in ms before `take(key)` could succeed, without taking. */
   peek(key: string): number {
     const b = this.#buckets.get(key);
-    return b ? b.peek() : 0;
+    if (b) return b.peek();
+    if (this.#buckets.size < this.#maxKeys) return 0;
+    return Math.max(0, this.#fullUntil - this.#opts.clock());
+  }
+
+  /** Gives one token back to the key's bucket (nothing when it has none: it is full). */
+  refund(key: string): void {
+    this.#buckets.get(key)?.refund();
   }
 
   get size(): number {

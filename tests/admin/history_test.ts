@@ -104,11 +104,14 @@ Deno.test("history export: jsonl and csv parse back to the stored messages; sha2
   assertMatch(human, /^Exported 2500 messages \([\d.]+ KiB\) to .*out\.csv\n/);
   const table = await parseCsvWithPython(csvPath);
   assertEquals(table[0], ["id", "ts", "time", "room", "from", "to", "body"]);
+  // A body a spreadsheet would run as a formula comes back with a ' in front (OWASP).
+  const cell = (body: string) => /^[=+\-@\t\r]/.test(body) ? `'${body}` : body;
+  assert(expected.some((r) => r.body !== cell(r.body)), "no formula-like body in the sample");
   assertEquals(
     table.slice(1),
     expected.map((
       r,
-    ) => [String(r.id), String(r.ts), r.time, r.room ?? "", r.from, r.to ?? "", r.body]),
+    ) => [String(r.id), String(r.ts), r.time, r.room ?? "", r.from, r.to ?? "", cell(r.body)]),
   );
 
   // To stdout: the same bytes as the file, the summary on stderr.

@@ -1,5 +1,6 @@
 // `chat admin` as a real process against a running server (real TLS on loopback): changes reach
 // live state through the admin socket at once.
+import { osUserName } from "../../src/admin/os_user.ts";
 import { assert, assertEquals, assertMatch, assertNotEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
@@ -93,8 +94,9 @@ Deno.test("disable closes the user's connections at once; enable lets them back 
     ...d,
   ]);
   const disable = trail.find((e) => e.action === "users.disable")!;
+  // Through the socket the server records its own OS user, not the client's $USER (tester).
   assertEquals([disable.actor, disable.remote, disable.detail?.kicked], [
-    "admin:tester",
+    `admin:${osUserName()}`,
     "local",
     2,
   ]);

@@ -45,7 +45,7 @@ Deno.test("the admin socket answers every line, refuses garbage per line, and ca
   assertEquals(parsed.map((a) => [a.id, a.ok, a.error?.code]), [
     [null, false, "bad_request"],
     [1, false, "unknown_op"],
-    [2, false, "bad_request"],
+    [2, false, "no_such_user"], // the claimed actor is ignored: the server records its own user
     [3, false, "no_such_user"],
     ["four", true, undefined],
   ]);

@@ -78,9 +78,27 @@ Deno.test("csvLine() quotes only what needs quoting, RFC 4180 style", () => {
     [['say "hi"'], '"say ""hi"""\r\n'],
     [["two\nlines"], '"two\nlines"\r\n'],
     [[" padded "], '" padded "\r\n'],
-    [["=SUM(A1)", "tab\there"], "=SUM(A1),tab\there\r\n"],
+    [["tab\there", "a=b", "x-1"], "tab\there,a=b,x-1\r\n"],
+    [[-5, 0], "-5,0\r\n"],
   ];
   for (const [fields, want] of cases) assertEquals(csvLine(fields), want);
+});
+
+Deno.test("csvLine() neutralises cells a spreadsheet would run as a formula (OWASP CSV injection)", () => {
+  const cases: [string, string][] = [
+    [
+      '=HYPERLINK("http://evil.example","click")',
+      `"'=HYPERLINK(""http://evil.example"",""click"")"`,
+    ],
+    ["=SUM(A1)", `"'=SUM(A1)"`],
+    ["+1+2", `"'+1+2"`],
+    ["-2+3", `"'-2+3"`],
+    ["@SUM(A1)", `"'@SUM(A1)"`],
+    ["\t=1", `"'\t=1"`],
+    ["\r=1", `"'\r=1"`],
+    ["'quoted", "'quoted"],
+  ];
+  for (const [cell, want] of cases) assertEquals(csvLine([cell]), want + "\r\n", cell);
 });
 
 Deno.test("ftsQuery() turns any text into quoted words, never FTS5 syntax", () => {

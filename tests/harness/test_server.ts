@@ -4,6 +4,7 @@ import { startServer } from "../../src/server/mod.ts";
 import type { ChatServer } from "../../src/server/server.ts";
 import type { FallbackProtocol } from "../../src/server/server.ts";
 import { seedProtocol } from "../../src/server/seed_protocol.ts";
+import type { Clock } from "../../src/server/token_bucket.ts";
 
 /** A running test server; `await using` closes it and removes its data dir. */
 export interface TestServer extends AsyncDisposable {
@@ -35,6 +36,8 @@ export async function startTestServer(
     config?: Partial<Omit<ServerConfig, "limits">>;
     fallback?: FallbackProtocol;
     keepData?: boolean;
+    /** The server's clock (rate limits, timeouts, timestamps); default `Date.now`. */
+    clock?: Clock;
   } = {},
 ): Promise<TestServer> {
   const dataDir = opts.dataDir ?? await Deno.makeTempDir({ prefix: "chat-test-" });
@@ -46,7 +49,10 @@ export async function startTestServer(
     ...opts.config,
     limits: { ...TEST_LIMITS, ...opts.limits },
   });
-  const server = await startServer(config, { fallback: opts.fallback ?? seedProtocol });
+  const server = await startServer(config, {
+    fallback: opts.fallback ?? seedProtocol,
+    clock: opts.clock,
+  });
   const certPem = await Deno.readTextFile(config.certFile ?? `${dataDir}/cert.pem`);
   let stopped = false;
   const stop = async () => {

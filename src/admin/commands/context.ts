@@ -3,6 +3,7 @@
 import { join } from "node:path";
 import { ChatError } from "../../errors.ts";
 import { checkPassword } from "../../protocol/text_rules.ts";
+import { prepareDataDir } from "../../server/data_dir.ts";
 import { PasswordHasher } from "../../server/password_hasher.ts";
 import { SqliteStore } from "../../store/sqlite_store.ts";
 import { AdminClient } from "../admin_client.ts";
@@ -91,7 +92,8 @@ export class AdminConnection implements AsyncDisposable {
   async store(opts: { create?: boolean } = {}): Promise<SqliteStore> {
     if (this.#store) return this.#store;
     if (opts.create) {
-      await Deno.mkdir(this.env.dataDir, { recursive: true, mode: 0o700 });
+      // As the server does: an owner-only dir and a chat.db created 0600 whatever the umask.
+      await prepareDataDir(this.env.dataDir);
     } else {
       try {
         await Deno.stat(this.dbPath);
