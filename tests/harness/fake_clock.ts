@@ -11,8 +11,11 @@ interface Due {
 /** Timers firing in a row before `advance` gives up (a timer that keeps rescheduling itself). */
 const MAX_TIMERS_PER_ADVANCE = 100_000;
 
-/** One real turn of the event loop: every microtask queued so far has run when it resolves. */
-const turn = () => new Promise<void>((r) => setImmediate(r));
+/**
+ * One real turn of the event loop (an immediate): every microtask queued so far, and every
+ * immediate queued before it, has run when it resolves. Not a sleep: no time needs to pass.
+ */
+export const turn = () => new Promise<void>((r) => setImmediate(r));
 
 /**
  * A fake clock for tests. Serves as `Timers` (send queue, admission gate) and, through `now`, as a
