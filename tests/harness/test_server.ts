@@ -4,8 +4,10 @@ import { startServer } from "../../src/server/mod.ts";
 import type { ChatServer } from "../../src/server/server.ts";
 import type { FallbackProtocol } from "../../src/server/server.ts";
 import { seedProtocol } from "../../src/server/seed_protocol.ts";
+import type { FakeClock } from "./fake_clock.ts";
+import { tempDir } from "./temp_dir.ts";
 
-/** A running test server; `await using` closes it and removes its data dir. */
+/** A running test server; `await using` closes it and removes the data dir it made. */
 export interface TestServer extends AsyncDisposable {
   server: ChatServer;
   port: number;
@@ -27,7 +29,16 @@ export const TEST_LIMITS: Partial<ServerLimits> = {
   shutdownGraceMs: 500,
 };
 
-/** Starts a server on 127.0.0.1:0 with a fresh (or given) data dir. */
+/**
+ * Starts a server on 127.0.0.1:0 with a fresh data dir, or `dataDir` (which stays the caller's:
+ * it is never removed here). `keepData` keeps the fresh one too.
+ *
+ * `clock`: the server's clock (rate limiters and throttles, deadlines and keepalive, timestamps)
+ * is this fake one, so a test advances it instead of sleeping for a refill. The keepalive
+ * sweeper still ticks on a real timer and reads this clock: advancing it past `pingIntervalMs`
+ * or `idleTimeoutMs` pings or closes silent clients. Send queues and the admission gate keep
+ * real timers (their pacing must not wait for a test to advance).
+ */
 export async function startTestServer(
   opts: {
     dataDir?: string;
@@ -35,9 +46,11 @@ export async function startTestServer(
     config?: Partial<Omit<ServerConfig, "limits">>;
     fallback?: FallbackProtocol;
     keepData?: boolean;
+    clock?: FakeClock;
   } = {},
 ): Promise<TestServer> {
-  const dataDir = opts.dataDir ?? await Deno.makeTempDir({ prefix: "chat-test-" });
+  const fresh = opts.dataDir === undefined ? await tempDir("chat-test-") : undefined;
+  const dataDir = opts.dataDir ?? fresh!.path;
   const config = resolveConfig({
     host: "127.0.0.1",
     port: 0,
@@ -46,7 +59,16 @@ export async function startTestServer(
     ...opts.config,
     limits: { ...TEST_LIMITS, ...opts.limits },
   });
-  const server = await startServer(config, { fallback: opts.fallback ?? seedProtocol });
+  let server: ChatServer;
+  try {
+    server = await startServer(config, {
+      fallback: opts.fallback ?? seedProtocol,
+      clock: opts.clock?.now,
+    });
+  } catch (err) {
+    await fresh?.[Symbol.asyncDispose]();
+    throw err;
+  }
   const certPem = await Deno.readTextFile(config.certFile ?? `${dataDir}/cert.pem`);
   let stopped = false;
   const stop = async () => {
@@ -63,7 +85,7 @@ export async function startTestServer(
     stop,
     async [Symbol.asyncDispose]() {
       await stop();
-      if (!opts.keepData) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (fresh && !opts.keepData) await fresh[Symbol.asyncDispose]();
     },
   };
 }

@@ -3,6 +3,7 @@ import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 const isType = <T extends ServerFrame["type"]>(t: T) => (f: ServerFrame): f is F<T> => f.type === t;
@@ -208,23 +209,20 @@ Deno.test("resume after reconnect: exactly the missed messages, no gap, no dupli
 });
 
 Deno.test("restart keeps users, rooms, memberships and messages", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-restart-" });
-  try {
-    {
-      await using ts = await startTestServer({ dataDir, keepData: true });
-      await using a = await WireClient.login(ts.port, ts.certPem, "pat", { register: true });
-      a.send({ type: "join", room: "dev", ref: "j" });
-      await a.expect(isType("ok"));
-      await a.say("dev", "persisted");
-    }
-    await using ts2 = await startTestServer({ dataDir, keepData: true });
-    await using a2 = await WireClient.login(ts2.port, ts2.certPem, "pat");
-    a2.send({ type: "history", room: "dev", ref: "h" });
-    const h = await a2.expect(isType("history")) as F<"history">;
-    assertEquals(h.messages.map((m) => m.body), ["persisted"]);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
+  await using tmp = await tempDir("chat-restart-");
+  const dataDir = tmp.path;
+  {
+    await using ts = await startTestServer({ dataDir, keepData: true });
+    await using a = await WireClient.login(ts.port, ts.certPem, "pat", { register: true });
+    a.send({ type: "join", room: "dev", ref: "j" });
+    await a.expect(isType("ok"));
+    await a.say("dev", "persisted");
   }
+  await using ts2 = await startTestServer({ dataDir, keepData: true });
+  await using a2 = await WireClient.login(ts2.port, ts2.certPem, "pat");
+  a2.send({ type: "history", room: "dev", ref: "h" });
+  const h = await a2.expect(isType("history")) as F<"history">;
+  assertEquals(h.messages.map((m) => m.body), ["persisted"]);
 });
 
 Deno.test("frames before login are refused; garbage before login closes the connection", async () => {
@@ -435,23 +433,20 @@ Deno.test("a burst of pipelined sends from every client is paced, not dropped: s
 });
 
 Deno.test("shutdown: clients get bye shutdown, acked messages survive", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-shutdown-" });
-  try {
-    const ts = await startTestServer({ dataDir, keepData: true });
-    await using a = await WireClient.login(ts.port, ts.certPem, "sue", { register: true });
-    const ack = await a.say("general", "last words") as F<"ack">;
-    await ts.stop();
-    const bye = await a.expect(isType("bye")) as F<"bye">;
-    assertEquals(bye.code, "shutdown");
-    await a.expectClosed();
-    await using ts2 = await startTestServer({ dataDir, keepData: true });
-    await using b = await WireClient.login(ts2.port, ts2.certPem, "sue");
-    b.send({ type: "history", room: "general", ref: "h" });
-    const h = await b.expect(isType("history")) as F<"history">;
-    assertEquals(h.messages.map((m) => m.id), [ack.id]);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  await using tmp = await tempDir("chat-shutdown-");
+  const dataDir = tmp.path;
+  const ts = await startTestServer({ dataDir, keepData: true });
+  await using a = await WireClient.login(ts.port, ts.certPem, "sue", { register: true });
+  const ack = await a.say("general", "last words") as F<"ack">;
+  await ts.stop();
+  const bye = await a.expect(isType("bye")) as F<"bye">;
+  assertEquals(bye.code, "shutdown");
+  await a.expectClosed();
+  await using ts2 = await startTestServer({ dataDir, keepData: true });
+  await using b = await WireClient.login(ts2.port, ts2.certPem, "sue");
+  b.send({ type: "history", room: "general", ref: "h" });
+  const h = await b.expect(isType("history")) as F<"history">;
+  assertEquals(h.messages.map((m) => m.id), [ack.id]);
 });
 
 Deno.test("listening on :: accepts IPv4 and IPv6 clients and sees plain IPv4 addresses", async () => {
