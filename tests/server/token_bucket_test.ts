@@ -35,3 +35,13 @@ Deno.test("KeyedBuckets keeps keys apart and bounds the number of keys", () => {
   assertEquals(k.size <= 10, true);
   assertEquals(k.peek("never-seen"), 0);
 });
+
+Deno.test("TokenBucket's wait is exact after a partial refill: 499 ms into 500 leaves 1 ms, not 2", () => {
+  const t = fakeClock();
+  const b = new TokenBucket({ capacity: 1, refillMs: 500, clock: t.clock });
+  assertEquals([b.take(), b.take()], [0, 500]);
+  t.advance(499);
+  assertEquals([b.peek(), b.take()], [1, 1]);
+  t.advance(1);
+  assertEquals(b.take(), 0);
+});
