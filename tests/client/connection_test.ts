@@ -263,7 +263,10 @@ Deno.test("a send whose ack was lost is resent with the same cid after a drop an
     const ack = await acked;
     assertEquals([ack.id, ack.duplicate], [delivered.type === "msg" && delivered.id, true]);
     assertEquals(conn.unacknowledged, 0);
-    assert(await bob.none((f) => f.type === "msg" && f.body === "only once", 300));
+    await bob.expectNone(
+      (f) => f.type === "msg" && f.body === "only once",
+      "the resent message was delivered again",
+    );
     bob.send({ type: "history", room: "general", ref: "h" });
     const h = await bob.expect((f) => f.type === "history");
     assertEquals(h.type === "history" && h.messages.map((m) => m.body), ["only once"]);

@@ -88,7 +88,7 @@ Deno.test({
       }
       assert(failed, "no send failed on a full disk");
       assertEquals([failed.code, failed.ref], ["storage_failed", failedCid]);
-      assert(await b.none(isType("msg")), "a message that failed to commit was delivered");
+      await b.expectNone(isType("msg"), "a message that failed to commit was delivered");
       // Still up: the connection works, reads work.
       a.send({ type: "ping" });
       await a.expect(isType("pong"));
