@@ -128,7 +128,7 @@ Deno.test("remove closes the user's sessions; add and passwd work at once on the
   await using again = await WireClient.login(ts.port, ts.certPem, "dave", {
     password: "dave-secret-2",
   });
-  assert(again);
+  assertEquals((await again.say("general", "new password works")).type, "ack");
   assertEquals(await adminOk(["users", "role", "dave", "member", ...d]), "dave is now member.\n");
   assertEquals((await adminJson<UserDetail>(["users", "show", "dave", ...d])).role, "member");
 });
@@ -354,7 +354,7 @@ Deno.test("a stale admin socket from a killed server does not block startup; a l
     (await adminJson<{ live: boolean }>(["stats", "--interval", "100", "--data", dataDir])).live,
     true,
   );
-  assert(ts);
+  await ts.stop();
 });
 
 Deno.test("with retentionDays the server deletes old messages by itself", async () => {
@@ -396,7 +396,7 @@ Deno.test("with retentionDays the server deletes old messages by itself", async 
   assertEquals(pruned?.detail?.deleted, 7);
   const left = await admin(["history", "export", "--format", "jsonl", "--data", dataDir]);
   assertEquals(left.stdout.trim().split("\n").map((l) => JSON.parse(l).body), ["m0", "m1", "m2"]);
-  assert(ts);
+  await ts.stop();
 });
 
 Deno.test("beside a running server: reads, export and search see live writes; errors come back", async () => {

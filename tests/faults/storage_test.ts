@@ -209,6 +209,8 @@ Deno.test("storage: a database locked by another process fails with a clear mess
     const { stderr, ms } = await serveFails(dataDir);
     assert(/locked by another process/.test(stderr) && /\[db_locked\]/.test(stderr), stderr);
     assertEquals(await sha256(`${dataDir}/chat.db`), hash);
+    // SqliteStore waits out its busy timeout (5,000 ms by default) before it gives up.
+    assert(ms >= 5000, `refused after ${ms} ms, before the busy timeout`);
     console.log(`locked database: refused after ${ms} ms`);
   } finally {
     await holder.stdin.close();
@@ -293,8 +295,12 @@ Deno.test("storage: an older database is backed up before it is migrated", async
     db.close();
   }
   {
+    // The migrated database serves what v1 stored.
     await using ts = await startTestServer({ dataDir, keepData: true });
-    assert(ts.port > 0);
+    await using c = await WireClient.login(ts.port, ts.certPem, "newer", { register: true });
+    c.send({ type: "history", room: "general", ref: "h" });
+    const h = await c.expect(isType("history")) as F<"history">;
+    assertEquals(h.messages.map((m) => [m.from, m.body]), [["old", "from v1"]]);
   }
   const backups = (await listing(dataDir)).filter((n) => /^chat\.db\.v1\.\d+\.bak$/.test(n));
   assertEquals(backups.length, 1, (await listing(dataDir)).join(" "));
