@@ -1,4 +1,5 @@
 // Owns input flow control: how much the server takes on before what it took is delivered.
+import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
 
 /** Sends accepted and not yet finished (stored, fanned out, acknowledged), server-wide. */
 export const MAX_INFLIGHT_SENDS = 512;
@@ -34,6 +35,8 @@ interface Waiter {
  * 5. Progress: with nothing in flight a send is admitted whatever its size, and no send waits
  *    for the backlog longer than `maxWaitMs` (receivers that still do not read then overflow and
  *    are closed).
+ * 6. Its waits (the fresh turn of 4, the patience of 5) run on the `timers` given (default
+ *    `REAL_TIMERS`).
  */
 export class Admission {
   readonly maxInflight: number;
@@ -48,12 +51,16 @@ export class Admission {
   #capMin = Number.MAX_SAFE_INTEGER;
   #bound = 0;
   #waiters: Waiter[] = [];
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timers: Timers;
+  #timer: TimerHandle | undefined;
   #timerDue = 0;
   /** Sends that had to wait, for stats. */
   waited = 0;
 
-  constructor(opts: { maxInflight?: number; maxBacklog?: number; maxWaitMs?: number } = {}) {
+  constructor(
+    opts: { maxInflight?: number; maxBacklog?: number; maxWaitMs?: number; timers?: Timers } = {},
+  ) {
+    this.#timers = opts.timers ?? REAL_TIMERS;
     this.maxInflight = opts.maxInflight ?? MAX_INFLIGHT_SENDS;
     this.maxBacklog = opts.maxBacklog ?? MAX_BACKLOG;
     this.maxWaitMs = opts.maxWaitMs ?? MAX_WAIT_MS;
@@ -85,7 +92,7 @@ export class Admission {
     }
     this.waited++;
     return new Promise((admit) => {
-      this.#waiters.push({ admit, bytes, since: performance.now() });
+      this.#waiters.push({ admit, bytes, since: this.#timers.now() });
       this.#schedule();
     });
   }
@@ -127,20 +134,20 @@ export class Admission {
   }
 
   #schedule(delay = 0): void {
-    const due = performance.now() + delay;
+    const due = this.#timers.now() + delay;
     if (this.#timer !== undefined) {
       if (this.#timerDue <= due) return;
-      clearTimeout(this.#timer);
+      this.#timers.clearTimeout(this.#timer);
     }
     this.#timerDue = due;
-    this.#timer = setTimeout(() => {
+    this.#timer = this.#timers.setTimeout(() => {
       this.#timer = undefined;
       this.#wake();
     }, delay);
   }
 
   #wake(): void {
-    const now = performance.now();
+    const now = this.#timers.now();
     while (this.#waiters.length > 0) {
       const first = this.#waiters[0];
       if (!this.#fits(first.bytes)) return; // a done() schedules the next look

@@ -3,6 +3,7 @@
 import type { WireMessage } from "../protocol/frames.ts";
 import type { StreamKey } from "../store/store.ts";
 import { Admission } from "./admission.ts";
+import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
 import type { ConnRef, Fanout, FanoutEvent } from "./fanout.ts";
 
 /** A codec-neutral event as encoders see it (node-local: `online` may look at the hub). */
@@ -70,7 +71,7 @@ interface StreamOrder {
   started: boolean;
   /** Events not yet released, by the id of the message before them. */
   waiting: Map<number, MsgEvent>;
-  gapTimer: ReturnType<typeof setTimeout> | undefined;
+  gapTimer: TimerHandle | undefined;
   /** Local subscribers (sessions in the room, or sessions of the user). */
   members: number;
 }
@@ -115,14 +116,17 @@ export class Hub {
    * Input flow control for everything fanned out here: sends wait at this gate while too many are
    * in flight or receivers' queues are backed up (see Admission).
    */
-  readonly admission = new Admission();
+  readonly admission: Admission;
+  #timers: Timers;
   /** Counters for stats. */
   delivered = 0;
   #pending: PendingRoomEvent[] = [];
   #flushScheduled = false;
 
-  constructor(fanout: Fanout) {
+  constructor(fanout: Fanout, timers: Timers = REAL_TIMERS) {
     this.#fanout = fanout;
+    this.#timers = timers;
+    this.admission = new Admission({ timers });
     fanout.subscribe((ev) => this.#receive(ev));
   }
 
@@ -192,14 +196,14 @@ export class Hub {
       if (ev.msg.id <= order.last) order.waiting.delete(prev);
     }
     if (order.waiting.size === 0 && order.gapTimer !== undefined) {
-      clearTimeout(order.gapTimer);
+      this.#timers.clearTimeout(order.gapTimer);
       order.gapTimer = undefined;
     } else if (order.waiting.size > 0) this.#armGap(stream, order);
   }
 
   #armGap(stream: StreamKey, order: StreamOrder): void {
     if (order.gapTimer !== undefined) return;
-    order.gapTimer = setTimeout(() => {
+    order.gapTimer = this.#timers.setTimeout(() => {
       order.gapTimer = undefined;
       void this.#fillGap(stream, order);
     }, GAP_WAIT_MS);
@@ -307,7 +311,7 @@ export class Hub {
   unfollow(stream: StreamKey): void {
     const order = this.#streams.get(stream);
     if (!order || --order.members > 0) return;
-    if (order.gapTimer !== undefined) clearTimeout(order.gapTimer);
+    if (order.gapTimer !== undefined) this.#timers.clearTimeout(order.gapTimer);
     this.#streams.delete(stream);
   }
 

@@ -9,6 +9,7 @@ import { ChatServer, type FallbackProtocol } from "./server.ts";
 import { seedProtocol } from "./seed_protocol.ts";
 import { DB_FILE, prepareDataDir } from "./data_dir.ts";
 import type { Clock } from "./token_bucket.ts";
+import type { Timers } from "./clock.ts";
 
 export { ChatServer } from "./server.ts";
 export { DB_FILE } from "./data_dir.ts";
@@ -21,7 +22,7 @@ const log = getLogger(["chat", "server"]);
  */
 export async function startServer(
   config: ServerConfig,
-  opts: { clock?: Clock; fallback?: FallbackProtocol } = {},
+  opts: { clock?: Clock; fallback?: FallbackProtocol; timers?: Timers } = {},
 ): Promise<ChatServer> {
   // Owner-only whatever the umask: refuses a dir others can reach, creates chat.db 0600.
   await prepareDataDir(config.dataDir);
@@ -49,6 +50,7 @@ export async function startServer(
       certPem: cert.certPem,
       keyPem: cert.keyPem,
       clock: opts.clock,
+      timers: opts.timers,
       fallback: opts.fallback ?? seedProtocol,
     });
     const a = server.addr;

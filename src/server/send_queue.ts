@@ -1,6 +1,7 @@
 // Owns outbound flow control for one connection: a bounded, ordered byte queue and its writer loop.
 import { setImmediate } from "node:timers";
 import { concatBytes } from "../protocol/concat_bytes.ts";
+import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
 
 /** Where the queue writes; a Deno.Conn fits. */
 export interface ByteSink {
@@ -41,29 +42,34 @@ const MAX_JOIN = 64 * 1024;
  *    a shared timer (at most `PACE_MS`), taking everything queued meanwhile in one write. An idle
  *    connection is written at once; a busy one at most once per `PACE_MS`.
  * 9. Writers start through one scheduler, at most `WRITES_PER_TURN` per step.
+ * 10. Time (the pace, the lazy interval and their timers) comes from the `timers` given
+ *     (default `REAL_TIMERS`); queues on the same `Timers` share one lazy and one pace timer.
  */
 /** Wait of a lazy chunk with up to 1,000 open queues. */
 export const LAZY_FLUSH_MS = 50;
 /** Longest wait of a lazy chunk (reached at 20,000 open queues). */
 export const LAZY_FLUSH_MAX_MS = 1000;
-/** Queues not yet closed: the lazy interval grows with them. */
-let openQueues = 0;
 
 /** Queues waiting for one shared timer; when it fires, each is kicked (its writer started). */
 class WakeGroup {
+  #timers: Timers;
   #queues = new Set<SendQueue>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  #timer: TimerHandle | undefined;
+
+  constructor(timers: Timers) {
+    this.#timers = timers;
+  }
 
   /** Adds `q`; the timer starts with the first queue added (`delayMs` of later ones is moot). */
   add(q: SendQueue, delayMs: number): void {
     this.#queues.add(q);
-    this.#timer ??= setTimeout(() => this.#wake(), delayMs);
+    this.#timer ??= this.#timers.setTimeout(() => this.#wake(), delayMs);
   }
 
   /** Takes `q` out; the timer stops when no queue is left. */
   delete(q: SendQueue): void {
     if (this.#queues.delete(q) && this.#queues.size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      this.#timers.clearTimeout(this.#timer);
       this.#timer = undefined;
     }
   }
@@ -76,8 +82,30 @@ class WakeGroup {
   }
 }
 
-/** Queues holding only lazy chunks. */
-const lazyWake = new WakeGroup();
+/** What the queues on one `Timers` share: its clock, the two wake groups, the open count. */
+class QueueClock {
+  readonly timers: Timers;
+  /** Queues holding only lazy chunks. */
+  readonly lazy: WakeGroup;
+  /** Queues waiting out their pace. */
+  readonly pace: WakeGroup;
+  /** Queues not yet closed: the lazy interval grows with them. */
+  open = 0;
+
+  constructor(timers: Timers) {
+    this.timers = timers;
+    this.lazy = new WakeGroup(timers);
+    this.pace = new WakeGroup(timers);
+  }
+}
+
+const queueClocks = new WeakMap<Timers, QueueClock>();
+
+function queueClockOf(timers: Timers): QueueClock {
+  let c = queueClocks.get(timers);
+  if (!c) queueClocks.set(timers, c = new QueueClock(timers));
+  return c;
+}
 
 /**
  * A queue that wrote less than this many ms ago waits until then before its next write. Each TLS
@@ -114,9 +142,6 @@ function startWrites(): void {
   else readyScheduled = false;
 }
 
-/** Queues waiting out their pace. */
-const paceWake = new WakeGroup();
-
 export class SendQueue {
   #sink: ByteSink;
   #chunks: Uint8Array[] = [];
@@ -130,7 +155,8 @@ export class SendQueue {
   #idle: (() => void)[] = [];
   #counted = true;
   #meter: BacklogMeter | undefined;
-  /** performance.now() when the last write began, and whether a pace timer holds this queue. */
+  #clock: QueueClock;
+  /** `timers.now()` when the last write began, and whether a pace timer holds this queue. */
   #lastWrite = -Infinity;
   #paced = false;
 
@@ -140,14 +166,17 @@ export class SendQueue {
     onOverflow: () => void;
     onError: (err: unknown) => void;
     meter?: BacklogMeter;
+    /** Clock and timers of pacing and lazy flushes. Default: `REAL_TIMERS`. */
+    timers?: Timers;
   }) {
+    this.#clock = queueClockOf(opts.timers ?? REAL_TIMERS);
     this.#sink = opts.sink;
     this.#maxBytes = opts.maxBytes;
     this.#meter = opts.meter;
     this.#meter?.queues(1, this.#maxBytes);
     this.#onOverflow = opts.onOverflow;
     this.#onError = opts.onError;
-    openQueues++;
+    this.#clock.open++;
   }
 
   /** Unsent bytes. */
@@ -172,16 +201,17 @@ export class SendQueue {
     this.#chunks.push(chunk);
     this.#setBytes(this.#bytes + chunk.length);
     if (this.#writing) return true;
+    const clock = this.#clock;
     if (opts?.lazy) {
-      lazyWake.add(this, Math.min(LAZY_FLUSH_MAX_MS, Math.max(LAZY_FLUSH_MS, openQueues / 20)));
+      clock.lazy.add(this, Math.min(LAZY_FLUSH_MAX_MS, Math.max(LAZY_FLUSH_MS, clock.open / 20)));
       return true;
     }
-    lazyWake.delete(this);
+    clock.lazy.delete(this);
     if (this.#paced) return true;
-    const since = performance.now() - this.#lastWrite;
+    const since = clock.timers.now() - this.#lastWrite;
     if (since < PACE_MS) {
       this.#paced = true;
-      paceWake.add(this, PACE_MS - since);
+      clock.pace.add(this, PACE_MS - since);
       return true;
     }
     this.#writing = true;
@@ -225,7 +255,7 @@ export class SendQueue {
             ) size += chunks[j++].length;
           }
           const buf = j === i + 1 ? chunks[i] : concatBytes(chunks.slice(i, j), size);
-          this.#lastWrite = performance.now();
+          this.#lastWrite = this.#clock.timers.now();
           let off = 0;
           while (off < buf.length) {
             off += await this.#sink.write(off === 0 ? buf : buf.subarray(off));
@@ -252,8 +282,8 @@ export class SendQueue {
   flushed(): Promise<void> {
     if (!this.#writing && this.#chunks.length === 0) return Promise.resolve();
     if (!this.#writing) { // only lazy or paced chunks wait: write them now
-      lazyWake.delete(this);
-      paceWake.delete(this);
+      this.#clock.lazy.delete(this);
+      this.#clock.pace.delete(this);
       this.kick();
     }
     return new Promise((resolve) => this.#idle.push(resolve));
@@ -261,12 +291,12 @@ export class SendQueue {
 
   /** Stops writing; queued bytes are dropped. */
   close(): void {
-    lazyWake.delete(this);
-    paceWake.delete(this);
+    this.#clock.lazy.delete(this);
+    this.#clock.pace.delete(this);
     this.#paced = false;
     if (this.#counted) {
       this.#counted = false;
-      openQueues--;
+      this.#clock.open--;
       this.#meter?.queues(-1, this.#maxBytes);
     }
     this.#closed = true;

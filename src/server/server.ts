@@ -3,7 +3,9 @@ import { getLogger } from "@logtape/logtape";
 import { ChatError } from "../errors.ts";
 import type { ListenerConfig, ServerConfig } from "../config/config.ts";
 import type { Store } from "../store/store.ts";
+import { addressKey } from "./address_key.ts";
 import { AuthService } from "./auth.ts";
+import { REAL_TIMERS, type Timers } from "./clock.ts";
 import { ChatService } from "./chat_service.ts";
 import { type Fanout, LocalFanout } from "./fanout.ts";
 import { Hub } from "./hub.ts";
@@ -29,6 +31,8 @@ export interface StartOptions {
   fallback?: FallbackProtocol;
   /** The fan-out between nodes (default: in-process only). */
   fanout?: Fanout;
+  /** Monotonic time for pacing and waits (send queues, admission, stream gaps). */
+  timers?: Timers;
 }
 
 /** A bound listener and what it serves. */
@@ -112,7 +116,8 @@ export class ChatServer {
     this.#certPem = opts.certPem;
     this.#keyPem = opts.keyPem;
     this.#clock = opts.clock ?? Date.now;
-    this.hub = new Hub(opts.fanout ?? new LocalFanout());
+    const timers = opts.timers ?? REAL_TIMERS;
+    this.hub = new Hub(opts.fanout ?? new LocalFanout(), timers);
     const l = opts.config.limits;
     this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue });
     this.auth = new AuthService({
@@ -132,6 +137,7 @@ export class ChatServer {
       auth: this.auth,
       limits: l,
       clock: this.#clock,
+      timers,
       onClosed: (s) => this.#forget(s),
     };
     const tick = Math.max(
@@ -251,10 +257,12 @@ export class ChatServer {
   async #admit(conn: Deno.TlsConn, li: Listening): Promise<void> {
     const remote = normalizeAddress(conn.remoteAddr);
     const l = this.config.limits;
+    // Counted per address, IPv6 per /ipv6PrefixBits (one host holds a whole /64).
+    const key = addressKey(remote, l.ipv6PrefixBits);
     const total = this.#sessions.size + this.#handshaking.size;
-    const fromHere = this.#perAddress.get(remote) ?? 0;
+    const fromHere = this.#perAddress.get(key) ?? 0;
     this.#handshaking.set(conn, this.#clock());
-    this.#perAddress.set(remote, fromHere + 1);
+    this.#perAddress.set(key, fromHere + 1);
     let session: Session | null = null;
     try {
       const hs = await conn.handshake();
@@ -302,18 +310,20 @@ export class ChatServer {
       } catch { /* gone */ }
     } finally {
       this.#handshaking.delete(conn);
-      if (!session) this.#release(remote);
+      if (!session) this.#release(key);
     }
   }
 
-  #release(remote: string): void {
-    const n = (this.#perAddress.get(remote) ?? 1) - 1;
-    if (n <= 0) this.#perAddress.delete(remote);
-    else this.#perAddress.set(remote, n);
+  #release(key: string): void {
+    const n = (this.#perAddress.get(key) ?? 1) - 1;
+    if (n <= 0) this.#perAddress.delete(key);
+    else this.#perAddress.set(key, n);
   }
 
   #forget(s: Session): void {
-    if (this.#sessions.delete(s)) this.#release(s.remote);
+    if (this.#sessions.delete(s)) {
+      this.#release(addressKey(s.remote, this.config.limits.ipv6PrefixBits));
+    }
   }
 
   /** Deadlines and keepalive, checked for every connection on one timer. */

@@ -6,6 +6,7 @@ import type { ServerLimits } from "../config/config.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
 import type { StreamKey, UserRecord } from "../store/store.ts";
 import type { AuthService } from "./auth.ts";
+import type { Timers } from "./clock.ts";
 import type { ChatService } from "./chat_service.ts";
 import {
   admit,
@@ -46,6 +47,8 @@ export interface SessionDeps {
   auth: AuthService;
   limits: ServerLimits;
   clock: Clock;
+  /** Monotonic time for the send queue's pacing. */
+  timers: Timers;
   /** Called once when the session ended (for registry bookkeeping). */
   onClosed: (s: Session) => void;
 }
@@ -168,6 +171,7 @@ export class Session implements HubMember, CommandContext {
       },
       onError: () => this.close("write_failed", "", false),
       meter: deps.service.hub.admission,
+      timers: deps.timers,
     });
   }
 

@@ -39,13 +39,21 @@ export class TokenBucket {
       this.#tokens -= 1;
       return 0;
     }
-    return Math.max(1, Math.ceil((1 - this.#tokens) * this.#refillMs));
+    return this.#wait();
   }
 
   /** Milliseconds until a token is available, without taking one. */
   peek(): number {
     this.#refill(this.#clock());
-    return this.#tokens >= 1 ? 0 : Math.max(1, Math.ceil((1 - this.#tokens) * this.#refillMs));
+    return this.#tokens >= 1 ? 0 : this.#wait();
+  }
+
+  /**
+   * Whole ms until the next token (at least 1). The fraction of a token is a float: 499 ms into
+   * a 500 ms refill it computes 1.0000000000000009 ms, which must not round up to 2.
+   */
+  #wait(): number {
+    return Math.max(1, Math.ceil((1 - this.#tokens) * this.#refillMs - 1e-6));
   }
 
   /** Gives one token back (e.g. a charged attempt that succeeded), never past the capacity. */

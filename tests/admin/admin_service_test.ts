@@ -4,7 +4,8 @@ import { ChatError } from "../../src/errors.ts";
 import { runAdminOp } from "../../src/admin/admin_ops.ts";
 import { AdminService, base32 } from "../../src/admin/admin_service.ts";
 import { inviteCodeHash } from "../../src/server/auth.ts";
-import { openStore, tempDir } from "./helpers.ts";
+import { openStore } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const HASH =
   "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";

@@ -4,7 +4,8 @@ import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { assert, assertEquals, assertMatch, assertNotEquals } from "../harness/assert.ts";
 import { certificateInfo, generateSelfSigned } from "../../src/tls/certificate.ts";
-import { admin, adminJson, adminOk, tempDir } from "./helpers.ts";
+import { admin, adminJson, adminOk } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 interface Shown {
   fingerprintSha256: string;

@@ -4,7 +4,8 @@ import { argon2Verify } from "hash-wasm";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import type { UserDetail, UserView } from "../../src/admin/admin_service.ts";
 import type { AuditEntry } from "../../src/store/store.ts";
-import { admin, adminJson, adminOk, openStore, tempDir } from "./helpers.ts";
+import { admin, adminJson, adminOk, openStore } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 async function auditActions(dataDir: string): Promise<string[]> {
   const trail = await adminJson<AuditEntry[]>(["audit", "--data", dataDir]);

@@ -1,5 +1,5 @@
-// Owns what the admin tests share: running `chat admin` as a real process, temp data dirs, and
-// filling a real database.
+// Owns what the admin tests share: running `chat admin` as a real process and filling a real
+// database.
 import { fileURLToPath } from "node:url";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 
@@ -51,17 +51,6 @@ export async function adminJson<T = unknown>(
   opts: { stdin?: string } = {},
 ): Promise<T> {
   return JSON.parse(await adminOk([...args, "--json"], opts)) as T;
-}
-
-/** A temporary data dir removed by `await using`. */
-export async function tempDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "chat-admin-test-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true }).catch(() => {});
-    },
-  };
 }
 
 /** Opens the data dir's database (creating it), closed by `await using`. */

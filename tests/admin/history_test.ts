@@ -2,7 +2,8 @@
 // filters, full-text search and prune.
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import type { ExportRow } from "../../src/admin/history_export.ts";
-import { admin, adminJson, adminOk, openStore, tempDir } from "./helpers.ts";
+import { admin, adminJson, adminOk, openStore } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const T0 = Date.parse("2026-01-10T00:00:00Z");
 const HOUR = 3_600_000;

@@ -8,6 +8,7 @@ import type { ServerFrame } from "../../src/protocol/frames.ts";
 import type { UserDetail } from "../../src/admin/admin_service.ts";
 import { certificateInfo, generateCaAndServer } from "../../src/tls/certificate.ts";
 import { admin, adminJson, adminOk } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 type ErrorFrame = Extract<ServerFrame, { type: "error" }>;
 
@@ -129,7 +130,7 @@ Deno.test("remove closes the user's sessions; add and passwd work at once on the
   await using again = await WireClient.login(ts.port, ts.certPem, "dave", {
     password: "dave-secret-2",
   });
-  assert(again);
+  assertEquals((await again.say("general", "new password works")).type, "ack");
   assertEquals(await adminOk(["users", "role", "dave", "member", ...d]), "dave is now member.\n");
   assertEquals((await adminJson<UserDetail>(["users", "show", "dave", ...d])).role, "member");
 });
@@ -301,109 +302,103 @@ Deno.test("stats reports live connections and message rates; prune reaches the l
 });
 
 Deno.test("a stale admin socket from a killed server does not block startup; a live one does", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-admin-test-" });
-  try {
-    // A real server process, killed so that it cannot clean up: its socket file stays behind.
-    const child = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "main.ts",
-        "serve",
-        "--data",
-        dataDir,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-      ],
-      cwd: new URL("../../", import.meta.url),
-      stdout: "piped",
-      stderr: "null",
-      env: { CHAT_LOG_LEVEL: "error" },
-    }).spawn();
-    const reader = child.stdout.getReader();
-    let printed = "";
-    while (!printed.includes("listening")) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      printed += new TextDecoder().decode(value);
-    }
-    child.kill("SIGKILL");
-    await child.status;
-    reader.releaseLock();
-    await child.stdout.cancel();
-    assertMatch(printed, /listening on port \d+/);
-    assert((await Deno.lstat(`${dataDir}/admin.sock`)).isSocket);
-    await using ts = await startTestServer({ dataDir, keepData: true });
-    assertEquals(
-      (await adminJson<{ live: boolean }>(["stats", "--interval", "100", "--data", dataDir])).live,
-      true,
-    );
-    const second = await startTestServer({ dataDir, keepData: true }).then(
-      async (s) => {
-        await s.stop();
-        return "started";
-      },
-      (e) => String(e),
-    );
-    assertMatch(
-      second,
-      /Cannot start: another chat server is running on .* \(its admin socket answers\)/,
-    );
-    assertEquals(
-      (await adminJson<{ live: boolean }>(["stats", "--interval", "100", "--data", dataDir])).live,
-      true,
-    );
-    assert(ts);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
+  await using tmp = await tempDir("chat-admin-test-");
+  const dataDir = tmp.path;
+  // A real server process, killed so that it cannot clean up: its socket file stays behind.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "main.ts",
+      "serve",
+      "--data",
+      dataDir,
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+    ],
+    cwd: new URL("../../", import.meta.url),
+    stdout: "piped",
+    stderr: "null",
+    env: { CHAT_LOG_LEVEL: "error" },
+  }).spawn();
+  const reader = child.stdout.getReader();
+  let printed = "";
+  while (!printed.includes("listening")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    printed += new TextDecoder().decode(value);
   }
+  child.kill("SIGKILL");
+  await child.status;
+  reader.releaseLock();
+  await child.stdout.cancel();
+  assertMatch(printed, /listening on port \d+/);
+  assert((await Deno.lstat(`${dataDir}/admin.sock`)).isSocket);
+  await using ts = await startTestServer({ dataDir, keepData: true });
+  assertEquals(
+    (await adminJson<{ live: boolean }>(["stats", "--interval", "100", "--data", dataDir])).live,
+    true,
+  );
+  const second = await startTestServer({ dataDir, keepData: true }).then(
+    async (s) => {
+      await s.stop();
+      return "started";
+    },
+    (e) => String(e),
+  );
+  assertMatch(
+    second,
+    /Cannot start: another chat server is running on .* \(its admin socket answers\)/,
+  );
+  assertEquals(
+    (await adminJson<{ live: boolean }>(["stats", "--interval", "100", "--data", dataDir])).live,
+    true,
+  );
+  await ts.stop();
 });
 
 Deno.test("with retentionDays the server deletes old messages by itself", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-admin-test-" });
-  try {
-    {
-      const { SqliteStore } = await import("../../src/store/sqlite_store.ts");
-      const store = SqliteStore.open({ path: `${dataDir}/chat.db` });
-      const u = await store.createUser({ name: "old", passwordHash: "x", ts: 0 });
-      const room = await store.ensureRoom("general", "room", 0);
-      const now = Date.now();
-      for (let i = 0; i < 10; i++) {
-        await store.appendMessage({
-          roomId: room.id,
-          senderId: u.id,
-          body: `m${i}`,
-          cid: `c${i}`,
-          ts: now - i * 86_400_000 - 1000,
-        });
-      }
-      await store.close();
+  await using tmp = await tempDir("chat-admin-test-");
+  const dataDir = tmp.path;
+  {
+    const { SqliteStore } = await import("../../src/store/sqlite_store.ts");
+    const store = SqliteStore.open({ path: `${dataDir}/chat.db` });
+    const u = await store.createUser({ name: "old", passwordHash: "x", ts: 0 });
+    const room = await store.ensureRoom("general", "room", 0);
+    const now = Date.now();
+    for (let i = 0; i < 10; i++) {
+      await store.appendMessage({
+        roomId: room.id,
+        senderId: u.id,
+        body: `m${i}`,
+        cid: `c${i}`,
+        ts: now - i * 86_400_000 - 1000,
+      });
     }
-    await using ts = await startTestServer({
-      dataDir,
-      keepData: true,
-      config: { retentionDays: 3 },
-    });
-    // The first run starts with the server; wait for its audit line (bounded).
-    let pruned: { detail?: { deleted: number } } | undefined;
-    for (let i = 0; i < 100 && !pruned; i++) {
-      const trail = await adminJson<{ action: string; detail?: { deleted: number } }[]>([
-        "audit",
-        "--data",
-        dataDir,
-      ]);
-      pruned = trail.find((e) => e.action === "retention.prune");
-      if (!pruned) await new Promise((r) => setTimeout(r, 100));
-    }
-    assertEquals(pruned?.detail?.deleted, 7);
-    const left = await admin(["history", "export", "--format", "jsonl", "--data", dataDir]);
-    assertEquals(left.stdout.trim().split("\n").map((l) => JSON.parse(l).body), ["m0", "m1", "m2"]);
-    assert(ts);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
+    await store.close();
   }
+  await using ts = await startTestServer({
+    dataDir,
+    keepData: true,
+    config: { retentionDays: 3 },
+  });
+  // The first run starts with the server; wait for its audit line (bounded).
+  let pruned: { detail?: { deleted: number } } | undefined;
+  for (let i = 0; i < 100 && !pruned; i++) {
+    const trail = await adminJson<{ action: string; detail?: { deleted: number } }[]>([
+      "audit",
+      "--data",
+      dataDir,
+    ]);
+    pruned = trail.find((e) => e.action === "retention.prune");
+    if (!pruned) await new Promise((r) => setTimeout(r, 100));
+  }
+  assertEquals(pruned?.detail?.deleted, 7);
+  const left = await admin(["history", "export", "--format", "jsonl", "--data", dataDir]);
+  assertEquals(left.stdout.trim().split("\n").map((l) => JSON.parse(l).body), ["m0", "m1", "m2"]);
+  await ts.stop();
 });
 
 Deno.test("beside a running server: reads, export and search see live writes; errors come back", async () => {

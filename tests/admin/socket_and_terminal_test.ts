@@ -5,7 +5,8 @@ import { argon2Verify } from "hash-wasm";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { MAX_REQUEST_BYTES } from "../../src/admin/admin_socket.ts";
-import { admin, adminInTerminal, adminOk, haveScript, openStore, tempDir } from "./helpers.ts";
+import { admin, adminInTerminal, adminOk, haveScript, openStore } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 /** Sends raw bytes on the admin socket and reads `lines` answer lines. */
 async function rawExchange(path: string, payload: string, lines: number): Promise<string[]> {

@@ -8,7 +8,8 @@ import { ProgressBar } from "../../src/admin/progress.ts";
 import { RetentionJob } from "../../src/admin/retention.ts";
 import { ftsQuery } from "../../src/store/sqlite_store.ts";
 import { parseExpiry, parseUses } from "../../src/admin/commands/invites.ts";
-import { openStore, tempDir } from "./helpers.ts";
+import { openStore } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const NOW = Date.parse("2026-03-10T12:00:00Z");
 const DAY = 86_400_000;

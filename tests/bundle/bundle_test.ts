@@ -1,6 +1,7 @@
 // Proves the single-file property: the bundled dist file serves chat/1 from an empty directory.
 import { assert, assertEquals } from "../harness/assert.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 
@@ -31,55 +32,52 @@ async function waitForPort(
 }
 
 Deno.test("the bundled single file runs `chat serve` and does a protocol round trip", async () => {
-  const work = await Deno.makeTempDir({ prefix: "chat-bundle-" });
-  try {
-    const bundle = `${work}/chat.js`;
-    const build = await new Deno.Command(Deno.execPath(), {
-      args: ["bundle", "--platform", "deno", "-o", bundle, "main.ts"],
-      cwd: root,
-      stdout: "null",
-      stderr: "piped",
-    }).output();
-    assertEquals(build.code, 0, new TextDecoder().decode(build.stderr));
-    // Run from an empty directory, without the project's config or node_modules.
-    const run = new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        "--no-config",
-        "--no-lock",
-        bundle,
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--data",
-        `${work}/data`,
-      ],
-      cwd: work,
-      stdout: "piped",
-      stderr: "piped",
-      env: { NO_COLOR: "1" },
-    }).spawn();
-    const stderrText = new Response(run.stderr).text();
-    const { port, rest } = await waitForPort(run.stdout);
-    const certPem = await Deno.readTextFile(`${work}/data/cert.pem`);
-    {
-      await using a = await WireClient.login(port, certPem, "bundle", { register: true });
-      const ack = await a.say("general", "from the bundle");
-      assertEquals(ack.type, "ack");
-      a.send({ type: "history", room: "general", ref: "h" });
-      const h = await a.expect((f) => f.type === "history");
-      assert(h.type === "history" && h.messages[0].body === "from the bundle");
-    }
-    run.kill("SIGTERM");
-    const status = await run.status;
-    await rest;
-    const err = await stderrText;
-    assertEquals(status.code, 0, err);
-    assert(!err.includes("from the bundle"), "a message body reached the log");
-  } finally {
-    await Deno.remove(work, { recursive: true });
+  await using tmp = await tempDir("chat-bundle-");
+  const work = tmp.path;
+  const bundle = `${work}/chat.js`;
+  const build = await new Deno.Command(Deno.execPath(), {
+    args: ["bundle", "--platform", "deno", "-o", bundle, "main.ts"],
+    cwd: root,
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assertEquals(build.code, 0, new TextDecoder().decode(build.stderr));
+  // Run from an empty directory, without the project's config or node_modules.
+  const run = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "--no-config",
+      "--no-lock",
+      bundle,
+      "serve",
+      "--host",
+      "127.0.0.1",
+      "--port",
+      "0",
+      "--data",
+      `${work}/data`,
+    ],
+    cwd: work,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const stderrText = new Response(run.stderr).text();
+  const { port, rest } = await waitForPort(run.stdout);
+  const certPem = await Deno.readTextFile(`${work}/data/cert.pem`);
+  {
+    await using a = await WireClient.login(port, certPem, "bundle", { register: true });
+    const ack = await a.say("general", "from the bundle");
+    assertEquals(ack.type, "ack");
+    a.send({ type: "history", room: "general", ref: "h" });
+    const h = await a.expect((f) => f.type === "history");
+    assert(h.type === "history" && h.messages[0].body === "from the bundle");
   }
+  run.kill("SIGTERM");
+  const status = await run.status;
+  await rest;
+  const err = await stderrText;
+  assertEquals(status.code, 0, err);
+  assert(!err.includes("from the bundle"), "a message body reached the log");
 });

@@ -5,7 +5,8 @@ import { startTestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { KnownServers, serverKey } from "../../src/client/known_servers.ts";
 import { generateCaAndServer, writeKeyPairFiles } from "../../src/tls/certificate.ts";
-import { ChatProcess, fingerprintOf, runChat, tempConfigDir } from "./helpers.ts";
+import { ChatProcess, fingerprintOf, runChat } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 function envFor(configDir: string, password: string): Record<string, string> {
   return { CHAT_CONFIG_DIR: configDir, CHAT_PASSWORD: password };
@@ -13,7 +14,7 @@ function envFor(configDir: string, password: string): Record<string, string> {
 
 Deno.test("connect --send waits for the ack and exits 0; the message is stored and delivered", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
   const fp = await fingerprintOf(ts.certPem);
   const r = await runChat(
@@ -43,7 +44,7 @@ Deno.test("connect --send waits for the ack and exits 0; the message is stored a
 
 Deno.test("connect --send fails with a one-line error and a non-zero exit", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   (await WireClient.login(ts.port, ts.certPem, "alice", { register: true })).close();
   const fp = await fingerprintOf(ts.certPem);
   const base = [`127.0.0.1:${ts.port}`, "--user", "alice", "--trust-fingerprint", fp];
@@ -66,7 +67,7 @@ Deno.test("connect --send fails with a one-line error and a non-zero exit", asyn
 
 Deno.test("connect reads messages from stdin, one per line, in order; --room joins the room", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const fp = await fingerprintOf(ts.certPem);
   const lines = Array.from({ length: 40 }, (_, i) => `line ${i + 1}`);
   const r = await runChat(
@@ -93,7 +94,7 @@ Deno.test("connect reads messages from stdin, one per line, in order; --room joi
 
 Deno.test("connect --listen --json prints one JSON object a line until stopped", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
   (await WireClient.login(ts.port, ts.certPem, "erin", { register: true })).close();
   const fp = await fingerprintOf(ts.certPem);
@@ -116,7 +117,7 @@ Deno.test("connect --listen --json prints one JSON object a line until stopped",
 
 Deno.test("trust on first use from scripts: refused with the fingerprint, pinned, remembered", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const fp = await fingerprintOf(ts.certPem);
   const env = envFor(cfg.path, "password-fay");
   const args = [`127.0.0.1:${ts.port}`, "-u", "fay", "--send", "hi"];
@@ -142,7 +143,7 @@ Deno.test("trust on first use from scripts: refused with the fingerprint, pinned
 
 Deno.test("a changed certificate is refused loudly, like ssh, and nothing is sent", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   (await WireClient.login(ts.port, ts.certPem, "gil", { register: true })).close();
   const key = serverKey("127.0.0.1", ts.port);
   const other = "AB:".repeat(31) + "AB";
@@ -164,7 +165,7 @@ Deno.test("a changed certificate is refused loudly, like ssh, and nothing is sen
 Deno.test("connect --listen survives a server restart: one-line notices, every message exactly once", async () => {
   const ts1 = await startTestServer({ keepData: true });
   const { port, dataDir } = ts1;
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   (await WireClient.login(port, ts1.certPem, "hank", { register: true })).close();
   const fp = await fingerprintOf(ts1.certPem);
   await using p = new ChatProcess(
@@ -205,7 +206,7 @@ Deno.test("connect --listen survives a server restart: one-line notices, every m
 });
 
 Deno.test("--ca FILE trusts a server signed by that CA (nothing remembered) and nothing else", async () => {
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const pair = await generateCaAndServer({ hostnames: [] });
   const { certPath, keyPath } = await writeKeyPairFiles(cfg.path, pair, {
     cert: "server.pem",

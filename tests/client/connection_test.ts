@@ -8,7 +8,8 @@ import { KnownServers, serverKey } from "../../src/client/known_servers.ts";
 import { TrustPolicy } from "../../src/client/trust.ts";
 import { ChatError } from "../../src/errors.ts";
 import { certificateInfo } from "../../src/tls/certificate.ts";
-import { EventLog, pinnedPolicy, tempConfigDir, until } from "./helpers.ts";
+import { EventLog, pinnedPolicy, until } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 import { TcpProxy } from "./tcp_proxy.ts";
 
 const FAST_RECONNECT = { baseMs: 50, maxMs: 400 };
@@ -31,7 +32,7 @@ async function open(
 
 Deno.test("ChatConnection registers, sends with an ack and receives others' messages", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const log = new EventLog();
   const conn = await open(ts.port, await pinnedPolicy(cfg.path, ts.certPem), "Alice", {
     onEvent: log.push,
@@ -57,7 +58,7 @@ Deno.test("ChatConnection registers, sends with an ack and receives others' mess
 
 Deno.test("ChatConnection: a wrong password fails open() with auth_failed", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   (await WireClient.login(ts.port, ts.certPem, "carol", { register: true })).close();
   const policy = await pinnedPolicy(cfg.path, ts.certPem);
   const err = await assertRejects(
@@ -75,7 +76,7 @@ Deno.test("ChatConnection: a wrong password fails open() with auth_failed", asyn
 
 Deno.test("trust on first use: asked once, remembered, then no question", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const questions: string[] = [];
   const policy = async (answer: boolean) =>
     new TrustPolicy({
@@ -114,7 +115,7 @@ Deno.test("trust on first use: asked once, remembered, then no question", async 
 
 Deno.test("without a pin, known entry or terminal, a self-signed server is refused with its fingerprint", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const fp = (await certificateInfo(ts.certPem)).fingerprintSha256;
   const policy = new TrustPolicy({
     known: await KnownServers.load(`${cfg.path}/ks`),
@@ -133,7 +134,7 @@ Deno.test("without a pin, known entry or terminal, a self-signed server is refus
 
 Deno.test("a server that does not negotiate chat/1 is refused before anything is sent", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const listener = Deno.listenTls({
     hostname: "127.0.0.1",
     port: 0,
@@ -174,7 +175,7 @@ Deno.test("reconnect and resume across a server restart: every message exactly o
   const ts1 = await startTestServer({ keepData: true });
   const dataDir = ts1.dataDir;
   const port = ts1.port;
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   await using proxy = TcpProxy.start(port);
   const log = new EventLog();
   const conn = await open(proxy.port, await pinnedPolicy(cfg.path, ts1.certPem), "rita", {
@@ -245,7 +246,7 @@ Deno.test("reconnect and resume across a server restart: every message exactly o
 
 Deno.test("a send whose ack was lost is resent with the same cid after a drop and stored once", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   await using proxy = TcpProxy.start(ts.port);
   await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
   const log = new EventLog();
@@ -262,7 +263,10 @@ Deno.test("a send whose ack was lost is resent with the same cid after a drop an
     const ack = await acked;
     assertEquals([ack.id, ack.duplicate], [delivered.type === "msg" && delivered.id, true]);
     assertEquals(conn.unacknowledged, 0);
-    assert(await bob.none((f) => f.type === "msg" && f.body === "only once", 300));
+    await bob.expectNone(
+      (f) => f.type === "msg" && f.body === "only once",
+      "the resent message was delivered again",
+    );
     bob.send({ type: "history", room: "general", ref: "h" });
     const h = await bob.expect((f) => f.type === "history");
     assertEquals(h.type === "history" && h.messages.map((m) => m.body), ["only once"]);
@@ -275,7 +279,7 @@ Deno.test("a send whose ack was lost is resent with the same cid after a drop an
 Deno.test("a changed certificate after a restart ends the session with cert_changed", async () => {
   const ts1 = await startTestServer();
   const port = ts1.port;
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const path = `${cfg.path}/known_servers`;
   const known = await KnownServers.load(path);
   await known.add(
@@ -304,7 +308,7 @@ Deno.test("a changed certificate after a restart ends the session with cert_chan
 
 Deno.test("bye kicked ends the session without reconnecting", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const log = new EventLog();
   const conn = await open(ts.port, await pinnedPolicy(cfg.path, ts.certPem), "kim", {
     onEvent: log.push,
@@ -324,7 +328,7 @@ Deno.test("bye kicked ends the session without reconnecting", async () => {
 
 Deno.test("a server gone silent (no FIN, no reset) is detected by keepalive and reconnected", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   await using proxy = TcpProxy.start(ts.port);
   const log = new EventLog();
   const conn = await open(proxy.port, await pinnedPolicy(cfg.path, ts.certPem), "lou", {

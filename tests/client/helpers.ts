@@ -1,4 +1,4 @@
-// Owns what the client tests share: trust setup for test servers, temp config dirs, waiting.
+// Owns what the client tests share: trust setup for test servers, waiting.
 import { certificateInfo } from "../../src/tls/certificate.ts";
 import { KnownServers } from "../../src/client/known_servers.ts";
 import { TrustPolicy } from "../../src/client/trust.ts";
@@ -7,17 +7,6 @@ import type { ConnectionEvent } from "../../src/client/connection.ts";
 /** The server certificate's fingerprint as `sha256:AB:CD:…`. */
 export async function fingerprintOf(certPem: string): Promise<string> {
   return `sha256:${(await certificateInfo(certPem)).fingerprintSha256}`;
-}
-
-/** A temp config dir (for known_servers), removed on dispose. */
-export async function tempConfigDir(): Promise<{ path: string } & AsyncDisposable> {
-  const path = await Deno.makeTempDir({ prefix: "chat-client-test-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true }).catch(() => {});
-    },
-  };
 }
 
 /** A trust policy pinning the test server's certificate (as `--trust-fingerprint`). */

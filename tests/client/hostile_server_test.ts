@@ -3,7 +3,8 @@
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
-import { ChatProcess, fingerprintOf, runChat, tempConfigDir } from "./helpers.ts";
+import { ChatProcess, fingerprintOf, runChat } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const EVIL = "\x1b]0;pwned\x07\x1b[2J\x1b[H\u009b31m\u202eevil";
 
@@ -98,7 +99,7 @@ function assertInert(text: string, what: string): void {
 
 Deno.test("escape sequences from a hostile server never reach the terminal", async () => {
   await using ts = await startTestServer();
-  await using cfg = await tempConfigDir();
+  await using cfg = await tempDir();
   const evil = hostileServer(ts.certPem, await Deno.readTextFile(`${ts.dataDir}/key.pem`));
   try {
     const fp = await fingerprintOf(ts.certPem);

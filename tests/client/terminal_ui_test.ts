@@ -4,7 +4,8 @@ import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer, type TestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { KnownServers, serverKey } from "../../src/client/known_servers.ts";
-import { chatCommand, fingerprintOf, REPO_ROOT, tempConfigDir } from "./helpers.ts";
+import { chatCommand, fingerprintOf, REPO_ROOT } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 import { HAVE_TMUX, TmuxSession } from "./tmux.ts";
 
 const ROWS = 24;
@@ -35,7 +36,7 @@ Deno.test({
   ignore: !HAVE_TMUX,
   async fn() {
     await using ts = await startTestServer();
-    await using cfg = await tempConfigDir();
+    await using cfg = await tempDir();
     (await WireClient.login(ts.port, ts.certPem, "alice", { register: true })).close();
     await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
     await using tmux = await chatScreen(ts, cfg.path, "alice");
@@ -68,7 +69,7 @@ Deno.test({
   ignore: !HAVE_TMUX,
   async fn() {
     await using ts = await startTestServer();
-    await using cfg = await tempConfigDir();
+    await using cfg = await tempDir();
     (await WireClient.login(ts.port, ts.certPem, "alice", { register: true })).close();
     await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
     await using tmux = await chatScreen(ts, cfg.path, "alice");
@@ -122,7 +123,7 @@ Deno.test({
   ignore: !HAVE_TMUX,
   async fn() {
     await using ts = await startTestServer();
-    await using cfg = await tempConfigDir();
+    await using cfg = await tempDir();
     const fp = await fingerprintOf(ts.certPem);
     await using tmux = await TmuxSession.start(chatCommand([`127.0.0.1:${ts.port}`]), {
       cols: 120,
@@ -155,10 +156,8 @@ Deno.test({
       known.get(serverKey("127.0.0.1", ts.port))?.fingerprint,
       fp.slice("sha256:".length),
     );
-    await using w = await WireClient.login(ts.port, ts.certPem, "carol", {
-      password: "s3cret-pass",
-    });
-    assert(w);
+    // The account the terminal registered logs in (login() throws unless the server says ok).
+    (await WireClient.login(ts.port, ts.certPem, "carol", { password: "s3cret-pass" })).close();
   },
 });
 
@@ -168,7 +167,7 @@ Deno.test({
   async fn() {
     const ts1 = await startTestServer({ keepData: true });
     const { port, dataDir } = ts1;
-    await using cfg = await tempConfigDir();
+    await using cfg = await tempDir();
     (await WireClient.login(port, ts1.certPem, "alice", { register: true })).close();
     (await WireClient.login(port, ts1.certPem, "bob", { register: true })).close();
     await using tmux = await chatScreen(ts1, cfg.path, "alice");
@@ -194,7 +193,7 @@ Deno.test({
   ignore: !HAVE_TMUX,
   async fn() {
     await using ts = await startTestServer();
-    await using cfg = await tempConfigDir();
+    await using cfg = await tempDir();
     (await WireClient.login(ts.port, ts.certPem, "alice", { register: true })).close();
     await using tmux = await chatScreen(ts, cfg.path, "alice");
     await tmux.type("/quit");
@@ -212,7 +211,7 @@ Deno.test({
   ignore: !HAVE_TMUX,
   async fn() {
     await using ts = await startTestServer();
-    await using cfg = await tempConfigDir();
+    await using cfg = await tempDir();
     (await WireClient.login(ts.port, ts.certPem, "alice", { register: true })).close();
     await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
     bob.send({ type: "join", room: "ops", ref: "j" });

@@ -10,7 +10,7 @@ import {
 import { decideTrust, type PeerFacts } from "../../src/client/trust.ts";
 import { Backoff } from "../../src/client/backoff.ts";
 import { parseAddress } from "../../src/client/mod.ts";
-import { tempConfigDir } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const FP_A = Array.from({ length: 32 }, (_, i) => i.toString(16).padStart(2, "0").toUpperCase())
   .join(":");
@@ -52,7 +52,7 @@ Deno.test("knownServersPath() prefers CHAT_CONFIG_DIR, then XDG_CONFIG_HOME, the
 });
 
 Deno.test("KnownServers remembers, replaces and survives comments and junk lines", async () => {
-  await using dir = await tempConfigDir();
+  await using dir = await tempDir();
   const path = `${dir.path}/sub/known_servers`;
   const a = await KnownServers.load(path);
   assertEquals(a.size, 0);

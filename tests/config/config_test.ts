@@ -7,6 +7,7 @@ import {
   resolveConfig,
 } from "../../src/config/config.ts";
 import { ChatError } from "../../src/errors.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 Deno.test("resolveConfig() gives the documented defaults, frozen", () => {
   const c = resolveConfig();
@@ -50,16 +51,13 @@ for (const c of invalid) {
 }
 
 Deno.test("the printed default config reads back to the defaults", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    await Deno.writeTextFile(`${dir}/c.json`, defaultConfigText());
-    const c = resolveConfig(await readConfigFile(`${dir}/c.json`));
-    assertEquals(c, resolveConfig());
-    assertEquals(c.port, DEFAULT_CONFIG.port);
-    await Deno.writeTextFile(`${dir}/bad.json`, "{ not json");
-    const err = await readConfigFile(`${dir}/bad.json`).catch((e) => e);
-    assertEquals((err as ChatError).code, "config_invalid");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using tmp = await tempDir();
+  const dir = tmp.path;
+  await Deno.writeTextFile(`${dir}/c.json`, defaultConfigText());
+  const c = resolveConfig(await readConfigFile(`${dir}/c.json`));
+  assertEquals(c, resolveConfig());
+  assertEquals(c.port, DEFAULT_CONFIG.port);
+  await Deno.writeTextFile(`${dir}/bad.json`, "{ not json");
+  const err = await readConfigFile(`${dir}/bad.json`).catch((e) => e);
+  assertEquals((err as ChatError).code, "config_invalid");
 });

@@ -318,7 +318,7 @@ export class NodeClient extends FrameInbox implements AsyncDisposable {
     });
   }
 
-  send(frame: Record<string, unknown>): void {
+  override send(frame: Record<string, unknown>): void {
     this.writeRaw(JSON.stringify(frame) + "\n");
   }
 

@@ -17,6 +17,7 @@ import {
   sleep,
 } from "./helpers.ts";
 import { connect as netConnect, type Socket } from "node:net";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const ms = (x: number) => `${x.toFixed(1)} ms`;
 const mib = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MiB`;
@@ -30,13 +31,10 @@ async function withServer<T>(
   env: Record<string, string>,
   fn: (srv: ChildServer) => Promise<T>,
 ): Promise<T> {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-measure-" });
-  try {
-    await using srv = await ChildServer.start({ dataDir, env });
-    return await fn(srv);
-  } finally {
-    await Deno.remove(dataDir, { recursive: true });
-  }
+  await using tmp = await tempDir("chat-measure-");
+  const dataDir = tmp.path;
+  await using srv = await ChildServer.start({ dataDir, env });
+  return await fn(srv);
 }
 
 /** Login failure time, unknown user vs wrong password, one attempt at a time. */

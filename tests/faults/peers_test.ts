@@ -14,6 +14,7 @@ import {
   sleep,
   waitFor,
 } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 function rawFrom(localAddress: string, port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
@@ -37,52 +38,51 @@ async function closeAll(sockets: Socket[]): Promise<void> {
 const PARTIAL_CLIENT_HELLO = new Uint8Array([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01]);
 
 Deno.test("peers: stalled TLS handshakes are dropped at the deadline; fds are freed when peers go", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-faults-hs-" });
+  await using tmp = await tempDir("chat-faults-hs-");
+  const dataDir = tmp.path;
+  await using srv = await ChildServer.start({
+    dataDir,
+    env: { CHAT_LIMIT_HANDSHAKE_TIMEOUT_MS: "500", CHAT_LIMIT_MAX_CONNECTIONS_PER_ADDRESS: "64" },
+  });
+  await using warm = await WireClient.login(srv.port, srv.certPem, "warm", { register: true });
+  warm.close();
+  await sleep(300);
+  const baseline = fdCount(srv.pid);
+  const stalled: Socket[] = [];
   try {
-    await using srv = await ChildServer.start({
-      dataDir,
-      env: { CHAT_LIMIT_HANDSHAKE_TIMEOUT_MS: "500", CHAT_LIMIT_MAX_CONNECTIONS_PER_ADDRESS: "64" },
-    });
-    await using warm = await WireClient.login(srv.port, srv.certPem, "warm", { register: true });
-    warm.close();
-    await sleep(300);
-    const baseline = fdCount(srv.pid);
-    const stalled: Socket[] = [];
-    try {
-      for (let i = 0; i < 40; i++) stalled.push(await rawFrom("127.0.0.30", srv.port));
-      for (let i = 0; i < 10; i++) {
-        const s = await rawFrom("127.0.0.31", srv.port);
-        s.write(PARTIAL_CLIENT_HELLO);
-        stalled.push(s);
-      }
-      await waitFor(() => fdCount(srv.pid) >= baseline + 50, "the server to accept all 50");
-      // Past the deadline the server has given up on them; others connect and chat meanwhile.
-      await sleep(1500);
-      await using ok = await WireClient.login(srv.port, srv.certPem, "during", {
-        register: true,
-      });
-      assertEquals((await ok.say("general", "not blocked")).type, "ack");
-      ok.close();
-      // Deno keeps the TCP socket of a never-finished handshake until the peer acts
-      // (docs/RELIABILITY.md): count what is still held, then let the peers go.
-      const held = fdCount(srv.pid) - baseline;
-      console.log(`stalled handshakes: 50 opened, ${held} fds still held after the deadline`);
-    } finally {
-      await closeAll(stalled);
+    for (let i = 0; i < 40; i++) stalled.push(await rawFrom("127.0.0.30", srv.port));
+    for (let i = 0; i < 10; i++) {
+      const s = await rawFrom("127.0.0.31", srv.port);
+      s.write(PARTIAL_CLIENT_HELLO);
+      stalled.push(s);
     }
-    await waitFor(
-      () => fdCount(srv.pid) <= baseline + 2,
-      `fds back to baseline ${baseline} (now ${fdCount(srv.pid)})`,
-    );
-    // The address slots were released too.
-    await using again = await NodeClient.connect(srv.port, srv.certPem, {
-      localAddress: "127.0.0.30",
+    await waitFor(() => fdCount(srv.pid) >= baseline + 50, "the server to accept all 50");
+    // Past the deadline the server has given up on them; others connect and chat meanwhile.
+    await sleep(1500);
+    await using ok = await WireClient.login(srv.port, srv.certPem, "during", {
+      register: true,
     });
-    again.send({ type: "hello", version: 1 });
-    await again.expect(isType("hello"));
+    assertEquals((await ok.say("general", "not blocked")).type, "ack");
+    ok.close();
+    // Deno keeps the TCP socket of a never-finished handshake until the peer acts
+    // (docs/RELIABILITY.md): count what is still held, then let the peers go.
+    const held = fdCount(srv.pid) - baseline;
+    console.log(`stalled handshakes: 50 opened, ${held} fds still held after the deadline`);
+    // At most one fd per stalled peer (and "during", maybe not yet closed): more is a leak.
+    assert(held <= 50 + 3, `${held} fds held for 50 stalled peers`);
   } finally {
-    await Deno.remove(dataDir, { recursive: true });
+    await closeAll(stalled);
   }
+  await waitFor(
+    () => fdCount(srv.pid) <= baseline + 2,
+    `fds back to baseline ${baseline} (now ${fdCount(srv.pid)})`,
+  );
+  // The address slots were released too.
+  await using again = await NodeClient.connect(srv.port, srv.certPem, {
+    localAddress: "127.0.0.30",
+  });
+  again.send({ type: "hello", version: 1 });
+  await again.expect(isType("hello"));
 });
 
 Deno.test("peers: a client that keeps talking but never logs in is still cut at authTimeoutMs", async () => {
@@ -280,35 +280,32 @@ Deno.test("peers: connections reset mid-handshake and mid-line are cleaned up; n
 });
 
 Deno.test("peers: regression: out of file descriptors, the accept loop backs off instead of spinning and flooding the log", async () => {
-  const dataDir = await Deno.makeTempDir({ prefix: "chat-faults-emfile-" });
+  await using tmp = await tempDir("chat-faults-emfile-");
+  const dataDir = tmp.path;
+  await using srv = await ChildServer.start({
+    dataDir,
+    maxFiles: 128,
+    env: { CHAT_LIMIT_HANDSHAKE_TIMEOUT_MS: "500" },
+  });
+  // Silent sockets hold a server fd each until they close (Deno keeps an unfinished TLS
+  // socket), so 150 of them exhaust 128 descriptors.
+  const silent: Socket[] = [];
   try {
-    await using srv = await ChildServer.start({
-      dataDir,
-      maxFiles: 128,
-      env: { CHAT_LIMIT_HANDSHAKE_TIMEOUT_MS: "500" },
-    });
-    // Silent sockets hold a server fd each until they close (Deno keeps an unfinished TLS
-    // socket), so 150 of them exhaust 128 descriptors.
-    const silent: Socket[] = [];
-    try {
-      for (let i = 0; i < 150; i++) {
-        const s = await rawFrom("127.0.0.46", srv.port);
-        s.on("error", () => {});
-        silent.push(s);
-      }
-      await waitFor(() => /Accept failed/.test(srv.stderr), "the server to run out of fds");
-      await sleep(3000);
-    } finally {
-      await closeAll(silent);
+    for (let i = 0; i < 150; i++) {
+      const s = await rawFrom("127.0.0.46", srv.port);
+      s.on("error", () => {});
+      silent.push(s);
     }
-    const failures = (srv.stderr.match(/Accept failed/g) ?? []).length;
-    assert(failures < 50, `${failures} 'Accept failed' lines in about 3 s`);
-    // Once the peers are gone the server accepts again.
-    await using ok = await WireClient.login(srv.port, srv.certPem, "recovered", {
-      register: true,
-    });
-    assertEquals((await ok.say("general", "back")).type, "ack");
+    await waitFor(() => /Accept failed/.test(srv.stderr), "the server to run out of fds");
+    await sleep(3000);
   } finally {
-    await Deno.remove(dataDir, { recursive: true });
+    await closeAll(silent);
   }
+  const failures = (srv.stderr.match(/Accept failed/g) ?? []).length;
+  assert(failures < 50, `${failures} 'Accept failed' lines in about 3 s`);
+  // Once the peers are gone the server accepts again.
+  await using ok = await WireClient.login(srv.port, srv.certPem, "recovered", {
+    register: true,
+  });
+  assertEquals((await ok.say("general", "back")).type, "ack");
 });

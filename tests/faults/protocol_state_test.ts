@@ -54,7 +54,7 @@ Deno.test("state: seed lines before login are only the login dialogue; nothing i
   await waitFor(() => (s.raw.match(/^AUTH_FAILED$/gm) ?? []).length === 2, "two AUTH_FAILED");
   owner.send({ type: "history", room: "general", ref: "h" });
   assertEquals((await owner.expect(isType("history")) as F<"history">).messages, []);
-  assert(await owner.none(isType("msg")));
+  await owner.expectNone(isType("msg"), "a seed line before login was posted");
 });
 
 Deno.test("state: login or register after login is already_authenticated; the session stays", async () => {

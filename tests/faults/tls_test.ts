@@ -4,6 +4,7 @@ import { assert } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { generateSelfSigned, writeKeyPairFiles } from "../../src/tls/certificate.ts";
 import { runChat } from "./helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const HAVE_OPENSSL = await new Deno.Command("openssl", { args: ["version"], stdout: "null" })
   .output().then((o) => o.success).catch(() => false);
@@ -115,49 +116,46 @@ async function serveWith(dataDir: string, certPath: string, keyPath: string, tim
 }
 
 Deno.test("tls: missing, mismatched, expired or exposed certificates stop chat serve with a clear message", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "chat-faults-cert-" });
-  try {
-    const a = await generateSelfSigned({ hostnames: ["localhost"] });
-    const b = await generateSelfSigned({ hostnames: ["localhost"] });
-    const old = await generateSelfSigned({
-      hostnames: ["localhost"],
-      now: new Date(Date.now() - 10 * 86_400_000),
-      days: 2,
-    });
-    const pa = await writeKeyPairFiles(`${dir}/a`, a);
-    const pb = await writeKeyPairFiles(`${dir}/b`, b);
-    const po = await writeKeyPairFiles(`${dir}/old`, old);
-    const exposed = await writeKeyPairFiles(`${dir}/exposed`, a);
-    await Deno.chmod(exposed.keyPath, 0o644);
-    const cases: [string, string, string, RegExp][] = [
-      [
-        "missing",
-        `${dir}/nope/cert.pem`,
-        `${dir}/nope/key.pem`,
-        /Cannot read certificate.*not found|\[cert_missing\]/,
-      ],
-      ["mismatched", pa.certPath, pb.keyPath, /does not belong to.*\[cert_key_mismatch\]/],
-      ["expired", po.certPath, po.keyPath, /it expired on .*\[cert_expired\]/],
-      [
-        "exposed key",
-        exposed.certPath,
-        exposed.keyPath,
-        /accessible by group or others.*\[key_permissions\]/,
-      ],
-    ];
-    for (const [name, cert, key, expected] of cases) {
-      const r = await serveWith(`${dir}/data-${name.replace(" ", "-")}`, cert, key);
-      assert(r.code !== 0, `${name}: serve started: ${r.stdout}`);
-      assert(!r.stdout.includes("listening"), `${name}: ${r.stdout}`);
-      assert(expected.test(r.stderr), `${name}: ${r.stderr}`);
-    }
-    // The good pair starts (and is stopped at once by the timeout: it proves the cases above
-    // failed for their certificate, not for something else).
-    const ok = await serveWith(`${dir}/data-ok`, pa.certPath, pa.keyPath, 8_000);
-    assert(ok.stdout.includes("chat: listening on port"), ok.stderr);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using tmp = await tempDir("chat-faults-cert-");
+  const dir = tmp.path;
+  const a = await generateSelfSigned({ hostnames: ["localhost"] });
+  const b = await generateSelfSigned({ hostnames: ["localhost"] });
+  const old = await generateSelfSigned({
+    hostnames: ["localhost"],
+    now: new Date(Date.now() - 10 * 86_400_000),
+    days: 2,
+  });
+  const pa = await writeKeyPairFiles(`${dir}/a`, a);
+  const pb = await writeKeyPairFiles(`${dir}/b`, b);
+  const po = await writeKeyPairFiles(`${dir}/old`, old);
+  const exposed = await writeKeyPairFiles(`${dir}/exposed`, a);
+  await Deno.chmod(exposed.keyPath, 0o644);
+  const cases: [string, string, string, RegExp][] = [
+    [
+      "missing",
+      `${dir}/nope/cert.pem`,
+      `${dir}/nope/key.pem`,
+      /Cannot read certificate.*not found|\[cert_missing\]/,
+    ],
+    ["mismatched", pa.certPath, pb.keyPath, /does not belong to.*\[cert_key_mismatch\]/],
+    ["expired", po.certPath, po.keyPath, /it expired on .*\[cert_expired\]/],
+    [
+      "exposed key",
+      exposed.certPath,
+      exposed.keyPath,
+      /accessible by group or others.*\[key_permissions\]/,
+    ],
+  ];
+  for (const [name, cert, key, expected] of cases) {
+    const r = await serveWith(`${dir}/data-${name.replace(" ", "-")}`, cert, key);
+    assert(r.code !== 0, `${name}: serve started: ${r.stdout}`);
+    assert(!r.stdout.includes("listening"), `${name}: ${r.stdout}`);
+    assert(expected.test(r.stderr), `${name}: ${r.stderr}`);
   }
+  // The good pair starts (and is stopped at once by the timeout: it proves the cases above
+  // failed for their certificate, not for something else).
+  const ok = await serveWith(`${dir}/data-ok`, pa.certPath, pa.keyPath, 8_000);
+  assert(ok.stdout.includes("chat: listening on port"), ok.stderr);
 });
 
 if (!HAVE_OPENSSL) console.warn("SKIPPED: openssl is not installed; TLS version cases not run");

@@ -4,7 +4,7 @@ import type { ServerFrame } from "../../src/protocol/frames.ts";
 export type Pred = (f: ServerFrame) => boolean;
 
 /** Frames received and not yet taken, and the tests waiting for one. Clients extend it. */
-export class FrameInbox {
+export abstract class FrameInbox {
   /** Received frames nobody has taken yet, in arrival order (tests may read or clear it). */
   readonly frames: ServerFrame[] = [];
   #waiters: { pred: Pred; resolve: (f: ServerFrame) => void }[] = [];
@@ -19,6 +19,33 @@ export class FrameInbox {
     const i = this.#waiters.findIndex((w) => w.pred(f));
     if (i >= 0) this.#waiters.splice(i, 1)[0].resolve(f);
     else this.frames.push(f);
+  }
+
+  /** Writes one frame to the server as a JSON line. */
+  abstract send(frame: Record<string, unknown>): void;
+
+  /**
+   * Resolves once the server has handled every line this client sent before, and everything it
+   * queued for this client until then has arrived: sends `ping` and waits for its `pong` (the
+   * server handles a connection's lines in order and never reorders its output, docs/PROTOCOL.md
+   * §2). Not for a `send`, which is only started in order (its `ack` may follow the `pong`): wait
+   * for the ack. A `pong` left untaken from an earlier `ping` would end it early.
+   */
+  async barrier(timeoutMs?: number): Promise<void> {
+    this.send({ type: "ping" });
+    await this.expect((f) => f.type === "pong", timeoutMs);
+  }
+
+  /**
+   * Fails when a frame matching `pred` arrived, after a `barrier()`: the way to assert that
+   * something did not happen, without sleeping. When it would come from another client's
+   * request, wait for that request's reply (its `ack`) first; deliveries to others are queued
+   * before it.
+   */
+  async expectNone(pred: Pred, what = "an unexpected frame arrived"): Promise<void> {
+    await this.barrier();
+    const got = this.frames.filter(pred);
+    if (got.length > 0) throw new Error(`${what}: ${JSON.stringify(got)}`);
   }
 
   /** The first frame (already received or future) matching `pred`; consumes it. */

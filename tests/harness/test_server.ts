@@ -5,8 +5,10 @@ import type { ChatServer } from "../../src/server/server.ts";
 import type { FallbackProtocol } from "../../src/server/server.ts";
 import { seedProtocol } from "../../src/server/seed_protocol.ts";
 import type { Clock } from "../../src/server/token_bucket.ts";
+import type { FakeClock } from "./fake_clock.ts";
+import { tempDir } from "./temp_dir.ts";
 
-/** A running test server; `await using` closes it and removes its data dir. */
+/** A running test server; `await using` closes it and removes the data dir it made. */
 export interface TestServer extends AsyncDisposable {
   server: ChatServer;
   port: number;
@@ -28,7 +30,16 @@ export const TEST_LIMITS: Partial<ServerLimits> = {
   shutdownGraceMs: 500,
 };
 
-/** Starts a server on 127.0.0.1:0 with a fresh (or given) data dir. */
+/**
+ * Starts a server on 127.0.0.1:0 with a fresh data dir, or `dataDir` (which stays the caller's:
+ * it is never removed here). `keepData` keeps the fresh one too.
+ *
+ * `clock`: the server's clock (rate limiters and throttles, deadlines and keepalive, timestamps)
+ * is this fake one, so a test advances it instead of sleeping for a refill. The keepalive
+ * sweeper still ticks on a real timer and reads this clock: advancing it past `pingIntervalMs`
+ * or `idleTimeoutMs` pings or closes silent clients. Send queues and the admission gate keep
+ * real timers (their pacing must not wait for a test to advance).
+ */
 export async function startTestServer(
   opts: {
     dataDir?: string;
@@ -37,10 +48,11 @@ export async function startTestServer(
     fallback?: FallbackProtocol;
     keepData?: boolean;
     /** The server's clock (rate limits, timeouts, timestamps); default `Date.now`. */
-    clock?: Clock;
+    clock?: FakeClock | Clock;
   } = {},
 ): Promise<TestServer> {
-  const dataDir = opts.dataDir ?? await Deno.makeTempDir({ prefix: "chat-test-" });
+  const fresh = opts.dataDir === undefined ? await tempDir("chat-test-") : undefined;
+  const dataDir = opts.dataDir ?? fresh!.path;
   const config = resolveConfig({
     host: "127.0.0.1",
     port: 0,
@@ -49,10 +61,16 @@ export async function startTestServer(
     ...opts.config,
     limits: { ...TEST_LIMITS, ...opts.limits },
   });
-  const server = await startServer(config, {
-    fallback: opts.fallback ?? seedProtocol,
-    clock: opts.clock,
-  });
+  let server: ChatServer;
+  try {
+    server = await startServer(config, {
+      fallback: opts.fallback ?? seedProtocol,
+      clock: typeof opts.clock === "function" ? opts.clock : opts.clock?.now,
+    });
+  } catch (err) {
+    await fresh?.[Symbol.asyncDispose]();
+    throw err;
+  }
   const certPem = await Deno.readTextFile(config.certFile ?? `${dataDir}/cert.pem`);
   let stopped = false;
   const stop = async () => {
@@ -69,7 +87,7 @@ export async function startTestServer(
     stop,
     async [Symbol.asyncDispose]() {
       await stop();
-      if (!opts.keepData) await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+      if (fresh && !opts.keepData) await fresh[Symbol.asyncDispose]();
     },
   };
 }

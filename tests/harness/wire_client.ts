@@ -1,7 +1,7 @@
 // Owns a raw chat/1 test client: send frames, await frames by predicate with a deadline.
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
-import { FrameInbox, type Pred } from "./frame_inbox.ts";
+import { FrameInbox } from "./frame_inbox.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -83,7 +83,7 @@ export class WireClient extends FrameInbox implements AsyncDisposable {
   }
 
   /** Writes one frame as a JSON line. */
-  send(frame: Record<string, unknown>): void {
+  override send(frame: Record<string, unknown>): void {
     this.writeRaw(JSON.stringify(frame) + "\n");
   }
 
@@ -110,12 +110,6 @@ export class WireClient extends FrameInbox implements AsyncDisposable {
     return await this.expect((f) =>
       (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid
     );
-  }
-
-  /** Resolves true when no matching frame arrives within `ms`. */
-  async none(pred: Pred, ms = 300): Promise<boolean> {
-    await new Promise((r) => setTimeout(r, ms));
-    return !this.frames.some(pred);
   }
 
   /** Waits for the server to close the connection. */

@@ -1,8 +1,6 @@
 import { assert, assertEquals } from "../harness/assert.ts";
+import { FakeClock } from "../harness/fake_clock.ts";
 import { Admission } from "../../src/server/admission.ts";
-
-const turn = () => new Promise((r) => setTimeout(r, 0));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Asks admission for `n` sends of `bytes` each, recording the order in which they get in. */
 function admitMany(a: Admission, n: number, order: number[], bytes = 10): void {
@@ -14,7 +12,8 @@ function admitMany(a: Admission, n: number, order: number[], bytes = 10): void {
 }
 
 Deno.test("Admission lets maxInflight sends in at once; the rest wait, first come first served, for a later turn", async () => {
-  const a = new Admission({ maxInflight: 3 });
+  const clock = new FakeClock();
+  const a = new Admission({ maxInflight: 3, timers: clock });
   const order: number[] = [];
   admitMany(a, 6, order);
   assertEquals(order, [0, 1, 2]);
@@ -23,23 +22,24 @@ Deno.test("Admission lets maxInflight sends in at once; the rest wait, first com
   a.done(10);
   await Promise.resolve();
   assertEquals(order, [0, 1, 2], "waiters are admitted on a fresh turn, not inside done()");
-  await turn();
+  await clock.advance(0);
   assertEquals(order, [0, 1, 2, 3, 4]);
   assertEquals(a.inflight, 3);
   a.done(10);
-  await turn();
+  await clock.advance(0);
   assertEquals(order, [0, 1, 2, 3, 4, 5]);
   assertEquals(a.waited, 3);
 });
 
 Deno.test("Admission bounds request bytes in flight by the smallest queue's cap; one send always fits", async () => {
-  const a = new Admission();
+  const clock = new FakeClock();
+  const a = new Admission({ timers: clock });
   a.queues(1, 4000); // cap 1000
   const order: number[] = [];
   admitMany(a, 3, order, 400);
   assertEquals(order, [0, 1], "800 bytes in flight; 400 more would pass the cap of 1000");
   a.done(400);
-  await turn();
+  await clock.advance(0);
   assertEquals(order, [0, 1, 2]);
   a.done(400);
   a.done(400);
@@ -52,7 +52,8 @@ Deno.test("Admission bounds request bytes in flight by the smallest queue's cap;
 });
 
 Deno.test("Admission waits while receivers' queues are backed up, and opens when they drain", async () => {
-  const a = new Admission({ maxWaitMs: 60_000 });
+  const clock = new FakeClock();
+  const a = new Admission({ maxWaitMs: 60_000, timers: clock });
   const bound = 1024; // each queue counts with at most 256 bytes
   for (let i = 0; i < 8; i++) a.queues(1, bound);
   assertEquals(a.bound, 512, "a quarter of all caps together");
@@ -64,10 +65,10 @@ Deno.test("Admission waits while receivers' queues are backed up, and opens when
   const order: number[] = [];
   admitMany(a, 2, order);
   assertEquals(order, []);
-  await sleep(20);
-  assertEquals(order, [], "nothing gets in while the backlog is over the bound");
+  await clock.advance(59_999);
+  assertEquals(order, [], "something got in while the backlog was over the bound");
   a.report(256, 0, bound); // one queue drained
-  await turn();
+  await clock.advance(0);
   assertEquals(order, [0, 1]);
   assertEquals(a.backlog, 266);
 });
@@ -86,18 +87,18 @@ Deno.test("Admission: one slow reader alone never closes the gate (it counts at 
   assertEquals(a.bound, a.maxBacklog);
 });
 
-Deno.test("Admission admits a waiter after maxWaitMs even if receivers never drain", async () => {
-  const a = new Admission({ maxWaitMs: 50 });
+Deno.test("Admission admits a waiter after maxWaitMs even if receivers never drain, not before", async () => {
+  const clock = new FakeClock();
+  const a = new Admission({ maxWaitMs: 50, timers: clock });
   const bound = 1024;
   for (let i = 0; i < 2; i++) a.queues(1, bound);
   a.report(0, 256, bound);
   a.report(0, 1, bound); // 257 counted, over the bound of 256: closed
   const order: number[] = [];
-  const t0 = performance.now();
-  admitMany(a, 1, order);
-  await sleep(20);
-  assertEquals(order, []);
-  while (order.length === 0 && performance.now() - t0 < 2000) await sleep(5);
-  assertEquals(order, [0]);
-  assert(performance.now() - t0 >= 45, "admitted before its patience ran out");
+  admitMany(a, 2, order);
+  await clock.advance(49);
+  assertEquals(order, [], "admitted before its patience ran out");
+  await clock.advance(1);
+  assertEquals(order, [0, 1], "not admitted when maxWaitMs had passed");
+  assertEquals(clock.pending, 0);
 });

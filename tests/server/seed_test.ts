@@ -7,6 +7,7 @@ import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { SEED_ENCODER } from "../../src/server/seed_protocol.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { DB_FILE } from "../../src/server/mod.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 const isType = <T extends ServerFrame["type"]>(t: T) => (f: ServerFrame): f is F<T> => f.type === t;
@@ -315,22 +316,19 @@ Deno.test("seed: login, failed login retries, taken name, and three failures clo
 });
 
 Deno.test("seed: a disabled account gets AUTH_FAILED", async () => {
-  const first = await startTestServer({ keepData: true });
-  const dataDir = first.dataDir;
-  try {
-    await (await SeedPy.login(first, "mallory", { register: true }))[Symbol.asyncDispose]();
-    await first[Symbol.asyncDispose]();
-    const store = SqliteStore.open({ path: `${dataDir}/${DB_FILE}` });
-    const user = await store.userByName("mallory");
-    assert(user);
-    await store.updateUser(user.id, { disabled: true });
-    await store.close();
-    await using ts = await startTestServer({ dataDir });
-    await using c = await SeedPy.connect(ts, "mallory");
-    assertEquals(await c.auth("LOGIN", "mallory"), "AUTH_FAILED");
-  } finally {
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
-  }
+  await using tmp = await tempDir();
+  const dataDir = tmp.path;
+  await using first = await startTestServer({ dataDir });
+  await (await SeedPy.login(first, "mallory", { register: true }))[Symbol.asyncDispose]();
+  await first[Symbol.asyncDispose]();
+  const store = SqliteStore.open({ path: `${dataDir}/${DB_FILE}` });
+  const user = await store.userByName("mallory");
+  assert(user);
+  await store.updateUser(user.id, { disabled: true });
+  await store.close();
+  await using ts = await startTestServer({ dataDir });
+  await using c = await SeedPy.connect(ts, "mallory");
+  assertEquals(await c.auth("LOGIN", "mallory"), "AUTH_FAILED");
 });
 
 Deno.test("seed: broadcast reaches the others, never the sender; users list on join and leave", async () => {
@@ -398,40 +396,36 @@ Deno.test("seed and native clients share general; DMs and other rooms reach the 
 });
 
 Deno.test("seed: messages and accounts persist across a restart; shutdown is announced", async () => {
-  const first = await startTestServer({ keepData: true });
-  const dataDir = first.dataDir;
-  try {
-    {
-      await using a = await SeedPy.login(first, "pat", { register: true });
-      await using w = await WireClient.login(first.port, first.certPem, "wes", { register: true });
-      await a.send("before restart");
-      await a.send("also before");
-      // Seed sends have no ack: a native client sees them once they are committed.
-      for (const body of ["before restart", "also before"]) {
-        assertEquals((await w.expect(isType("msg")) as F<"msg">).body, body);
-      }
-      await first.stop();
-      await a.expect("[SERVER] shutdown: The server is shutting down");
-      await a.expectClosed();
+  await using tmp = await tempDir();
+  const dataDir = tmp.path;
+  await using first = await startTestServer({ dataDir });
+  {
+    await using a = await SeedPy.login(first, "pat", { register: true });
+    await using w = await WireClient.login(first.port, first.certPem, "wes", { register: true });
+    await a.send("before restart");
+    await a.send("also before");
+    // Seed sends have no ack: a native client sees them once they are committed.
+    for (const body of ["before restart", "also before"]) {
+      assertEquals((await w.expect(isType("msg")) as F<"msg">).body, body);
     }
-    await using ts = await startTestServer({ dataDir });
-    await using a = await SeedPy.login(ts, "pat");
-    await using n = await WireClient.login(ts.port, ts.certPem, "quinn", { register: true });
-    // After a restart the connection counter starts over: the seed cids must not collide.
-    await a.send("after restart");
-    const m = await n.expect(isType("msg")) as F<"msg">;
-    assertEquals([m.from, m.body], ["pat", "after restart"]);
-    n.send({ type: "history", room: "general", ref: "h" });
-    const h = await n.expect(isType("history")) as F<"history">;
-    assertEquals(h.messages.map((x) => [x.from, x.body]), [
-      ["pat", "before restart"],
-      ["pat", "also before"],
-      ["pat", "after restart"],
-    ]);
-  } finally {
-    await first[Symbol.asyncDispose]();
-    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+    await first.stop();
+    await a.expect("[SERVER] shutdown: The server is shutting down");
+    await a.expectClosed();
   }
+  await using ts = await startTestServer({ dataDir });
+  await using a = await SeedPy.login(ts, "pat");
+  await using n = await WireClient.login(ts.port, ts.certPem, "quinn", { register: true });
+  // After a restart the connection counter starts over: the seed cids must not collide.
+  await a.send("after restart");
+  const m = await n.expect(isType("msg")) as F<"msg">;
+  assertEquals([m.from, m.body], ["pat", "after restart"]);
+  n.send({ type: "history", room: "general", ref: "h" });
+  const h = await n.expect(isType("history")) as F<"history">;
+  assertEquals(h.messages.map((x) => [x.from, x.body]), [
+    ["pat", "before restart"],
+    ["pat", "also before"],
+    ["pat", "after restart"],
+  ]);
 });
 
 Deno.test("seed: bad lines after login get [ERROR] lines; an over-long line closes", async () => {

@@ -1,5 +1,12 @@
 import { assert, assertEquals } from "../harness/assert.ts";
-import { LAZY_FLUSH_MS, PACE_MS, SendQueue, WRITES_PER_TURN } from "../../src/server/send_queue.ts";
+import { FakeClock, turn } from "../harness/fake_clock.ts";
+import {
+  LAZY_FLUSH_MAX_MS,
+  LAZY_FLUSH_MS,
+  PACE_MS,
+  SendQueue,
+  WRITES_PER_TURN,
+} from "../../src/server/send_queue.ts";
 
 /** A sink whose writes complete only when released, recording what it got. */
 function gatedSink() {
@@ -26,13 +33,17 @@ const text = (b: Uint8Array[]) => b.map((x) => new TextDecoder().decode(x));
 
 Deno.test("SendQueue writes in order and coalesces what waited into one write", async () => {
   const g = gatedSink();
-  const q = new SendQueue({ sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} });
+  const q = new SendQueue({
+    sink: g.sink,
+    maxBytes: 100,
+    onOverflow: () => {},
+    onError: () => {},
+    timers: new FakeClock(),
+  });
   q.enqueue(bytes("a"));
   q.enqueue(bytes("b"));
   q.enqueue(bytes("c"));
   await Promise.resolve();
-  g.open();
-  await new Promise((r) => setTimeout(r, 0));
   g.open();
   await q.flushed();
   // The writer wakes after the enqueuing turn: all three leave in one write.
@@ -91,7 +102,14 @@ Deno.test("SendQueue handles short writes without losing bytes", async () => {
 
 Deno.test("SendQueue holds lazy chunks until the next ordinary chunk, which takes them along in order", async () => {
   const g = gatedSink();
-  const q = new SendQueue({ sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} });
+  const clock = new FakeClock();
+  const q = new SendQueue({
+    sink: g.sink,
+    maxBytes: 100,
+    onOverflow: () => {},
+    onError: () => {},
+    timers: clock,
+  });
   q.enqueue(bytes("p1"), { lazy: true });
   q.enqueue(bytes("p2"), { lazy: true });
   await Promise.resolve();
@@ -99,26 +117,58 @@ Deno.test("SendQueue holds lazy chunks until the next ordinary chunk, which take
   q.enqueue(bytes("m"));
   await Promise.resolve();
   assertEquals(text(g.writes), ["p1p2m"]);
+  assertEquals(clock.pending, 0, "the lazy timer was cancelled by the write");
   g.open();
   await q.flushed();
 });
 
-Deno.test("SendQueue writes lazy chunks on its own within LAZY_FLUSH_MS, and close() cancels the wait", async () => {
+Deno.test("SendQueue writes lazy chunks on its own after LAZY_FLUSH_MS, and close() cancels the wait", async () => {
   const g = gatedSink();
-  const q = new SendQueue({ sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} });
+  const clock = new FakeClock();
+  const opts = { sink: g.sink, maxBytes: 100, onOverflow: () => {}, onError: () => {} };
+  const q = new SendQueue({ ...opts, timers: clock });
   q.enqueue(bytes("p"), { lazy: true });
-  await new Promise((r) => setTimeout(r, LAZY_FLUSH_MS + 30));
+  await clock.advance(LAZY_FLUSH_MS - 1);
+  assertEquals(g.writes.length, 0, "written before LAZY_FLUSH_MS");
+  await clock.advance(1);
   assertEquals(text(g.writes), ["p"]);
   g.open();
   await q.flushed();
-  const idle = new SendQueue({
-    sink: g.sink,
-    maxBytes: 100,
-    onOverflow: () => {},
-    onError: () => {},
-  });
+  const idle = new SendQueue({ ...opts, timers: clock });
   idle.enqueue(bytes("x"), { lazy: true });
-  idle.close(); // the shared timer is cleared: the sanitizer sees no pending timer
+  assertEquals(clock.pending, 1);
+  idle.close();
+  assertEquals(clock.pending, 0, "close() left the lazy timer set");
+  await clock.advance(LAZY_FLUSH_MAX_MS);
+  assertEquals(text(g.writes), ["p"], "a closed queue wrote");
+  q.close();
+});
+
+Deno.test("SendQueue lazy wait grows by 1 ms per 20 open queues, up to LAZY_FLUSH_MAX_MS", async () => {
+  const clock = new FakeClock();
+  let written = 0;
+  const open = (n: number) =>
+    Array.from({ length: n }, () =>
+      new SendQueue({
+        sink: { write: (p) => (written++, Promise.resolve(p.length)) },
+        maxBytes: 100,
+        onOverflow: () => {},
+        onError: () => {},
+        timers: clock,
+      }));
+  const queues = open(4000); // 4000 / 20 = 200 ms
+  queues[0].enqueue(bytes("p"), { lazy: true });
+  await clock.advance(199);
+  assertEquals(written, 0);
+  await clock.advance(1);
+  assertEquals(written, 1);
+  queues.push(...open(40_000)); // 44,000 / 20 = 2,200 ms, capped
+  queues[0].enqueue(bytes("p"), { lazy: true });
+  await clock.advance(LAZY_FLUSH_MAX_MS - 1);
+  assertEquals(written, 1);
+  await clock.advance(1);
+  assertEquals(written, 2);
+  for (const q of queues) q.close();
 });
 
 Deno.test("SendQueue writes a large chunk as it is (no copy) and joins the small ones around it", async () => {
@@ -155,6 +205,7 @@ Deno.test("SendQueue tells its meter of every unsent byte, and of its opening an
     onOverflow: () => {},
     onError: () => {},
     meter,
+    timers: new FakeClock(),
   });
   assertEquals(queues, 1);
   q.enqueue(bytes("hello"));
@@ -164,50 +215,64 @@ Deno.test("SendQueue tells its meter of every unsent byte, and of its opening an
   q.enqueue(bytes("!"));
   assertEquals(backlog, 11);
   g.open();
-  await new Promise((r) => setTimeout(r, 0));
+  await turn();
   assertEquals(backlog, 1, "the first write left");
   q.close();
   assertEquals([backlog, queues], [0, 0]);
   g.open();
 });
 
-Deno.test("SendQueue paces a busy connection: frames within PACE_MS of the last write share the next write", async () => {
+Deno.test("SendQueue paces a busy connection: frames within PACE_MS of the last write wait for it and share one write", async () => {
+  const clock = new FakeClock();
   const seen: string[] = [];
   const q = new SendQueue({
     sink: { write: (p) => (seen.push(new TextDecoder().decode(p)), Promise.resolve(p.length)) },
     maxBytes: 1000,
     onOverflow: () => {},
     onError: () => {},
+    timers: clock,
   });
   q.enqueue(bytes("1"));
-  await new Promise((r) => setTimeout(r, 0));
+  await turn();
   assertEquals(seen, ["1"], "an idle connection is written at once");
+  await clock.advance(3);
   q.enqueue(bytes("2"));
-  await new Promise((r) => setTimeout(r, 0));
+  await turn();
   q.enqueue(bytes("3"));
-  assertEquals(seen, ["1"], "a connection written just now waits for its pace");
-  await q.flushed();
-  assertEquals(seen, ["1", "23"]);
+  await turn();
+  assertEquals(seen, ["1"], "a connection written 3 ms ago waits for its pace");
+  await clock.advance(PACE_MS - 3 - 1);
+  assertEquals(seen, ["1"], "written before PACE_MS had passed since the last write");
+  await clock.advance(1);
+  assertEquals(seen, ["1", "23"], "not written at PACE_MS, or not as one write");
+  assertEquals(clock.pending, 0);
+  await clock.advance(PACE_MS);
   q.enqueue(bytes("4"));
-  await new Promise((r) => setTimeout(r, PACE_MS + 5));
-  assertEquals(seen, ["1", "23", "4"], "the pace timer wrote it within PACE_MS");
+  await turn();
+  assertEquals(seen, ["1", "23", "4"], "a connection idle for PACE_MS is written at once");
+  q.enqueue(bytes("5"));
+  await q.flushed();
+  assertEquals(seen, ["1", "23", "4", "5"], "flushed() writes a paced chunk without waiting");
+  assertEquals(clock.pending, 0, "flushed() left the pace timer set");
   q.close();
 });
 
 Deno.test("SendQueue starts at most WRITES_PER_TURN writers per turn; the rest follow on the next turns", async () => {
   let written = 0;
+  const timers = new FakeClock();
   const queues = Array.from({ length: WRITES_PER_TURN + 10 }, () =>
     new SendQueue({
       sink: { write: (p) => (written++, Promise.resolve(p.length)) },
       maxBytes: 100,
       onOverflow: () => {},
       onError: () => {},
+      timers,
     }));
   for (const q of queues) q.enqueue(bytes("x"));
   assertEquals(written, 0);
   for (let i = 0; i < 10; i++) await Promise.resolve(); // microtasks of this turn only
   assertEquals(written, WRITES_PER_TURN);
-  await new Promise((r) => setTimeout(r, 20));
+  await turn();
   assertEquals(written, WRITES_PER_TURN + 10);
   for (const q of queues) q.close();
 });

@@ -67,3 +67,13 @@ Deno.test("KeyedBuckets.refund() gives one token back, never past the capacity",
   k.refund("a");
   assertEquals([k.take("a"), k.take("a") > 0], [0, true]);
 });
+
+Deno.test("TokenBucket's wait is exact after a partial refill: 499 ms into 500 leaves 1 ms, not 2", () => {
+  const t = fakeClock();
+  const b = new TokenBucket({ capacity: 1, refillMs: 500, clock: t.clock });
+  assertEquals([b.take(), b.take()], [0, 500]);
+  t.advance(499);
+  assertEquals([b.peek(), b.take()], [1, 1]);
+  t.advance(1);
+  assertEquals(b.take(), 0);
+});

@@ -12,6 +12,7 @@ import {
   validateKeyPair,
   writeKeyPairFiles,
 } from "../../src/tls/certificate.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 const FINGERPRINT = /^([0-9A-F]{2}:){31}[0-9A-F]{2}$/;
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -42,11 +43,6 @@ async function assertChatError(
     return err;
   }
   throw new Error(`expected ChatError ${code}, nothing thrown`);
-}
-
-async function tempDir(): Promise<AsyncDisposable & { path: string }> {
-  const path = await Deno.makeTempDir({ prefix: "chat_cert_test_" });
-  return { path, [Symbol.asyncDispose]: () => Deno.remove(path, { recursive: true }) };
 }
 
 interface PeerView {
