@@ -52,7 +52,7 @@ function msg(id: number, prev: number, roomId = 1, conn = -1): MsgEvent {
   };
 }
 
-async function hubWith(
+function hubWith(
   heads: Record<string, number>,
   backfill: (s: StreamKey, after: number, before: number) => MsgEvent[] = () => [],
 ) {
@@ -75,7 +75,7 @@ async function hubWith(
 const turn = () => new Promise<void>((r) => setTimeout(r, 0));
 
 Deno.test("hub: a stream is released in link order however its events arrive", async () => {
-  const { fanout, join } = await hubWith({ "r:1": 10 });
+  const { fanout, join } = hubWith({ "r:1": 10 });
   const m = new Member(1, 1);
   assertEquals(await join(m), 10);
   for (const id of [13, 11, 14, 12]) fanout.publish(msg(id, id - 1));
@@ -84,7 +84,7 @@ Deno.test("hub: a stream is released in link order however its events arrive", a
 });
 
 Deno.test("hub: live delivery starts after the head read when the stream starts here", async () => {
-  const { fanout, join } = await hubWith({ "r:1": 20 });
+  const { fanout, join } = hubWith({ "r:1": 20 });
   const m = new Member(1, 1);
   const started = join(m);
   // Published before the head is known: 19 and 20 are in every backlog, 21 is live.
@@ -97,7 +97,7 @@ Deno.test("hub: live delivery starts after the head read when the stream starts 
 
 Deno.test("hub: a missing earlier message is read from the store after the gap wait", async () => {
   const asked: [number, number][] = [];
-  const { fanout, join } = await hubWith({ "r:1": 5 }, (_s, after, before) => {
+  const { fanout, join } = hubWith({ "r:1": 5 }, (_s, after, before) => {
     asked.push([after, before]);
     return [msg(6, 5)];
   });
@@ -111,7 +111,7 @@ Deno.test("hub: a missing earlier message is read from the store after the gap w
 });
 
 Deno.test("hub: one turn's messages of a room go to a live member as one joined buffer", async () => {
-  const { fanout, join } = await hubWith({ "r:1": 0 });
+  const { fanout, join } = hubWith({ "r:1": 0 });
   const live = new Member(1, 1);
   const sender = new Member(2, 2);
   const catching = new Member(3, 3);
@@ -136,7 +136,7 @@ Deno.test("hub: one turn's messages of a room go to a live member as one joined 
 });
 
 Deno.test("hub: a member already sent part of a batch gets only the rest", async () => {
-  const { fanout, join } = await hubWith({ "r:1": 0 });
+  const { fanout, join } = hubWith({ "r:1": 0 });
   const m = new Member(1, 1);
   await join(m);
   m.sent.set("r:1", 2); // 1 and 2 came in its backlog
@@ -148,7 +148,7 @@ Deno.test("hub: a member already sent part of a batch gets only the rest", async
 });
 
 Deno.test("hub: presence is delivered lazily, and a kick reaches every session of the user", async () => {
-  const { hub, fanout, join } = await hubWith({ "r:1": 0 });
+  const { hub, fanout, join } = hubWith({ "r:1": 0 });
   const a = new Member(1, 1);
   const a2 = new Member(2, 1);
   const b = new Member(3, 2);
