@@ -5,7 +5,7 @@ import type { ListenerConfig, ServerConfig } from "../config/config.ts";
 import type { Store } from "../store/store.ts";
 import { addressKey } from "./address_key.ts";
 import { AuthService } from "./auth.ts";
-import { REAL_TIMERS, type Timers } from "./clock.ts";
+import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
 import { ChatService } from "./chat_service.ts";
 import { type Fanout, LocalFanout } from "./fanout.ts";
 import { Hub } from "./hub.ts";
@@ -96,7 +96,8 @@ export class ChatServer {
   /** Sockets accepted but not yet past the TLS handshake. */
   #handshaking = new Map<Deno.TlsConn, number>();
   #perAddress = new Map<string, number>();
-  #sweeper: ReturnType<typeof setInterval>;
+  #sweeper: TimerHandle | undefined;
+  #timers: Timers;
   #lagProbe: ReturnType<typeof setInterval>;
   #lagDue = performance.now() + LAG_TICK_MS;
   #lagMax = 0;
@@ -117,6 +118,7 @@ export class ChatServer {
     this.#keyPem = opts.keyPem;
     this.#clock = opts.clock ?? Date.now;
     const timers = opts.timers ?? REAL_TIMERS;
+    this.#timers = timers;
     this.hub = new Hub(opts.fanout ?? new LocalFanout(), timers);
     const l = opts.config.limits;
     this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue });
@@ -149,7 +151,12 @@ export class ChatServer {
         ),
       ),
     );
-    this.#sweeper = setInterval(() => this.#sweep(), tick);
+    // The sweep runs on the injected timers (a fake clock drives it in tests) and reads `clock`.
+    const sweep = () => {
+      this.#sweep();
+      if (!this.#stopping) this.#sweeper = timers.setTimeout(sweep, tick);
+    };
+    this.#sweeper = timers.setTimeout(sweep, tick);
     this.#lagProbe = setInterval(() => {
       const now = performance.now();
       const lag = Math.max(0, now - this.#lagDue);
@@ -479,7 +486,7 @@ export class ChatServer {
     this.hasher.close();
     for (const s of sessions) s.close("shutdown", "The server is shutting down", true, grace);
     await withDeadline(Promise.all(sessions.map((s) => s.queue.flushed())), deadline);
-    clearInterval(this.#sweeper);
+    if (this.#sweeper !== undefined) this.#timers.clearTimeout(this.#sweeper);
     clearInterval(this.#lagProbe);
     await Promise.all(this.#listening.map((l) => l.loop));
     await this.hub.fanout.close();
