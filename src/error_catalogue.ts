@@ -112,7 +112,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: afterHint,
-    meaning: "too many failed logins or registrations; see `retryAfterMs`",
+    meaning: "too many failed logins, passwds or registrations; see `retryAfterMs`",
   },
   busy: {
     scope: "wire",
@@ -154,7 +154,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: never,
-    meaning: "password shorter than 8 or longer than 1024 bytes",
+    meaning: "password shorter than 8 or longer than 1024 bytes, or not well-formed Unicode",
   },
   invalid_room: {
     scope: "wire",
