@@ -102,6 +102,12 @@ const ERROR_TABLE = {
     retry: never,
     meaning: "`login`/`register` after login",
   },
+  forbidden: {
+    scope: "wire",
+    fatal: "no",
+    retry: never,
+    meaning: "a command that needs the administrator role",
+  },
   auth_failed: {
     scope: "wire",
     fatal: "no",
