@@ -381,6 +381,12 @@ const ERROR_TABLE = {
     retry: never,
     meaning: "another server runs on the data directory",
   },
+  data_dir_unsafe: {
+    scope: "cli",
+    fatal: "yes",
+    retry: never,
+    meaning: "the data directory is not this user's or is open to group or others",
+  },
   db_open_failed: {
     scope: "cli",
     fatal: "yes",
