@@ -65,7 +65,7 @@ export class AdminClient {
       const res = await this.#readResponse(op);
       if (res.id !== id) continue;
       if (res.ok) return res.result as OpResult<K>;
-      throw new ChatError(res.error.code, res.error.message);
+      throw ChatError.fromPeer(res.error.code, res.error.message);
     }
   }
 

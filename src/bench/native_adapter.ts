@@ -1,4 +1,5 @@
 // Owns the bench's chat/1 speaker: hello, register/login with retries, join, pipelined sends, acks.
+import { retryAfterError } from "../error_catalogue.ts";
 import { ChatError } from "../errors.ts";
 import { ALPN_CHAT1 } from "../protocol/frames.ts";
 import type { BenchClient, Credentials, ProtocolAdapter } from "./adapter.ts";
@@ -145,12 +146,19 @@ export const NATIVE_ADAPTER: ProtocolAdapter = {
 };
 
 function refusal(what: string, r: Reply): ChatError {
-  return new ChatError(r.code ?? "login_failed", `Cannot ${what}: the server answered ${r.code}`, {
-    retryAfterMs: r.retryAfterMs,
-  });
+  return ChatError.fromPeer(
+    r.code ?? "login_failed",
+    `Cannot ${what}: the server answered ${r.code}`,
+    {
+      retryAfterMs: r.retryAfterMs,
+    },
+  );
 }
 
-/** register/login with the retry rules of `Credentials.mode`; `busy`/`throttled` wait and retry. */
+/**
+ * register/login with the retry rules of `Credentials.mode`; a refusal the catalogue retries
+ * after `retryAfterMs` (`busy`, `throttled`) waits and retries.
+ */
 async function authenticate(c: NativeClient, cr: Credentials, left: () => number): Promise<void> {
   let type: "login" | "register" = cr.mode === "login" ? "login" : "register";
   for (;;) {
@@ -160,7 +168,8 @@ async function authenticate(c: NativeClient, cr: Credentials, left: () => number
       type = "login";
       continue;
     }
-    if ((r.code === "busy" || r.code === "throttled") && left() > (r.retryAfterMs ?? 100)) {
+    const hinted = retryAfterError(r.code ?? "").kind === "after_hint";
+    if (hinted && left() > (r.retryAfterMs ?? 100)) {
       await sleep(Math.max(10, r.retryAfterMs ?? 100));
       continue;
     }

@@ -3,6 +3,7 @@
 // resending what was not acknowledged. Reusable by any client (terminal, scripts, benchmarks).
 import type tls from "node:tls";
 import { DEFAULT_LIMITS as SERVER_DEFAULT_LIMITS, wireLimits } from "../config/config.ts";
+import { type ByeCode, byeInfo, retryAfterBye, retryAfterError } from "../error_catalogue.ts";
 import { ChatError } from "../errors.ts";
 import {
   type ClientFrame,
@@ -96,21 +97,15 @@ interface OutboxEntry {
   retries: number;
 }
 
-/** Error codes after which trying again later can succeed. */
-const RETRYABLE = new Set([
-  "connect_failed",
-  "connection_lost",
-  "timed_out",
-  "throttled",
-  "busy",
-  "shutting_down",
-  "server_full",
-  "too_many_connections",
-  "auth_timeout",
-  "internal",
-  "storage_failed",
-  "bad_frame",
-]);
+/** How often one send is repeated after each kind of refusal (`src/error_catalogue.ts`). */
+const SEND_RETRIES = { after_hint: 100, backoff: 3, reconnect: 10 } as const;
+
+/** How the client words each `bye` when it reports the drop. */
+const BYE_REASONS: Partial<Record<ByeCode, string>> = {
+  shutdown: "the server is restarting or shutting down",
+  idle_timeout: "the server heard nothing from us in time",
+  slow_consumer: "we were not reading fast enough",
+};
 
 const DM_SCOPE = "\0dm";
 /** Until the server's `hello` says otherwise: the server defaults. */
@@ -159,12 +154,15 @@ class RecentIds {
  *    backlog then live messages: every message id is delivered once (`msg` events), in order.
  * 3. `send()` resolves with the server's ack, which means the message is stored. A send not
  *    acknowledged when the connection dropped is sent again, with the same `cid`, after the
- *    reconnect; the server stores a `cid` once. It rejects on a refusal (`invalid_text`,
- *    `not_member`, …) or when the session ends first.
+ *    reconnect; the server stores a `cid` once. A refusal is retried as the error catalogue's
+ *    `retry` says (after `retryAfterMs`, with backoff, or after the reconnect; a few times at
+ *    most); it rejects on any other refusal (`invalid_text`, `not_member`, …) or when the session
+ *    ends first.
  * 4. Other requests fail with `connection_lost` when the connection drops before the reply;
  *    they are not repeated (the caller decides).
- * 5. Certificate changes, authentication failures and `bye kicked` end the session (`closed`
- *    event with the error); `close()` ends it on purpose.
+ * 5. Certificate changes, authentication failures, any error whose catalogue `retry` is `never`
+ *    while reconnecting, and a `bye` the catalogue says not to come back after (`kicked`) end the
+ *    session (`closed` event with the error); `close()` ends it on purpose.
  */
 export class ChatConnection {
   #opts: ChatConnectionOptions;
@@ -511,7 +509,7 @@ export class ChatConnection {
     const reconnect = this.#opts.reconnect?.enabled ?? true;
     if (this.#fatal || !reconnect) {
       this.#finish(
-        this.#fatal ?? new ChatError(reason.code, `Cannot stay connected: ${reason.message}`),
+        this.#fatal ?? ChatError.fromPeer(reason.code, `Cannot stay connected: ${reason.message}`),
       );
       return;
     }
@@ -520,14 +518,10 @@ export class ChatConnection {
 
   #dropReason(): { code: string; message: string } {
     if (this.#bye) {
-      const why = this.#bye.code === "shutdown"
-        ? "the server is restarting or shutting down"
-        : this.#bye.code === "idle_timeout"
-        ? "the server heard nothing from us in time"
-        : this.#bye.code === "slow_consumer"
-        ? "we were not reading fast enough"
-        : this.#bye.message || this.#bye.code;
-      return { code: this.#bye.code, message: why };
+      const code = this.#bye.code;
+      const ours = Object.hasOwn(BYE_REASONS, code) ? BYE_REASONS[code as ByeCode] : undefined;
+      const why = ours ?? (this.#bye.message || code);
+      return { code, message: why };
     }
     if (this.#serverError) return this.#serverError;
     return { code: "connection_lost", message: "the connection was lost" };
@@ -560,7 +554,7 @@ export class ChatConnection {
         return;
       } catch (err) {
         const e = err instanceof ChatError ? err : new ChatError("internal", String(err));
-        if (!RETRYABLE.has(e.code)) {
+        if (retryAfterError(e.code).kind === "never") {
           this.#finish(e);
           return;
         }
@@ -683,11 +677,12 @@ export class ChatConnection {
         return;
       case "bye":
         this.#bye = { code: sanitize(String(f.code)), message: sanitize(String(f.message ?? "")) };
-        if (f.code === "kicked") {
-          this.#fatal = new ChatError(
-            "kicked",
-            `Cannot stay connected: ${this.#bye.message || "an administrator removed the account"}`,
-          );
+        if (retryAfterBye(this.#bye.code).kind === "never") {
+          // `kicked` (and whatever else the catalogue says not to come back after) ends the session.
+          const why = this.#bye.message || byeInfo(this.#bye.code)?.meaning || this.#bye.code;
+          this.#fatal = ChatError.fromPeer(this.#bye.code, `Cannot stay connected: ${why}`, {
+            fatal: true,
+          });
         }
         return;
       default:
@@ -715,7 +710,7 @@ export class ChatConnection {
 
   #onError(f: Frame<"error">): void {
     // Server text ends up on terminals (error lines, stderr): never trust it to be inert.
-    const err = new ChatError(sanitize(String(f.code)), sanitize(String(f.message ?? "")), {
+    const err = ChatError.fromPeer(sanitize(String(f.code)), sanitize(String(f.message ?? "")), {
       retryAfterMs: typeof f.retryAfterMs === "number" ? f.retryAfterMs : undefined,
     });
     err.ref = f.ref;
@@ -751,17 +746,20 @@ export class ChatConnection {
         }
       }, ms);
     };
-    if (err.code === "rate_limited" && e.retries++ < 100) {
-      // Pace ourselves: the bucket is empty; wait as long as the server says.
-      this.#tokens = 0;
-      again(err.retryAfterMs ?? 1000);
-      return;
+    const retry = retryAfterError(err.code);
+    if (retry.kind !== "never" && e.retries++ < SEND_RETRIES[retry.kind]) {
+      switch (retry.kind) {
+        case "after_hint": // rate_limited: the bucket is empty; wait as long as the server says.
+          this.#tokens = 0;
+          again(err.retryAfterMs ?? 1000);
+          return;
+        case "backoff": // storage_failed: the server may recover; wait longer each time.
+          again(1000 * e.retries);
+          return;
+        case "reconnect": // shutting_down: resent after the reconnect (same cid: stored once).
+          return;
+      }
     }
-    if (err.code === "storage_failed" && e.retries++ < 3) {
-      again(1000 * e.retries);
-      return;
-    }
-    if (err.code === "shutting_down") return; // Resent after the reconnect.
     this.#outbox.delete(cid);
     e.reject(err);
   }

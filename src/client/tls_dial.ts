@@ -173,18 +173,22 @@ function handshake(
   });
 }
 
-/** A one-line reason for a failed connection attempt. */
+/** A one-line reason for a failed connection attempt, decided by the runtime's error code. */
 function connectError(key: string, err: unknown): ChatError {
   const e = err as NodeJS.ErrnoException;
   const code = e?.code ?? "";
-  const msg = String(e?.message ?? err);
+  if (code === "ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL") {
+    // The server offers ALPN protocols, none of them chat/1: not a chat server, so no retry.
+    return new ChatError(
+      "not_chat_server",
+      `Cannot connect to ${key}: the server does not speak ${ALPN_CHAT1}; is it a chat server?`,
+    );
+  }
   let detail: string;
   if (code === "ECONNREFUSED") detail = "connection refused (is the server running?)";
   else if (code === "ENOTFOUND" || code === "EAI_AGAIN") detail = "unknown host";
   else if (code === "ETIMEDOUT") detail = "timed out";
   else if (code === "ECONNRESET" || code === "EPIPE") detail = "the connection was reset";
-  else if (/application.?protocol/i.test(msg)) {
-    detail = `the server does not speak ${ALPN_CHAT1}`;
-  } else detail = msg.split("\n")[0];
+  else detail = String(e?.message ?? err).split("\n")[0];
   return new ChatError("connect_failed", `Cannot connect to ${key}: ${detail}`);
 }

@@ -6,6 +6,7 @@ import {
   type SeedAuthMode,
   type SeedServerLine,
 } from "../protocol/seed_codec.ts";
+import { errorInfo } from "../error_catalogue.ts";
 import { DEFAULT_ROOM } from "./chat_service.ts";
 import type { EventEncoder, HubEvent } from "./hub.ts";
 import type { ServerFrame } from "../protocol/frames.ts";
@@ -174,7 +175,7 @@ export class SeedProtocol implements ProtocolAdapter {
 
 /** Codes that end a connection (they are shown even during the login dialogue). */
 function isFatal(code: string): boolean {
-  return code === "internal" || code === "auth_timeout" || code === "too_many_frames";
+  return errorInfo(code)?.fatal === "yes";
 }
 
 /** The fallback protocol for TLS clients that do not negotiate ALPN `chat/1`. */

@@ -1,7 +1,7 @@
 // Owns TLS certificates: generating, describing, validating, writing and loading key pairs.
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { ChatError } from "../errors.ts";
+import { ChatError, type ErrorCode } from "../errors.ts";
 
 x509.cryptoProvider.set(crypto);
 
@@ -375,7 +375,7 @@ function parseLeaf(certPem: string): x509.X509Certificate {
   }
 }
 
-function decodePem(pem: string, code: string, what: string): x509.PemStruct[] {
+function decodePem(pem: string, code: ErrorCode, what: string): x509.PemStruct[] {
   let blocks: x509.PemStruct[];
   try {
     blocks = x509.PemConverter.decodeWithHeaders(pem);

@@ -171,6 +171,36 @@ Deno.test("a server that does not negotiate chat/1 is refused before anything is
   assertEquals(received, 0);
 });
 
+Deno.test("a server that offers other ALPN protocols fails the handshake as not_chat_server", async () => {
+  await using ts = await startTestServer();
+  await using cfg = await tempDir();
+  const listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: ts.certPem,
+    key: await Deno.readTextFile(`${ts.dataDir}/key.pem`),
+    alpnProtocols: ["h2", "http/1.1"],
+  });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      await conn.handshake().catch(() => {/* refused: no protocol in common */});
+      conn.close();
+    }
+  })();
+  try {
+    const port = (listener.addr as Deno.NetAddr).port;
+    const err = await assertRejects(
+      async () => await open(port, await pinnedPolicy(cfg.path, ts.certPem), "gus"),
+      ChatError,
+    );
+    assertEquals(err.code, "not_chat_server");
+    assert(err.message.includes("does not speak chat/1"), err.message);
+  } finally {
+    listener.close();
+    await serving;
+  }
+});
+
 Deno.test("reconnect and resume across a server restart: every message exactly once, in order", async () => {
   const ts1 = await startTestServer({ keepData: true });
   const dataDir = ts1.dataDir;

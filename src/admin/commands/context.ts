@@ -47,9 +47,20 @@ export function osActor(): string {
 const BUSY_ATTEMPTS = 3;
 
 function isBusy(err: unknown): boolean {
-  return err instanceof ChatError &&
-    (err.code === "db_locked" ||
-      (err.code === "storage_failed" && /locked|busy/i.test(err.message)));
+  if (!(err instanceof ChatError)) return false;
+  if (err.code === "db_locked") return true;
+  if (err.code !== "storage_failed") return false;
+  return sqliteSaysLocked(err.cause instanceof Error ? err.cause.message : err.message);
+}
+
+/**
+ * Whether SQLite's text says another connection holds the lock (SQLITE_BUSY / SQLITE_LOCKED).
+ * Only text can tell: Deno's node:sqlite errors carry no result code (just
+ * `code: "ERR_SQLITE_ERROR"` and "database is locked"), and a `storage_failed` from the store
+ * has that text inside its message.
+ */
+function sqliteSaysLocked(text: string): boolean {
+  return /locked|busy/i.test(text);
 }
 
 /**
