@@ -327,3 +327,59 @@ Deno.test("delivery: SIGTERM mid-storm answers every send the server read; acked
     await Deno.remove(dataDir, { recursive: true });
   }
 });
+
+Deno.test("delivery: through a store that answers 0-3 ms late and out of order, one session's acks and every stream's deliveries keep their order", async () => {
+  const { SlowStore } = await import("../store/slow_store.ts");
+  let seed = 0;
+  await using ts = await startTestServer({
+    limits: { messagesPerSecond: 100_000, messageBurst: 100_000 },
+    wrapStore: (s) => {
+      const slow = new SlowStore(s);
+      seed = slow.seed;
+      return slow;
+    },
+  });
+  const reader = await WireClient.login(ts.port, ts.certPem, "watcher", { register: true });
+  const peer = await WireClient.login(ts.port, ts.certPem, "peer", { register: true });
+  const a = await WireClient.login(ts.port, ts.certPem, "piper", { register: true });
+  try {
+    // 60 pipelined sends, room messages and DMs mixed, written at once.
+    const cids: string[] = [];
+    let batch = "";
+    for (let i = 0; i < 60; i++) {
+      const cid = `p${i}`;
+      cids.push(cid);
+      const target = i % 3 === 2 ? { to: "peer" } : { room: "general" };
+      batch += JSON.stringify({ type: "send", cid, ref: cid, body: `m${i}`, ...target }) + "\n";
+    }
+    await a.writeAll(batch);
+    const lastAck = await a.expect((f) => f.type === "ack" && f.cid === "p59", 20_000);
+    assert(lastAck.type === "ack");
+    const acks = a.raw.split("\n").filter((l) => l.startsWith('{"type":"ack"')).map((l) =>
+      JSON.parse(l) as { cid: string; id: number; room?: string }
+    );
+    assertEquals(acks.map((x) => x.cid), cids, `acks in request order (seed ${seed})`);
+    // Stored in the order sent: ids increase with the request order, per stream and overall.
+    const ids = acks.map((x) => x.id);
+    assertEquals([...ids].sort((x, y) => x - y), ids, `ids in request order (seed ${seed})`);
+    const roomIds = acks.filter((x) => x.room).map((x) => x.id);
+    const dmIds = acks.filter((x) => !x.room).map((x) => x.id);
+    await reader.expect((f) => f.type === "msg" && f.id === roomIds[roomIds.length - 1], 20_000);
+    await peer.expect((f) => f.type === "msg" && f.id === dmIds[dmIds.length - 1], 20_000);
+    assertExactlyOnceInOrder(
+      receivedMessages(reader).filter((m) => m.room === "general").map((m) => m.id),
+      roomIds,
+      `the room, in order (seed ${seed})`,
+    );
+    assertExactlyOnceInOrder(
+      receivedMessages(peer).filter((m) => m.to !== undefined).map((m) => m.id),
+      dmIds,
+      `the DMs, in order (seed ${seed})`,
+    );
+  } finally {
+    for (const c of [reader, peer, a]) {
+      c.conn.close();
+      await c.closed;
+    }
+  }
+});
