@@ -37,7 +37,7 @@ Deno.test("users: add, list, show, passwd, disable, enable, role, remove — eac
   assertEquals([shown.name, shown.online, shown.rooms], ["Alice", null, []]);
 
   {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     const hash = (await store.userByName("alice"))!.passwordHash;
     assertMatch(hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
     assert(await argon2Verify({ password: "first-password", hash }));
@@ -46,7 +46,7 @@ Deno.test("users: add, list, show, passwd, disable, enable, role, remove — eac
     stdin: "second-password\r\n",
   });
   {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     const hash = (await store.userByName("alice"))!.passwordHash;
     assert(await argon2Verify({ password: "second-password", hash }));
     assert(!(await argon2Verify({ password: "first-password", hash })));
@@ -80,7 +80,7 @@ Deno.test("wrong input gets a clear message, a non-zero exit, and changes nothin
   await adminOk(["rooms", "create", "ops", ...d]);
   const before = await auditActions(dir.path);
   const snapshot = async () => {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     return JSON.stringify([
       await store.listUsers(),
       await store.listRooms(),
@@ -241,7 +241,7 @@ Deno.test("audit filters by --since and --limit; stats without a server shows th
   await using dir = await tempDir();
   const d = ["--data", dir.path];
   {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     for (
       const [ts, action] of [[1000, "login"], [2000, "login_failed"], [
         Date.parse("2026-01-02T00:00:00Z"),
