@@ -135,30 +135,61 @@ function writable(path: string): boolean {
   }
 }
 
+/** SQLite result codes this file tells apart (https://sqlite.org/rescode.html). */
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_READONLY = 8;
+const SQLITE_CORRUPT = 11;
+const SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+/**
+ * The SQLite result code node:sqlite put on an error (`errcode`, an extended code), or null.
+ * Deno 2.9.6 sets it on errors from prepared statements only: errors from `exec()` and from the
+ * `DatabaseSync` constructor carry a message and nothing else, which is why `open` runs its
+ * single statements through `prepare` and reads a constructor failure as "cannot open".
+ */
+function sqliteCode(err: unknown): number | null {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof code === "number" ? code : null;
+}
+
+/** Runs one statement through a prepared statement, so a failure carries its result code. */
+function run(db: DatabaseSync, sql: string): void {
+  db.prepare(sql).run();
+}
+
 function openFailure(path: string, err: unknown): ChatError {
   const detail = (err as Error).message ?? String(err);
-  if (/readonly|read-only/i.test(detail) || (/unable to open/i.test(detail) && !writable(path))) {
+  // No code: the constructor failed, which only opening the file does (SQLITE_CANTOPEN).
+  const primary = (sqliteCode(err) ?? SQLITE_CANTOPEN) & 0xff;
+  // An existing file that cannot be opened for writing is reported by SQLite as READONLY or, in
+  // WAL mode (it cannot create the -shm file), only as CANTOPEN.
+  if (primary === SQLITE_READONLY || (primary === SQLITE_CANTOPEN && !writable(path))) {
     return new ChatError("db_readonly", `Cannot open database ${path}: it is read-only`, {
       fatal: true,
     });
   }
-  if (/locked|busy/i.test(detail)) {
+  if (primary === SQLITE_BUSY || primary === SQLITE_LOCKED) {
     return new ChatError(
       "db_locked",
       `Cannot open database ${path}: it is locked by another process (${detail})`,
       { fatal: true },
     );
   }
-  if (/not a database|malformed|corrupt/i.test(detail)) {
-    return new ChatError(
-      "db_corrupt",
-      `Cannot open database ${path}: the file is damaged (${detail}); restore a backup`,
-      { fatal: true },
-    );
-  }
+  if (primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB) return damaged(path, detail);
   return new ChatError("db_open_failed", `Cannot open database ${path}: ${detail}`, {
     fatal: true,
   });
+}
+
+function damaged(path: string, detail: string): ChatError {
+  return new ChatError(
+    "db_corrupt",
+    `Cannot open database ${path}: the file is damaged (${detail}); restore a backup`,
+    { fatal: true },
+  );
 }
 
 /** SQLite store on node:sqlite: WAL, migrations by user_version, group commit. */
@@ -208,7 +239,7 @@ export class SqliteStore implements Store {
     try {
       const check = db.prepare("PRAGMA quick_check").get() as Row | undefined;
       if (!check || check.quick_check !== "ok") {
-        throw new Error(`malformed: quick_check says ${JSON.stringify(check)}`);
+        throw damaged(path, `quick_check says ${JSON.stringify(check?.quick_check ?? null)}`);
       }
       // Check the version before anything writes: a newer file must stay byte-for-byte untouched.
       const version = Number((db.prepare("PRAGMA user_version").get() as Row).user_version);
@@ -220,13 +251,13 @@ export class SqliteStore implements Store {
           { fatal: true },
         );
       }
-      db.exec("PRAGMA journal_mode=WAL");
-      db.exec(`PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
-      db.exec("PRAGMA foreign_keys=ON");
+      run(db, "PRAGMA journal_mode=WAL");
+      run(db, `PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
+      run(db, "PRAGMA foreign_keys=ON");
       if (version < SCHEMA_VERSION) {
         if (version > 0) SqliteStore.#backup(db, path, version);
         for (let v = version; v < SCHEMA_VERSION; v++) {
-          db.exec("BEGIN IMMEDIATE");
+          run(db, "BEGIN IMMEDIATE");
           try {
             db.exec(MIGRATIONS[v]);
             db.exec(`PRAGMA user_version=${v + 1}`);
@@ -264,7 +295,7 @@ export class SqliteStore implements Store {
    */
   static #backup(db: DatabaseSync, path: string, version: number): void {
     const target = `${path}.v${version}.${Date.now()}.bak`;
-    db.exec("BEGIN IMMEDIATE");
+    run(db, "BEGIN IMMEDIATE");
     try {
       Deno.copyFileSync(path, target);
       let walBytes = 0;
@@ -320,7 +351,8 @@ export class SqliteStore implements Store {
         );
         return toUser(row!);
       } catch (err) {
-        if (/UNIQUE/i.test((err as Error).message)) {
+        // name_key is the only UNIQUE column of users (the id is a PRIMARY KEY, another code).
+        if (sqliteCode(err) === SQLITE_CONSTRAINT_UNIQUE) {
           throw new ChatError("user_exists", `Cannot register: the name ${u.name} is taken`);
         }
         throw err;
