@@ -122,6 +122,11 @@ export class ChatService {
     this.#hub.fanout.publish({ kind: "user_changed", userId });
   }
 
+  /** Forgets a cached user name (after an admin removed the account: it shows as "(removed)"). */
+  forgetUser(id: number): void {
+    this.#userNames.delete(id);
+  }
+
   async #room(name: string): Promise<RoomRecord | null> {
     const cached = this.#roomsByName.get(name);
     if (cached) return cached;
@@ -140,7 +145,7 @@ export class ChatService {
     const cached = this.#userNames.get(id);
     if (cached !== undefined) return cached;
     const u = await this.#store.userById(id);
-    const name = u ? u.name : "(removed)";
+    const name = u && !u.removed ? u.name : "(removed)";
     this.#userNames.set(id, name);
     return name;
   }

@@ -47,6 +47,7 @@ function toUser(r: Row): UserRecord {
     passwordHash: String(r.password_hash),
     role: r.role === "admin" ? "admin" : "member",
     disabled: Number(r.disabled) !== 0,
+    removed: Number(r.removed) !== 0,
     createdAt: Number(r.created_at),
   };
 }
@@ -253,13 +254,21 @@ export class SqliteStore implements Store {
       }
       run(db, "PRAGMA journal_mode=WAL");
       run(db, `PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
-      run(db, "PRAGMA foreign_keys=ON");
       if (version < SCHEMA_VERSION) {
         if (version > 0) SqliteStore.#backup(db, path, version);
+        // Foreign keys stay off while migrating (a rebuilt table is dropped and replaced, which
+        // would cascade) and are checked before each migration commits.
+        run(db, "PRAGMA foreign_keys=OFF");
         for (let v = version; v < SCHEMA_VERSION; v++) {
           run(db, "BEGIN IMMEDIATE");
           try {
             db.exec(MIGRATIONS[v]);
+            const broken = db.prepare("PRAGMA foreign_key_check").all();
+            if (broken.length > 0) {
+              throw new Error(
+                `migration ${v + 1} left rows without their parent: ${JSON.stringify(broken)}`,
+              );
+            }
             db.exec(`PRAGMA user_version=${v + 1}`);
             db.exec("COMMIT");
           } catch (err) {
@@ -268,6 +277,7 @@ export class SqliteStore implements Store {
           }
         }
       }
+      run(db, "PRAGMA foreign_keys=ON");
     } catch (err) {
       try {
         db.close();
@@ -361,7 +371,11 @@ export class SqliteStore implements Store {
   }
 
   userByName(name: string): Promise<UserRecord | null> {
-    const r = this.#get("SELECT * FROM users WHERE name_key = ?", name.toLowerCase());
+    // A tombstone has no name_key; `removed = 0` says so once more.
+    const r = this.#get(
+      "SELECT * FROM users WHERE name_key = ? AND removed = 0",
+      name.toLowerCase(),
+    );
     return Promise.resolve(r ? toUser(r) : null);
   }
 
@@ -371,7 +385,9 @@ export class SqliteStore implements Store {
   }
 
   listUsers(): Promise<UserRecord[]> {
-    return Promise.resolve(this.#all("SELECT * FROM users ORDER BY name_key").map(toUser));
+    return Promise.resolve(
+      this.#all("SELECT * FROM users WHERE removed = 0 ORDER BY name_key").map(toUser),
+    );
   }
 
   updateUser(
@@ -392,9 +408,14 @@ export class SqliteStore implements Store {
   }
 
   removeUser(id: number): Promise<void> {
+    // A tombstone, never a DELETE: the row keeps the id taken (ids are never reused).
     return this.#writes.enqueue(() => {
-      this.#stmt("DELETE FROM users WHERE id = ?").run(id);
-    });
+      this.#stmt(
+        `UPDATE users SET name = '', name_key = NULL, password_hash = '', disabled = 1, removed = 1
+         WHERE id = ?`,
+      ).run(id);
+      this.#stmt("DELETE FROM memberships WHERE user_id = ?").run(id);
+    }, { savepoint: true });
   }
 
   // rooms
@@ -823,17 +844,25 @@ export class SqliteStore implements Store {
     const pageSize = Number((this.#get("PRAGMA page_size") as Row).page_size);
     const free = Number((this.#get("PRAGMA freelist_count") as Row).freelist_count);
     const counts = this.#get(
-      `SELECT (SELECT count(*) FROM users) AS users,
+      `SELECT (SELECT count(*) FROM users WHERE removed = 0) AS users,
               (SELECT count(*) FROM rooms WHERE kind = 'room') AS rooms,
               (SELECT count(*) FROM messages) AS messages`,
     )!;
     return Promise.resolve({
-      fileBytes: size(this.path),
-      walBytes: size(`${this.path}-wal`),
-      freeBytes: free * pageSize,
       users: Number(counts.users),
       rooms: Number(counts.rooms),
       messages: Number(counts.messages),
+      engine: {
+        name: "sqlite",
+        figures: {
+          fileBytes: size(this.path),
+          walBytes: size(`${this.path}-wal`),
+          freeBytes: free * pageSize,
+          commitBatches: this.#writes.batches,
+          commitWrites: this.#writes.writes,
+          walSyncs: this.#writes.syncs,
+        },
+      },
     });
   }
 

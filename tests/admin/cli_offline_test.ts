@@ -3,7 +3,7 @@
 import { argon2Verify } from "hash-wasm";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import type { UserDetail, UserView } from "../../src/admin/admin_service.ts";
-import type { AuditEntry } from "../../src/store/store.ts";
+import type { AuditEntry, StorageStats } from "../../src/store/store.ts";
 import { admin, adminJson, adminOk, openStore } from "./helpers.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 
@@ -259,14 +259,11 @@ Deno.test("audit filters by --since and --limit; stats without a server shows th
     await adminOk(["audit", ...d]),
     /1970-01-01 00:00:01Z\s+zoe\s+login\s+zoe\s+192\.0\.2\.7/,
   );
-  const stats = await adminJson<{ live: boolean; storage: { users: number; fileBytes: number } }>([
-    "stats",
-    ...d,
-  ]);
-  assertEquals(stats.live, false);
-  assert(stats.storage.fileBytes > 0);
+  const stats = await adminJson<{ live: boolean; storage: StorageStats }>(["stats", ...d]);
+  assertEquals([stats.live, stats.storage.users, stats.storage.engine.name], [false, 0, "sqlite"]);
+  assert(stats.storage.engine.figures.fileBytes > 0);
   assertMatch(
     await adminOk(["stats", ...d]),
-    /^No server is running on this data dir\.\ndatabase:/,
+    /^No server is running on this data dir\.\nstored:\s+0 users, 0 rooms, 0 messages\nengine:\s+sqlite: file \d/,
   );
 });
