@@ -1,6 +1,7 @@
 // Regression for issue 12 item 1: a removed account's id must never go to the next registration.
 import { assert, assertEquals, assertNotEquals } from "../harness/assert.ts";
-import { startTestServer } from "../harness/test_server.ts";
+import { startTestServer, type TestServer } from "../harness/test_server.ts";
+import { SlowStore } from "../store/slow_store.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import type { UserDetail } from "../../src/admin/admin_service.ts";
@@ -14,8 +15,31 @@ async function ask(c: WireClient, frame: Record<string, unknown>, ref: string): 
   return await c.expect((f) => "ref" in f && f.ref === ref) as Frame;
 }
 
-Deno.test("a removed account's id, messages and conversations never pass to the next registration", async () => {
-  await using ts = await startTestServer();
+for (const slow of [false, true]) {
+  Deno.test(`a removed account's id, messages and conversations never pass to the next registration${slow ? " (store answering late: SlowStore)" : ""}`, () =>
+    removedUser(slow));
+}
+
+async function removedUser(slow: boolean): Promise<void> {
+  let seed: number | undefined;
+  await using ts = await startTestServer({
+    wrapStore: slow
+      ? (s) => {
+        const w = new SlowStore(s);
+        seed = w.seed;
+        return w;
+      }
+      : undefined,
+  });
+  try {
+    await scenario(ts);
+  } catch (err) {
+    if (seed !== undefined && err instanceof Error) err.message += ` [SlowStore seed ${seed}]`;
+    throw err;
+  }
+}
+
+async function scenario(ts: TestServer): Promise<void> {
   const d = ["--data", ts.dataDir];
   await using alice = await WireClient.login(ts.port, ts.certPem, "alice", { register: true });
   const bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
@@ -86,4 +110,4 @@ Deno.test("a removed account's id, messages and conversations never pass to the 
   const room = await ask(bob2, { type: "history", room: "general" }, "h5");
   const mine = (room.messages as { id: number; from: string }[]).find((m) => m.id === inRoom.id);
   assertEquals(mine?.from, "(removed)", "the old bob's message is not the new bob's");
-});
+}

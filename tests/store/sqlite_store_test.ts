@@ -2,15 +2,27 @@ import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals, assertThrows } from "../harness/assert.ts";
 import { runStoreContract } from "./store_contract.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { openStore, storeSpec } from "../../src/store/open_store.ts";
+import type { Store } from "../../src/store/store.ts";
+import { SlowStore } from "./slow_store.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.ts";
 import { ChatError } from "../../src/errors.ts";
 
-runStoreContract("sqlite", async () => {
+async function sqliteInTempDir(): Promise<{ store: Store; cleanup: () => Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "chat-store-" });
   return {
-    store: SqliteStore.open({ path: `${dir}/chat.db` }),
+    store: await openStore(storeSpec({ dataDir: dir })),
     cleanup: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
+runStoreContract("sqlite", sqliteInTempDir);
+
+// The same engine answering late and out of order, as an engine over a network would.
+runStoreContract("sqlite+slow", async () => {
+  const { store, cleanup } = await sqliteInTempDir();
+  const slow = new SlowStore(store);
+  return { store: slow, cleanup, note: `SlowStore seed ${slow.seed}` };
 });
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
