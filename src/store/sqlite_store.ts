@@ -163,7 +163,8 @@ function run(db: DatabaseSync, sql: string): void {
 
 function openFailure(path: string, err: unknown): ChatError {
   const detail = (err as Error).message ?? String(err);
-  // No code: the constructor failed, which only opening the file does (SQLITE_CANTOPEN).
+  // No code: the constructor (which only opens the file: SQLITE_CANTOPEN) or a migration's
+  // exec() failed; then only a file that cannot be written is told apart, by trying to.
   const primary = (sqliteCode(err) ?? SQLITE_CANTOPEN) & 0xff;
   // An existing file that cannot be opened for writing is reported by SQLite as READONLY or, in
   // WAL mode (it cannot create the -shm file), only as CANTOPEN.
