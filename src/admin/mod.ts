@@ -41,7 +41,7 @@ export async function startAdministration(opts: AdministrationOptions): Promise<
   const live: LiveHooks = {
     kickUser: (userId, message) => server.kickUser(userId, message),
     sessionsOf: (userId) => server.hub.sessionsOf(userId).size,
-    forgetUser: (userId) => server.service.forgetUser(userId),
+    forgetUser: (userId) => server.service.invalidateUser(userId),
     invalidateRoom: (name) => server.service.invalidateRoom(name),
     async reloadCertificate() {
       const cert = await loadOrCreateServerCert({

@@ -122,11 +122,6 @@ export class ChatService {
     this.#hub.fanout.publish({ kind: "user_changed", userId });
   }
 
-  /** Forgets a cached user name (after an admin removed the account: it shows as "(removed)"). */
-  forgetUser(id: number): void {
-    this.#userNames.delete(id);
-  }
-
   async #room(name: string): Promise<RoomRecord | null> {
     const cached = this.#roomsByName.get(name);
     if (cached) return cached;

@@ -10,6 +10,7 @@ import type {
   StorageStats,
   Store,
   StoredMessage,
+  StreamKey,
   UserRecord,
 } from "../../src/store/store.ts";
 
@@ -137,6 +138,17 @@ export class SlowStore implements Store {
     roomIds: number[],
   ): Promise<{ rooms: Map<number, number>; dm: number }> {
     return this.#late(() => this.#inner.latestIds(userId, roomIds));
+  }
+  streamHeads(keys: StreamKey[]): Promise<Map<StreamKey, number>> {
+    return this.#late(() => this.#inner.streamHeads(keys));
+  }
+  streamAfter(
+    key: StreamKey,
+    afterId: number,
+    limit: number,
+    beforeId?: number,
+  ): Promise<MessageRecord[]> {
+    return this.#late(() => this.#inner.streamAfter(key, afterId, limit, beforeId));
   }
   history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage> {
     return this.#late(() => this.#inner.history(roomId, limit, beforeId));

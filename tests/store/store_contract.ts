@@ -1,6 +1,13 @@
 // Owns the storage contract suite: every Store implementation must pass these, unchanged.
 import { assert, assertEquals, assertRejects } from "../harness/assert.ts";
-import type { MessageRecord, NewMessage, Store, UserRecord } from "../../src/store/store.ts";
+import {
+  dmStream,
+  type MessageRecord,
+  type NewMessage,
+  roomStream,
+  type Store,
+  type UserRecord,
+} from "../../src/store/store.ts";
 import { ChatError } from "../../src/errors.ts";
 
 /**
@@ -359,6 +366,82 @@ export function runStoreContract(
     const after = await s.latestIds(a.id, [r1.id, r2.id]);
     assertEquals([after.rooms.get(r1.id), after.rooms.get(r2.id), after.dm], [newest, 0, d]);
   });
+
+  t("appendMessage links a new message to the previous one of each of its streams", async (s) => {
+    const a = await user(s, "lin");
+    const b = await user(s, "lee");
+    const c = await user(s, "lux");
+    const room = await s.ensureRoom("general", "room", 1);
+    const ab = await s.ensureRoom(`dm:${a.id}:${b.id}`, "dm", 1);
+    const ac = await s.ensureRoom(`dm:${a.id}:${c.id}`, "dm", 1);
+    for (const [dm, peer] of [[ab, b], [ac, c]] as const) {
+      await s.addMember(dm.id, a.id, 1);
+      await s.addMember(dm.id, peer.id, 1);
+    }
+    const dm = (r: number, from: number, to: number, cid: string) => ({
+      ...msg(r, from, cid),
+      dmUsers: [from, to],
+    });
+    // Issued without awaiting: each link names the message before it in call order.
+    const [r1, d1, r2, d2, d3] = await Promise.all([
+      s.appendMessage(msg(room.id, a.id, "r1")),
+      s.appendMessage(dm(ab.id, a.id, b.id, "d1")),
+      s.appendMessage(msg(room.id, b.id, "r2")),
+      s.appendMessage(dm(ac.id, c.id, a.id, "d2")),
+      s.appendMessage(dm(ab.id, b.id, a.id, "d3")),
+    ]);
+    const links = (x: { links: { stream: string; prev: number }[] }) =>
+      Object.fromEntries(x.links.map((l) => [l.stream, l.prev]));
+    assertEquals(links(r1), { [roomStream(room.id)]: 0 });
+    assertEquals(links(r2), { [roomStream(room.id)]: r1.message.id });
+    assertEquals(links(d1), { [dmStream(a.id)]: 0, [dmStream(b.id)]: 0 });
+    assertEquals(links(d2), { [dmStream(c.id)]: 0, [dmStream(a.id)]: d1.message.id });
+    assertEquals(links(d3), { [dmStream(b.id)]: d1.message.id, [dmStream(a.id)]: d2.message.id });
+    const dup = await s.appendMessage(msg(room.id, a.id, "r1"));
+    assertEquals([dup.duplicate, dup.links], [true, []]);
+    const notes = await s.ensureRoom(`dm:${a.id}:${a.id}`, "dm", 1);
+    await s.addMember(notes.id, a.id, 1);
+    const self = await s.appendMessage({ ...msg(notes.id, a.id, "note"), dmUsers: [a.id, a.id] });
+    assertEquals(links(self), { [dmStream(a.id)]: d3.message.id }, "a note to self: one link");
+  });
+
+  t(
+    "streamHeads gives each stream's newest id (0 when empty); streamAfter reads a stream",
+    async (s) => {
+      const a = await user(s, "sha");
+      const b = await user(s, "shb");
+      const room = await s.ensureRoom("general", "room", 1);
+      const quiet = await s.ensureRoom("quiet", "room", 1);
+      const ab = await s.ensureRoom(`dm:${a.id}:${b.id}`, "dm", 1);
+      await s.addMember(ab.id, a.id, 1);
+      await s.addMember(ab.id, b.id, 1);
+      const keys = [roomStream(room.id), roomStream(quiet.id), dmStream(a.id), dmStream(b.id)];
+      assertEquals([...(await s.streamHeads(keys))], keys.map((k) => [k, 0]));
+      const rIds: number[] = [];
+      const dIds: number[] = [];
+      for (let i = 0; i < 4; i++) {
+        rIds.push((await s.appendMessage(msg(room.id, a.id, `r${i}`))).message.id);
+        dIds.push(
+          (await s.appendMessage({
+            ...msg(ab.id, i % 2 ? a.id : b.id, `d${i}`),
+            dmUsers: [a.id, b.id],
+          }))
+            .message.id,
+        );
+      }
+      const heads = await s.streamHeads(keys);
+      assertEquals(keys.map((k) => heads.get(k)), [rIds[3], 0, dIds[3], dIds[3]]);
+      assertEquals(ids(await s.streamAfter(roomStream(room.id), 0, 10)), rIds);
+      assertEquals(ids(await s.streamAfter(roomStream(room.id), rIds[0], 2)), rIds.slice(1, 3));
+      assertEquals(
+        ids(await s.streamAfter(roomStream(room.id), rIds[0], 10, rIds[3])),
+        rIds.slice(1, 3),
+      );
+      assertEquals(ids(await s.streamAfter(dmStream(b.id), 0, 10)), dIds);
+      assertEquals(ids(await s.streamAfter(dmStream(a.id), dIds[1], 10)), dIds.slice(2));
+      assertEquals(await s.streamAfter(roomStream(quiet.id), 0, 10), []);
+    },
+  );
 
   t("history pages back from the newest, each page oldest first, with more", async (s) => {
     const u = await user(s, "dan");
