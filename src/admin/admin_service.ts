@@ -49,7 +49,6 @@ export interface LiveStats extends Omit<ServerStats, "loop"> {
   uptimeMs: number;
   /** Event-loop lag (ServerStats.loop); absent from a server that does not report it. */
   loop?: ServerStats["loop"];
-  writes: { batches: number; writes: number } | null;
   certificate: { fingerprint: string; notAfter: number };
   retentionDays: number;
   storage: StorageStats;
@@ -61,6 +60,8 @@ export interface LiveHooks {
   kickUser(userId: number, message: string): number;
   /** Sessions the user has open now. */
   sessionsOf(userId: number): number;
+  /** Drops the server's cached name of a user after the account was removed. */
+  forgetUser(userId: number): void;
   /** Drops the server's cached copy of a room after it changed. */
   invalidateRoom(name: string): void;
   /** Loads the server's certificate files again and serves them to new connections. */
@@ -253,6 +254,7 @@ export class AdminService {
   async removeUser(actor: string, a: { name: string }): Promise<{ kicked: number }> {
     const u = await this.#user(a.name, "remove");
     await this.#store.removeUser(u.id);
+    this.#live?.forgetUser(u.id);
     const kicked = this.#live?.kickUser(u.id, "Your account was removed by an administrator") ?? 0;
     await this.#audit(actor, "users.remove", u.name, { id: u.id, kicked });
     return { kicked };

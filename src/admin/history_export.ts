@@ -56,7 +56,8 @@ export class NameResolver {
   async user(id: number): Promise<string> {
     let name = this.#users.get(id);
     if (name === undefined) {
-      name = (await this.#store.userById(id))?.name ?? `#${id}`;
+      const u = await this.#store.userById(id);
+      name = u && !u.removed ? u.name : `#${id}`;
       this.#users.set(id, name);
     }
     return name;

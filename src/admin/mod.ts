@@ -16,8 +16,8 @@ const log = getLogger(["chat", "admin"]);
 /** What a running server gives administration. */
 export interface AdministrationOptions {
   server: ChatServer;
-  /** The server's store (the SQLite one also reports group-commit counters). */
-  store: Store & { readonly writeStats?: { batches: number; writes: number; syncs: number } };
+  /** The server's store. */
+  store: Store;
   config: ServerConfig;
   /** The certificate the server started with. */
   certificate: CertInfo;
@@ -41,6 +41,7 @@ export async function startAdministration(opts: AdministrationOptions): Promise<
   const live: LiveHooks = {
     kickUser: (userId, message) => server.kickUser(userId, message),
     sessionsOf: (userId) => server.hub.sessionsOf(userId).size,
+    forgetUser: (userId) => server.service.invalidateUser(userId),
     invalidateRoom: (name) => server.service.invalidateRoom(name),
     async reloadCertificate() {
       const cert = await loadOrCreateServerCert({
@@ -67,7 +68,6 @@ export async function startAdministration(opts: AdministrationOptions): Promise<
         maxQueuedBytes: s.maxQueuedBytes,
         hasher: { ...s.hasher },
         loop: { ...s.loop },
-        writes: store.writeStats ? { ...store.writeStats } : null,
         certificate,
         retentionDays: config.retentionDays,
         storage: await store.storageStats(),

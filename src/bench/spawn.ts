@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { ChatError } from "../errors.ts";
 import type { ServerLimits } from "../config/config.ts";
 import { ARGON2_PARAMS } from "../server/password_hasher.ts";
-import { SqliteStore } from "../store/sqlite_store.ts";
+import { openStore, storeSpec } from "../store/open_store.ts";
 import { AdminClient } from "../admin/admin_client.ts";
 import type { LiveStats } from "../admin/admin_service.ts";
 
@@ -117,7 +117,7 @@ export function serveCommand(entry: string | undefined): { cmd: string; args: st
 }
 
 export async function seedDatabase(dataDir: string, users: SeedUsers[]): Promise<void> {
-  const store = SqliteStore.open({ path: join(dataDir, "chat.db"), synchronous: "NORMAL" });
+  const store = await openStore(storeSpec({ dataDir, dbSynchronous: "NORMAL" }));
   try {
     for (const u of users) {
       if (u.count <= 0) continue;

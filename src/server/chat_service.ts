@@ -140,7 +140,7 @@ export class ChatService {
     const cached = this.#userNames.get(id);
     if (cached !== undefined) return cached;
     const u = await this.#store.userById(id);
-    const name = u ? u.name : "(removed)";
+    const name = u && !u.removed ? u.name : "(removed)";
     this.#userNames.set(id, name);
     return name;
   }

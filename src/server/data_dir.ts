@@ -2,11 +2,11 @@
 import { getLogger } from "@logtape/logtape";
 import { join } from "node:path";
 import { ChatError } from "../errors.ts";
+import { DB_FILE } from "../store/open_store.ts";
 
 const log = getLogger(["chat", "server"]);
 
-/** File name of the database inside the data dir. */
-export const DB_FILE = "chat.db";
+export { DB_FILE };
 
 /**
  * Makes `dir` ready to hold the server's files, whatever the umask.

@@ -1,13 +1,13 @@
 // Owns starting a complete server from a config: data dir, certificate, store, listener.
 import { getLogger } from "@logtape/logtape";
-import { join } from "node:path";
 import type { ServerConfig } from "../config/config.ts";
 import { claimAdminSocket, startAdministration } from "../admin/mod.ts";
 import { loadOrCreateServerCert } from "../tls/certificate.ts";
-import { SqliteStore } from "../store/sqlite_store.ts";
+import { describeStore, openStore, storeSpec } from "../store/open_store.ts";
+import type { Store } from "../store/store.ts";
 import { ChatServer, type FallbackProtocol } from "./server.ts";
 import { seedProtocol } from "./seed_protocol.ts";
-import { DB_FILE, prepareDataDir } from "./data_dir.ts";
+import { prepareDataDir } from "./data_dir.ts";
 import type { Clock } from "./token_bucket.ts";
 import type { Timers } from "./clock.ts";
 
@@ -18,11 +18,17 @@ const log = getLogger(["chat", "server"]);
 
 /**
  * Opens everything under `config.dataDir` and starts listening. Clients without ALPN `chat/1` get
- * `opts.fallback` (default: the seed text protocol).
+ * `opts.fallback` (default: the seed text protocol). `opts.wrapStore` (tests) wraps the opened
+ * store, e.g. in tests/store/slow_store.ts; closing the wrapper must close the store.
  */
 export async function startServer(
   config: ServerConfig,
-  opts: { clock?: Clock; fallback?: FallbackProtocol; timers?: Timers } = {},
+  opts: {
+    clock?: Clock;
+    fallback?: FallbackProtocol;
+    timers?: Timers;
+    wrapStore?: (s: Store) => Store;
+  } = {},
 ): Promise<ChatServer> {
   // Owner-only whatever the umask: refuses a dir others can reach, creates chat.db 0600.
   await prepareDataDir(config.dataDir);
@@ -39,10 +45,10 @@ export async function startServer(
   log.info("Certificate SHA-256 fingerprint {fingerprint}", {
     fingerprint: cert.info.fingerprintSha256,
   });
-  const store = SqliteStore.open({
-    path: join(config.dataDir, DB_FILE),
-    synchronous: config.dbSynchronous,
-  });
+  const spec = storeSpec(config);
+  const opened = await openStore(spec);
+  log.info("Store {store}", { store: describeStore(spec) });
+  const store = opts.wrapStore ? opts.wrapStore(opened) : opened;
   try {
     const server = await ChatServer.start({
       config,

@@ -99,6 +99,80 @@ export const MIGRATIONS: readonly string[] = [
     INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
   END;
   `,
+  // 4: ids are never reused (issue 12). Without AUTOINCREMENT SQLite gives a new row max(id) + 1,
+  // so deleting the newest account (or pruning every message) handed its id to the next insert:
+  // the next registration inherited the removed user's messages and DM conversations. users,
+  // rooms and messages are rebuilt with AUTOINCREMENT (rows, ids, indexes, search index rowids and
+  // foreign keys kept); a removed account becomes a tombstone (removed = 1, no name_key, no hash).
+  // Ids that a removed account left behind in messages and DM room names get a tombstone, and the
+  // message sequence starts above the search watermark, the highest message id ever indexed.
+  // Runs with foreign_keys off (SqliteStore.open checks them before COMMIT): dropping users would
+  // otherwise cascade into memberships.
+  `
+  CREATE TABLE users_v4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    name_key TEXT UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'member' CHECK (role IN ('admin', 'member')),
+    disabled INTEGER NOT NULL DEFAULT 0,
+    removed INTEGER NOT NULL DEFAULT 0 CHECK (removed IN (0, 1)),
+    created_at INTEGER NOT NULL,
+    CHECK ((removed = 0) = (name_key IS NOT NULL))
+  );
+  INSERT INTO users_v4(id, name, name_key, password_hash, role, disabled, created_at)
+    SELECT id, name, name_key, password_hash, role, disabled, created_at FROM users;
+  INSERT INTO users_v4(id, name, name_key, password_hash, role, disabled, removed, created_at)
+    SELECT ref, '', NULL, '', 'member', 1, 1, 0 FROM (
+      SELECT sender_id AS ref FROM messages
+      UNION SELECT CAST(substr(name, 4, instr(substr(name, 4), ':') - 1) AS INTEGER)
+        FROM rooms WHERE kind = 'dm'
+      UNION SELECT CAST(substr(name, 4 + instr(substr(name, 4), ':')) AS INTEGER)
+        FROM rooms WHERE kind = 'dm'
+    ) WHERE ref > 0 AND ref NOT IN (SELECT id FROM users);
+  CREATE TABLE rooms_v4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    topic TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT 'room' CHECK (kind IN ('room', 'dm')),
+    archived INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+  );
+  INSERT INTO rooms_v4(id, name, topic, kind, archived, created_at)
+    SELECT id, name, topic, kind, archived, created_at FROM rooms;
+  CREATE TABLE messages_v4 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room_id INTEGER NOT NULL REFERENCES rooms(id),
+    sender_id INTEGER NOT NULL REFERENCES users(id),
+    body TEXT NOT NULL,
+    cid TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    UNIQUE (sender_id, cid)
+  );
+  INSERT INTO messages_v4(id, room_id, sender_id, body, cid, ts)
+    SELECT id, room_id, sender_id, body, cid, ts FROM messages;
+  DROP TABLE messages;
+  DROP TABLE rooms;
+  DROP TABLE users;
+  ALTER TABLE users_v4 RENAME TO users;
+  ALTER TABLE rooms_v4 RENAME TO rooms;
+  ALTER TABLE messages_v4 RENAME TO messages;
+  CREATE INDEX messages_room ON messages(room_id, id);
+  CREATE INDEX messages_ts ON messages(ts);
+  CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+  WHEN old.id <= (SELECT indexed_through FROM fts_state) BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+  END;
+  CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+  WHEN old.id <= (SELECT indexed_through FROM fts_state) BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+  END;
+  INSERT INTO sqlite_sequence(name, seq)
+    SELECT 'messages', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'messages');
+  UPDATE sqlite_sequence SET seq = max(seq, (SELECT indexed_through FROM fts_state))
+    WHERE name = 'messages';
+  `,
 ];
 
 /** The schema version this build writes. */

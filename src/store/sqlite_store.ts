@@ -47,6 +47,7 @@ function toUser(r: Row): UserRecord {
     passwordHash: String(r.password_hash),
     role: r.role === "admin" ? "admin" : "member",
     disabled: Number(r.disabled) !== 0,
+    removed: Number(r.removed) !== 0,
     createdAt: Number(r.created_at),
   };
 }
@@ -135,30 +136,62 @@ function writable(path: string): boolean {
   }
 }
 
+/** SQLite result codes this file tells apart (https://sqlite.org/rescode.html). */
+const SQLITE_BUSY = 5;
+const SQLITE_LOCKED = 6;
+const SQLITE_READONLY = 8;
+const SQLITE_CORRUPT = 11;
+const SQLITE_CANTOPEN = 14;
+const SQLITE_NOTADB = 26;
+const SQLITE_CONSTRAINT_UNIQUE = 2067;
+
+/**
+ * The SQLite result code node:sqlite put on an error (`errcode`, an extended code), or null.
+ * Deno 2.9.6 sets it on errors from prepared statements only: errors from `exec()` and from the
+ * `DatabaseSync` constructor carry a message and nothing else, which is why `open` runs its
+ * single statements through `prepare` and reads a constructor failure as "cannot open".
+ */
+function sqliteCode(err: unknown): number | null {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof code === "number" ? code : null;
+}
+
+/** Runs one statement through a prepared statement, so a failure carries its result code. */
+function run(db: DatabaseSync, sql: string): void {
+  db.prepare(sql).run();
+}
+
 function openFailure(path: string, err: unknown): ChatError {
   const detail = (err as Error).message ?? String(err);
-  if (/readonly|read-only/i.test(detail) || (/unable to open/i.test(detail) && !writable(path))) {
+  // No code: the constructor (which only opens the file: SQLITE_CANTOPEN) or a migration's
+  // exec() failed; then only a file that cannot be written is told apart, by trying to.
+  const primary = (sqliteCode(err) ?? SQLITE_CANTOPEN) & 0xff;
+  // An existing file that cannot be opened for writing is reported by SQLite as READONLY or, in
+  // WAL mode (it cannot create the -shm file), only as CANTOPEN.
+  if (primary === SQLITE_READONLY || (primary === SQLITE_CANTOPEN && !writable(path))) {
     return new ChatError("db_readonly", `Cannot open database ${path}: it is read-only`, {
       fatal: true,
     });
   }
-  if (/locked|busy/i.test(detail)) {
+  if (primary === SQLITE_BUSY || primary === SQLITE_LOCKED) {
     return new ChatError(
       "db_locked",
       `Cannot open database ${path}: it is locked by another process (${detail})`,
       { fatal: true },
     );
   }
-  if (/not a database|malformed|corrupt/i.test(detail)) {
-    return new ChatError(
-      "db_corrupt",
-      `Cannot open database ${path}: the file is damaged (${detail}); restore a backup`,
-      { fatal: true },
-    );
-  }
+  if (primary === SQLITE_CORRUPT || primary === SQLITE_NOTADB) return damaged(path, detail);
   return new ChatError("db_open_failed", `Cannot open database ${path}: ${detail}`, {
     fatal: true,
   });
+}
+
+function damaged(path: string, detail: string): ChatError {
+  return new ChatError(
+    "db_corrupt",
+    `Cannot open database ${path}: the file is damaged (${detail}); restore a backup`,
+    { fatal: true },
+  );
 }
 
 /** SQLite store on node:sqlite: WAL, migrations by user_version, group commit. */
@@ -208,7 +241,7 @@ export class SqliteStore implements Store {
     try {
       const check = db.prepare("PRAGMA quick_check").get() as Row | undefined;
       if (!check || check.quick_check !== "ok") {
-        throw new Error(`malformed: quick_check says ${JSON.stringify(check)}`);
+        throw damaged(path, `quick_check says ${JSON.stringify(check?.quick_check ?? null)}`);
       }
       // Check the version before anything writes: a newer file must stay byte-for-byte untouched.
       const version = Number((db.prepare("PRAGMA user_version").get() as Row).user_version);
@@ -220,15 +253,23 @@ export class SqliteStore implements Store {
           { fatal: true },
         );
       }
-      db.exec("PRAGMA journal_mode=WAL");
-      db.exec(`PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
-      db.exec("PRAGMA foreign_keys=ON");
+      run(db, "PRAGMA journal_mode=WAL");
+      run(db, `PRAGMA synchronous=${opts.synchronous ?? "FULL"}`);
       if (version < SCHEMA_VERSION) {
         if (version > 0) SqliteStore.#backup(db, path, version);
+        // Foreign keys stay off while migrating (a rebuilt table is dropped and replaced, which
+        // would cascade) and are checked before each migration commits.
+        run(db, "PRAGMA foreign_keys=OFF");
         for (let v = version; v < SCHEMA_VERSION; v++) {
-          db.exec("BEGIN IMMEDIATE");
+          run(db, "BEGIN IMMEDIATE");
           try {
             db.exec(MIGRATIONS[v]);
+            const broken = db.prepare("PRAGMA foreign_key_check").all();
+            if (broken.length > 0) {
+              throw new Error(
+                `migration ${v + 1} left rows without their parent: ${JSON.stringify(broken)}`,
+              );
+            }
             db.exec(`PRAGMA user_version=${v + 1}`);
             db.exec("COMMIT");
           } catch (err) {
@@ -237,6 +278,7 @@ export class SqliteStore implements Store {
           }
         }
       }
+      run(db, "PRAGMA foreign_keys=ON");
     } catch (err) {
       try {
         db.close();
@@ -264,7 +306,7 @@ export class SqliteStore implements Store {
    */
   static #backup(db: DatabaseSync, path: string, version: number): void {
     const target = `${path}.v${version}.${Date.now()}.bak`;
-    db.exec("BEGIN IMMEDIATE");
+    run(db, "BEGIN IMMEDIATE");
     try {
       Deno.copyFileSync(path, target);
       let walBytes = 0;
@@ -320,7 +362,8 @@ export class SqliteStore implements Store {
         );
         return toUser(row!);
       } catch (err) {
-        if (/UNIQUE/i.test((err as Error).message)) {
+        // name_key is the only UNIQUE column of users (the id is a PRIMARY KEY, another code).
+        if (sqliteCode(err) === SQLITE_CONSTRAINT_UNIQUE) {
           throw new ChatError("user_exists", `Cannot register: the name ${u.name} is taken`);
         }
         throw err;
@@ -329,7 +372,11 @@ export class SqliteStore implements Store {
   }
 
   userByName(name: string): Promise<UserRecord | null> {
-    const r = this.#get("SELECT * FROM users WHERE name_key = ?", name.toLowerCase());
+    // A tombstone has no name_key; `removed = 0` says so once more.
+    const r = this.#get(
+      "SELECT * FROM users WHERE name_key = ? AND removed = 0",
+      name.toLowerCase(),
+    );
     return Promise.resolve(r ? toUser(r) : null);
   }
 
@@ -339,7 +386,9 @@ export class SqliteStore implements Store {
   }
 
   listUsers(): Promise<UserRecord[]> {
-    return Promise.resolve(this.#all("SELECT * FROM users ORDER BY name_key").map(toUser));
+    return Promise.resolve(
+      this.#all("SELECT * FROM users WHERE removed = 0 ORDER BY name_key").map(toUser),
+    );
   }
 
   updateUser(
@@ -360,9 +409,14 @@ export class SqliteStore implements Store {
   }
 
   removeUser(id: number): Promise<void> {
+    // A tombstone, never a DELETE: the row keeps the id taken (ids are never reused).
     return this.#writes.enqueue(() => {
-      this.#stmt("DELETE FROM users WHERE id = ?").run(id);
-    });
+      this.#stmt(
+        `UPDATE users SET name = '', name_key = NULL, password_hash = '', disabled = 1, removed = 1
+         WHERE id = ?`,
+      ).run(id);
+      this.#stmt("DELETE FROM memberships WHERE user_id = ?").run(id);
+    }, { savepoint: true });
   }
 
   // rooms
@@ -791,17 +845,25 @@ export class SqliteStore implements Store {
     const pageSize = Number((this.#get("PRAGMA page_size") as Row).page_size);
     const free = Number((this.#get("PRAGMA freelist_count") as Row).freelist_count);
     const counts = this.#get(
-      `SELECT (SELECT count(*) FROM users) AS users,
+      `SELECT (SELECT count(*) FROM users WHERE removed = 0) AS users,
               (SELECT count(*) FROM rooms WHERE kind = 'room') AS rooms,
               (SELECT count(*) FROM messages) AS messages`,
     )!;
     return Promise.resolve({
-      fileBytes: size(this.path),
-      walBytes: size(`${this.path}-wal`),
-      freeBytes: free * pageSize,
       users: Number(counts.users),
       rooms: Number(counts.rooms),
       messages: Number(counts.messages),
+      engine: {
+        name: "sqlite",
+        figures: {
+          fileBytes: size(this.path),
+          walBytes: size(`${this.path}-wal`),
+          freeBytes: free * pageSize,
+          commitBatches: this.#writes.batches,
+          commitWrites: this.#writes.writes,
+          walSyncs: this.#writes.syncs,
+        },
+      },
     });
   }
 

@@ -1,13 +1,18 @@
 // Owns the storage contract: what the server needs from a database, independent of the engine.
 
-/** A registered account. */
+/**
+ * A registered account, or the tombstone of a removed one (`removed`). A tombstone keeps its id
+ * forever and nothing else: its name is "" (and free for a new registration), its password hash
+ * is "", it is `disabled` and belongs to no room. Show its messages as from "(removed)".
+ */
 export interface UserRecord {
   id: number;
-  /** Spelling chosen at registration, shown to others. */
+  /** Spelling chosen at registration, shown to others ("" for a removed account). */
   name: string;
   passwordHash: string;
   role: "admin" | "member";
   disabled: boolean;
+  removed: boolean;
   createdAt: number;
 }
 
@@ -107,16 +112,23 @@ export interface MessageFilter {
   untilTs?: number;
 }
 
-/** Database size and row counts, for `chat admin stats`. */
+/** Row counts every engine reports, and the figures only one engine has, for `chat admin stats`. */
 export interface StorageStats {
-  /** Bytes of the main database file and of its write-ahead log. */
-  fileBytes: number;
-  walBytes: number;
-  /** Bytes inside the file that hold no data (reused before the file grows). */
-  freeBytes: number;
+  /** Accounts (not counting removed ones), rooms (not DMs), stored messages. */
   users: number;
   rooms: number;
   messages: number;
+  engine: EngineStats;
+}
+
+/**
+ * What only the engine can tell, by name. SQLite: `fileBytes` and `walBytes` (main file and its
+ * write-ahead log), `freeBytes` (inside the file, holding no data), and this process's group-commit
+ * counters `commitBatches`, `commitWrites`, `walSyncs`. A name ending in `Bytes` is a byte count.
+ */
+export interface EngineStats {
+  name: string;
+  figures: Record<string, number>;
 }
 
 /** Page of history. */
@@ -126,29 +138,42 @@ export interface HistoryPage {
 }
 
 /**
- * The storage contract. Every engine runs tests/store/store_contract.ts.
- * Writes that must be durable before the caller proceeds (messages, users, audit) resolve only
- * after their transaction committed; implementations may group several into one transaction.
+ * The storage contract. Every engine runs tests/store/store_contract.ts, directly and wrapped in
+ * tests/store/slow_store.ts (answers delivered late and out of order).
  *
- * Ordering (the delivery model, docs/DEVELOPERS.md): message ids are unique forever and, within
- * one stream (a room; one user's direct messages), increase in commit order: a reader that sees
- * id N of a stream also sees every earlier id of that stream. With several writers (nodes on one
- * database) an engine MUST serialise commits per stream to keep this (a row lock on the room and
- * on each DM participant, taken before the id is drawn). Writes issued by one caller are applied
- * in call order, whether or not the caller awaits each.
+ * 1. Writes that must be durable before the caller proceeds (messages, users, audit) resolve only
+ *    after their transaction committed; implementations may group several into one transaction.
+ * 2. Writes issued by one caller are applied in call order, whether or not the caller awaits each:
+ *    the engine MUST NOT reorder two calls made one after the other, however late answers come.
+ *    So one caller's appendMessage calls get ids that increase in call order.
+ * 3. Ids (users, rooms, messages) are unique forever and never reused, not after `removeUser`,
+ *    not after `pruneMessages`, not after a restart: a new row's id is above every id handed out.
+ * 4. Ordering (the delivery model, docs/DEVELOPERS.md): within one stream (a room; one user's
+ *    direct messages, all conversations), message ids increase in commit order: a reader that sees
+ *    id N of a stream also sees every earlier id of that stream. With several writers (nodes on
+ *    one database) an engine MUST serialise commits per stream to keep this (a row lock on the
+ *    room and on each DM participant, taken before the id is drawn). Every list of messages is in
+ *    ascending id unless it says otherwise.
  */
 export interface Store {
   // users
   createUser(
     u: { name: string; passwordHash: string; role?: "admin" | "member"; ts: number },
   ): Promise<UserRecord>;
+  /** The account with this name (any case); never a removed one. */
   userByName(name: string): Promise<UserRecord | null>;
+  /** The account with this id, or its tombstone (`removed`) when it was removed. */
   userById(id: number): Promise<UserRecord | null>;
+  /** Accounts ordered by name, without removed ones. */
   listUsers(): Promise<UserRecord[]>;
   updateUser(
     id: number,
     patch: Partial<Pick<UserRecord, "passwordHash" | "role" | "disabled">>,
   ): Promise<void>;
+  /**
+   * Turns the account into a tombstone (see UserRecord): frees its name, wipes its password hash,
+   * leaves all its rooms. Its id, and its messages under that id, stay. Unknown ids: no effect.
+   */
   removeUser(id: number): Promise<void>;
 
   // rooms and memberships

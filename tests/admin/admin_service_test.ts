@@ -21,7 +21,7 @@ Deno.test("base32() encodes RFC 4648 test vectors in lowercase without padding",
 
 Deno.test("AdminService changes users and writes one audit line per change", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   const svc = new AdminService({ store, clock: () => 1_000_000 });
   const u = await svc.addUser(ACTOR, { name: "Alice", passwordHash: HASH, role: "member" });
   assertEquals([u.name, u.role, u.disabled], ["Alice", "member", false]);
@@ -52,7 +52,7 @@ Deno.test("AdminService changes users and writes one audit line per change", asy
 
 Deno.test("AdminService refuses wrong input with a clear error and changes nothing", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   const svc = new AdminService({ store });
   await svc.addUser(ACTOR, { name: "bob", passwordHash: HASH, role: "member" });
   const before = await store.auditTrail({ limit: 100 });
@@ -102,7 +102,7 @@ Deno.test("AdminService refuses wrong input with a clear error and changes nothi
 
 Deno.test("general cannot be archived, other rooms can, and topics are kept", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   await store.ensureRoom("general", "room", 1);
   const svc = new AdminService({ store });
   const err = await assertRejects(() =>
@@ -124,7 +124,7 @@ Deno.test("general cannot be archived, other rooms can, and topics are kept", as
 
 Deno.test("an invite code is 160 random bits in base32, stored only as its SHA-256", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   const svc = new AdminService({ store, clock: () => 1000 });
   const { code, invite } = await svc.createInvite(ACTOR, { uses: 2, expiresAt: 5000 });
   assert(/^[a-z2-7]{32}$/.test(code), code);
@@ -145,7 +145,7 @@ Deno.test("an invite code is 160 random bits in base32, stored only as its SHA-2
 
 Deno.test("runAdminOp() checks the op name, the actor and argument types before anything runs", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   const svc = new AdminService({ store });
   const cases: [unknown, unknown, unknown, string][] = [
     ["users.nope", ACTOR, {}, "unknown_op"],
@@ -173,7 +173,7 @@ Deno.test("runAdminOp() checks the op name, the actor and argument types before 
 
 Deno.test("prune deletes only older messages (of one room when asked) and search follows", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   const svc = new AdminService({ store });
   const u = await store.createUser({ name: "erin", passwordHash: HASH, ts: 0 });
   const general = await store.ensureRoom("general", "room", 0);

@@ -3,7 +3,7 @@
 import { argon2Verify } from "hash-wasm";
 import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import type { UserDetail, UserView } from "../../src/admin/admin_service.ts";
-import type { AuditEntry } from "../../src/store/store.ts";
+import type { AuditEntry, StorageStats } from "../../src/store/store.ts";
 import { admin, adminJson, adminOk, openStore } from "./helpers.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 
@@ -37,7 +37,7 @@ Deno.test("users: add, list, show, passwd, disable, enable, role, remove — eac
   assertEquals([shown.name, shown.online, shown.rooms], ["Alice", null, []]);
 
   {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     const hash = (await store.userByName("alice"))!.passwordHash;
     assertMatch(hash, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
     assert(await argon2Verify({ password: "first-password", hash }));
@@ -46,7 +46,7 @@ Deno.test("users: add, list, show, passwd, disable, enable, role, remove — eac
     stdin: "second-password\r\n",
   });
   {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     const hash = (await store.userByName("alice"))!.passwordHash;
     assert(await argon2Verify({ password: "second-password", hash }));
     assert(!(await argon2Verify({ password: "first-password", hash })));
@@ -80,7 +80,7 @@ Deno.test("wrong input gets a clear message, a non-zero exit, and changes nothin
   await adminOk(["rooms", "create", "ops", ...d]);
   const before = await auditActions(dir.path);
   const snapshot = async () => {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     return JSON.stringify([
       await store.listUsers(),
       await store.listRooms(),
@@ -241,7 +241,7 @@ Deno.test("audit filters by --since and --limit; stats without a server shows th
   await using dir = await tempDir();
   const d = ["--data", dir.path];
   {
-    await using store = openStore(dir.path);
+    await using store = await openStore(dir.path);
     for (
       const [ts, action] of [[1000, "login"], [2000, "login_failed"], [
         Date.parse("2026-01-02T00:00:00Z"),
@@ -259,14 +259,11 @@ Deno.test("audit filters by --since and --limit; stats without a server shows th
     await adminOk(["audit", ...d]),
     /1970-01-01 00:00:01Z\s+zoe\s+login\s+zoe\s+192\.0\.2\.7/,
   );
-  const stats = await adminJson<{ live: boolean; storage: { users: number; fileBytes: number } }>([
-    "stats",
-    ...d,
-  ]);
-  assertEquals(stats.live, false);
-  assert(stats.storage.fileBytes > 0);
+  const stats = await adminJson<{ live: boolean; storage: StorageStats }>(["stats", ...d]);
+  assertEquals([stats.live, stats.storage.users, stats.storage.engine.name], [false, 0, "sqlite"]);
+  assert(stats.storage.engine.figures.fileBytes > 0);
   assertMatch(
     await adminOk(["stats", ...d]),
-    /^No server is running on this data dir\.\ndatabase:/,
+    /^No server is running on this data dir\.\nstored:\s+0 users, 0 rooms, 0 messages\nengine:\s+sqlite: file \d/,
   );
 });

@@ -1,7 +1,8 @@
 // Owns what the admin tests share: running `chat admin` as a real process and filling a real
 // database.
 import { fileURLToPath } from "node:url";
-import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { openStore as openEngine, storeSpec } from "../../src/store/open_store.ts";
+import type { Store } from "../../src/store/store.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -53,9 +54,9 @@ export async function adminJson<T = unknown>(
   return JSON.parse(await adminOk([...args, "--json"], opts)) as T;
 }
 
-/** Opens the data dir's database (creating it), closed by `await using`. */
-export function openStore(dataDir: string): SqliteStore & AsyncDisposable {
-  const store = SqliteStore.open({ path: `${dataDir}/chat.db` });
+/** Opens the data dir's store (creating it), closed by `await using`. */
+export async function openStore(dataDir: string): Promise<Store & AsyncDisposable> {
+  const store = await openEngine(storeSpec({ dataDir }));
   return Object.assign(store, { [Symbol.asyncDispose]: () => store.close() });
 }
 

@@ -22,7 +22,7 @@ const BODIES = [
 
 /** Seeds users, two rooms and a DM; returns what an export must contain, oldest first. */
 async function seed(dataDir: string, count: number): Promise<ExportRow[]> {
-  await using store = openStore(dataDir);
+  await using store = await openStore(dataDir);
   const alice = await store.createUser({ name: "Alice", passwordHash: "x", ts: 0 });
   const bob = await store.createUser({ name: "bob", passwordHash: "x", ts: 0 });
   const general = await store.ensureRoom("general", "room", 0);

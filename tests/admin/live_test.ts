@@ -7,7 +7,7 @@ import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import type { UserDetail } from "../../src/admin/admin_service.ts";
 import { certificateInfo, generateCaAndServer } from "../../src/tls/certificate.ts";
-import { admin, adminJson, adminOk } from "./helpers.ts";
+import { admin, adminJson, adminOk, openStore } from "./helpers.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 
 type ErrorFrame = Extract<ServerFrame, { type: "error" }>;
@@ -363,8 +363,7 @@ Deno.test("with retentionDays the server deletes old messages by itself", async 
   await using tmp = await tempDir("chat-admin-test-");
   const dataDir = tmp.path;
   {
-    const { SqliteStore } = await import("../../src/store/sqlite_store.ts");
-    const store = SqliteStore.open({ path: `${dataDir}/chat.db` });
+    const store = await openStore(dataDir);
     const u = await store.createUser({ name: "old", passwordHash: "x", ts: 0 });
     const room = await store.ensureRoom("general", "room", 0);
     const now = Date.now();

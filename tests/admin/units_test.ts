@@ -133,7 +133,7 @@ Deno.test("ProgressBar redraws only when the percentage changes and clears at th
 
 Deno.test("RetentionJob deletes what is older than retentionDays and audits it", async () => {
   await using dir = await tempDir();
-  await using store = openStore(dir.path);
+  await using store = await openStore(dir.path);
   const u = await store.createUser({ name: "zed", passwordHash: "x", ts: 0 });
   const room = await store.ensureRoom("general", "room", 0);
   let now = NOW;

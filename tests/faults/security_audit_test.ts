@@ -10,6 +10,7 @@ import { ADMIN_SOCKET_FILE, AdminSocketServer } from "../../src/admin/admin_sock
 import { osUserName } from "../../src/admin/os_user.ts";
 import { DB_FILE } from "../../src/server/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { openStore, storeSpec } from "../../src/store/open_store.ts";
 import { type F, isType, ROOT, waitFor } from "./helpers.ts";
 
 function fakeClock(start = Date.parse("2026-03-10T12:00:00Z")) {
@@ -91,7 +92,7 @@ Deno.test("security: invite registration checks the invite first and answers a t
     }
     let code: string;
     {
-      const store = SqliteStore.open({ path: `${dataDir}/${DB_FILE}` });
+      const store = await openStore(storeSpec({ dataDir }));
       code = (await new AdminService({ store }).createInvite("admin:test", {
         uses: 1,
         expiresAt: null,
@@ -276,7 +277,7 @@ Deno.test("security: the admin socket records the server's OS user, not the acto
   } finally {
     client.close();
   }
-  const store = SqliteStore.open({ path: `${ts.dataDir}/${DB_FILE}` });
+  const store = await openStore(storeSpec({ dataDir: ts.dataDir }));
   try {
     const rows = await store.auditTrail({ limit: 10 });
     const row = rows.find((r) => r.action === "invites.create");

@@ -6,7 +6,7 @@ import { WireClient } from "../harness/wire_client.ts";
 import { AdminService } from "../../src/admin/admin_service.ts";
 import { inviteCodeHash } from "../../src/server/auth.ts";
 import { DB_FILE } from "../../src/server/mod.ts";
-import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { openStore, storeSpec } from "../../src/store/open_store.ts";
 import { DEFAULT_LIMITS, resolveConfig } from "../../src/config/config.ts";
 import { ChildServer, type F, isType, ROOT, waitFor } from "./helpers.ts";
 
@@ -20,7 +20,7 @@ Deno.test("security: unknown user, wrong password, disabled account and malforme
       }
     }
     {
-      const store = SqliteStore.open({ path: `${dataDir}/${DB_FILE}` });
+      const store = await openStore(storeSpec({ dataDir }));
       await store.updateUser((await store.userByName("banned"))!.id, { disabled: true });
       await store.close();
     }
@@ -64,7 +64,7 @@ Deno.test("security: invite codes carry 160 random bits, only their SHA-256 is s
     let asked = 0;
     const codes: string[] = [];
     {
-      const store = SqliteStore.open({ path: `${dataDir}/${DB_FILE}` });
+      const store = await openStore(storeSpec({ dataDir }));
       const admin = new AdminService({
         store,
         random: (n) => {

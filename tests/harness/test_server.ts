@@ -7,6 +7,7 @@ import { seedProtocol } from "../../src/server/seed_protocol.ts";
 import type { Clock } from "../../src/server/token_bucket.ts";
 import type { FakeClock } from "./fake_clock.ts";
 import { tempDir } from "./temp_dir.ts";
+import type { Store } from "../../src/store/store.ts";
 
 /** A running test server; `await using` closes it and removes the data dir it made. */
 export interface TestServer extends AsyncDisposable {
@@ -49,6 +50,8 @@ export async function startTestServer(
     keepData?: boolean;
     /** The server's clock (rate limits, timeouts, timestamps); default `Date.now`. */
     clock?: FakeClock | Clock;
+    /** Wraps the server's store, e.g. `(s) => new SlowStore(s)` (tests/store/slow_store.ts). */
+    wrapStore?: (s: Store) => Store;
   } = {},
 ): Promise<TestServer> {
   const fresh = opts.dataDir === undefined ? await tempDir("chat-test-") : undefined;
@@ -66,6 +69,7 @@ export async function startTestServer(
     server = await startServer(config, {
       fallback: opts.fallback ?? seedProtocol,
       clock: typeof opts.clock === "function" ? opts.clock : opts.clock?.now,
+      wrapStore: opts.wrapStore,
     });
   } catch (err) {
     await fresh?.[Symbol.asyncDispose]();

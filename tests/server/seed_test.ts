@@ -5,8 +5,7 @@ import { startTestServer, type TestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { SEED_ENCODER } from "../../src/server/seed_protocol.ts";
-import { SqliteStore } from "../../src/store/sqlite_store.ts";
-import { DB_FILE } from "../../src/server/mod.ts";
+import { openStore, storeSpec } from "../../src/store/open_store.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
@@ -321,7 +320,7 @@ Deno.test("seed: a disabled account gets AUTH_FAILED", async () => {
   await using first = await startTestServer({ dataDir });
   await (await SeedPy.login(first, "mallory", { register: true }))[Symbol.asyncDispose]();
   await first[Symbol.asyncDispose]();
-  const store = SqliteStore.open({ path: `${dataDir}/${DB_FILE}` });
+  const store = await openStore(storeSpec({ dataDir }));
   const user = await store.userByName("mallory");
   assert(user);
   await store.updateUser(user.id, { disabled: true });

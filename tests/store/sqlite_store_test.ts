@@ -2,15 +2,27 @@ import { DatabaseSync } from "node:sqlite";
 import { assert, assertEquals, assertThrows } from "../harness/assert.ts";
 import { runStoreContract } from "./store_contract.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
+import { openStore, storeSpec } from "../../src/store/open_store.ts";
+import type { Store } from "../../src/store/store.ts";
+import { SlowStore } from "./slow_store.ts";
 import { MIGRATIONS, SCHEMA_VERSION } from "../../src/store/migrations.ts";
 import { ChatError } from "../../src/errors.ts";
 
-runStoreContract("sqlite", async () => {
+async function sqliteInTempDir(): Promise<{ store: Store; cleanup: () => Promise<void> }> {
   const dir = await Deno.makeTempDir({ prefix: "chat-store-" });
   return {
-    store: SqliteStore.open({ path: `${dir}/chat.db` }),
+    store: await openStore(storeSpec({ dataDir: dir })),
     cleanup: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
+runStoreContract("sqlite", sqliteInTempDir);
+
+// The same engine answering late and out of order, as an engine over a network would.
+runStoreContract("sqlite+slow", async () => {
+  const { store, cleanup } = await sqliteInTempDir();
+  const slow = new SlowStore(store);
+  return { store: slow, cleanup, note: `SlowStore seed ${slow.seed}` };
 });
 
 async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
@@ -142,6 +154,83 @@ Deno.test("search sees a message as soon as it is stored, and stops seeing it on
       });
       const after = await s.searchMessages({ text: "quokka", limit: 10 });
       assertEquals(after.map((m) => m.body), ["third quokka", "new quokka"]);
+    } finally {
+      await s.close();
+    }
+  }));
+
+Deno.test("migration 4 keeps rows, ids, memberships and the search index, and never reuses an id a deleted account or a pruned message held", () =>
+  withDir(async (dir) => {
+    const path = `${dir}/chat.db`;
+    const db = new DatabaseSync(path);
+    for (const m of MIGRATIONS.slice(0, 3)) db.exec(m);
+    db.exec(`
+      PRAGMA user_version=3;
+      INSERT INTO users(id, name, name_key, password_hash, created_at)
+        VALUES (1, 'Alice', 'alice', 'ha', 1), (2, 'bob', 'bob', 'hb', 1);
+      INSERT INTO rooms(id, name, kind, created_at) VALUES (1, 'general', 'room', 1),
+        (2, 'dm:1:2', 'dm', 1), (3, 'dm:1:3', 'dm', 1);
+      INSERT INTO memberships(room_id, user_id, joined_at) VALUES (1, 1, 1), (1, 2, 1), (2, 1, 1),
+        (2, 2, 1), (3, 1, 1);
+      INSERT INTO messages(id, room_id, sender_id, body, cid, ts) VALUES
+        (1, 1, 1, 'quokka one', 'a1', 10), (2, 1, 2, 'quokka two', 'b1', 11),
+        (3, 2, 2, 'quokka dm', 'b2', 12), (4, 1, 1, 'quokka four', 'a2', 13),
+        (5, 1, 1, 'quokka five', 'a3', 14);
+      INSERT INTO messages_fts(rowid, body) SELECT id, body FROM messages;
+      UPDATE fts_state SET indexed_through = 5;
+      DELETE FROM messages WHERE id >= 4;
+    `);
+    // What removeUser did before migration 4: a DELETE (bob had id 2, the highest).
+    db.exec("PRAGMA foreign_keys=ON; DELETE FROM users WHERE id = 2;");
+    db.close();
+
+    const s = SqliteStore.open({ path });
+    try {
+      const bob = await s.userById(2);
+      assertEquals([bob?.removed, bob?.name, bob?.passwordHash], [true, "", ""]);
+      const three = await s.userById(3);
+      assertEquals(three?.removed, true, "the peer named only in dm:1:3 gets a tombstone");
+      assertEquals((await s.listUsers()).map((u) => [u.id, u.name]), [[1, "Alice"]]);
+      assertEquals((await s.roomsOfUser(1)).map((r) => r.id), [1]);
+      assertEquals((await s.directMessagesAfter(1, 0, 10)).map((m) => m.id), [3]);
+      const mallory = await s.createUser({ name: "mallory", passwordHash: "h", ts: 2 });
+      assertEquals(mallory.id, 4, "above every id messages and DM names refer to");
+      const next = await s.appendMessage({
+        roomId: 1,
+        senderId: mallory.id,
+        body: "quokka new",
+        cid: "b1",
+        ts: 20,
+      });
+      assertEquals([next.message.id, next.duplicate], [6, false], "above the pruned message 5");
+      const found = await s.searchMessages({ text: "quokka", limit: 10 });
+      assertEquals(found.map((m) => m.id), [6, 3, 2, 1]);
+      assertEquals(s.query("PRAGMA foreign_keys")[0].foreign_keys, 1);
+      const indexes = s.query(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'messages_%' ORDER BY name",
+      );
+      assertEquals(indexes.map((r) => r.name), ["messages_room", "messages_ts"]);
+    } finally {
+      await s.close();
+    }
+  }));
+
+Deno.test("removeUser leaves a tombstone: the name is free again, the id and its messages stay", () =>
+  withDir(async (dir) => {
+    const s = SqliteStore.open({ path: `${dir}/chat.db` });
+    try {
+      const bob = await s.createUser({ name: "bob", passwordHash: "h", ts: 1 });
+      const r = await s.ensureRoom("general", "room", 1);
+      await s.addMember(r.id, bob.id, 1);
+      await s.appendMessage({ roomId: r.id, senderId: bob.id, body: "hi", cid: "1", ts: 2 });
+      await s.removeUser(bob.id);
+      const rows = s.query("SELECT name, name_key, password_hash, removed FROM users");
+      assertEquals(rows.map((r) => ({ ...r })), [
+        { name: "", name_key: null, password_hash: "", removed: 1 },
+      ]);
+      assertEquals(s.query("SELECT count(*) AS n FROM memberships")[0].n, 0);
+      const again = await s.createUser({ name: "Bob", passwordHash: "h2", ts: 3 });
+      assert(again.id > bob.id);
     } finally {
       await s.close();
     }

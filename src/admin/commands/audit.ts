@@ -1,5 +1,6 @@
 // Owns `chat admin audit` (the audit trail) and `chat admin stats` (live and stored numbers).
 import { ChatError } from "../../errors.ts";
+import type { StorageStats } from "../../store/store.ts";
 import type { LiveStats } from "../admin_service.ts";
 import { parseWhen } from "../dates.ts";
 import { fmtBytes, fmtDuration, fmtTime, keyValues, table, truncate } from "../format.ts";
@@ -49,6 +50,24 @@ function rates(a: LiveStats, b: LiveStats, ms: number) {
   };
 }
 
+/** The counts every engine has, e.g. `120 users, 4 rooms, 10500 messages`. */
+function countsLine(s: StorageStats): string {
+  return `${s.users} users, ${s.rooms} rooms, ${s.messages} messages`;
+}
+
+/**
+ * The engine's own figures, named after the engine: `sqlite: file 1.2 MiB, wal 0 B, …`. Figures
+ * named `…Bytes` are sizes; other names are split into words (`commitBatches` → `commit batches`).
+ */
+export function engineLine(s: StorageStats): string {
+  const parts = Object.entries(s.engine.figures).map(([key, value]) => {
+    const bytes = key.endsWith("Bytes");
+    const label = (bytes ? key.slice(0, -5) : key).replace(/[A-Z]/g, (c) => ` ${c.toLowerCase()}`);
+    return `${label} ${bytes ? fmtBytes(value) : value}`;
+  });
+  return `${s.engine.name}: ${parts.join(", ")}`;
+}
+
 export async function stats(env: AdminEnv, opts: { interval?: string }): Promise<void> {
   const interval = opts.interval === undefined
     ? 1000
@@ -64,11 +83,8 @@ export async function stats(env: AdminEnv, opts: { interval?: string }): Promise
     emit(env, { live: false, storage }, () =>
       "No server is running on this data dir.\n" +
       keyValues([
-        ["database", `${fmtBytes(storage.fileBytes)} + ${fmtBytes(storage.walBytes)} log`],
-        ["free inside", fmtBytes(storage.freeBytes)],
-        ["users", storage.users],
-        ["rooms", storage.rooms],
-        ["messages", storage.messages],
+        ["stored", countsLine(storage)],
+        ["engine", engineLine(storage)],
       ]));
     return;
   }
@@ -92,12 +108,8 @@ export async function stats(env: AdminEnv, opts: { interval?: string }): Promise
         `${s.hasher.running} running, ${s.hasher.queued} queued, ` +
         `${s.hasher.rejectedBusy} refused as busy`,
       ],
-      ["group commit", s.writes ? `${s.writes.writes} writes in ${s.writes.batches} batches` : "-"],
-      [
-        "database",
-        `${fmtBytes(s.storage.fileBytes)} + ${fmtBytes(s.storage.walBytes)} log, ` +
-        `${s.storage.messages} messages, ${s.storage.users} users, ${s.storage.rooms} rooms`,
-      ],
+      ["stored", countsLine(s.storage)],
+      ["engine", engineLine(s.storage)],
       ["retention", s.retentionDays > 0 ? `${s.retentionDays} days` : "keep forever"],
       ["certificate", `${s.certificate.fingerprint} until ${fmtTime(s.certificate.notAfter)}`],
     ]));

@@ -1,18 +1,15 @@
 // Owns what every admin command shares: its settings, the way to the data (running server or
 // database), confirmation of destructive steps, password input, and JSON-or-human output.
-import { join } from "node:path";
 import { ChatError } from "../../errors.ts";
 import { checkPassword } from "../../protocol/text_rules.ts";
 import { prepareDataDir } from "../../server/data_dir.ts";
 import { PasswordHasher } from "../../server/password_hasher.ts";
-import { SqliteStore } from "../../store/sqlite_store.ts";
+import { openStore, type StoreSpec, storeSpec } from "../../store/open_store.ts";
+import type { Store } from "../../store/store.ts";
 import { AdminClient } from "../admin_client.ts";
 import { type OpArgs, type OpName, type OpResult, runAdminOp } from "../admin_ops.ts";
 import { AdminService } from "../admin_service.ts";
 import type { AdminIo } from "../terminal.ts";
-
-/** File name of the database inside the data dir (the server's DB_FILE). */
-export const DB_FILE = "chat.db";
 
 /** Settings of one admin command run. */
 export interface AdminEnv {
@@ -75,7 +72,7 @@ function sqliteSaysLocked(text: string): boolean {
 export class AdminConnection implements AsyncDisposable {
   readonly env: AdminEnv;
   #client: AdminClient | null;
-  #store: SqliteStore | null = null;
+  #store: Store | null = null;
   #service: AdminService | null = null;
 
   private constructor(env: AdminEnv, client: AdminClient | null) {
@@ -92,33 +89,34 @@ export class AdminConnection implements AsyncDisposable {
     return this.#client !== null;
   }
 
-  get dbPath(): string {
-    return join(this.env.dataDir, DB_FILE);
+  /** The store this data dir names. Beside a live server, checkpoints are left to it. */
+  get storeSpec(): StoreSpec {
+    return storeSpec({ dataDir: this.env.dataDir }, { checkpointOnClose: !this.live });
   }
 
   /**
    * The database. Without `create`, a missing database is an error (a mistyped --data should not
    * leave an empty database behind); with it the data dir and database are created.
    */
-  async store(opts: { create?: boolean } = {}): Promise<SqliteStore> {
+  async store(opts: { create?: boolean } = {}): Promise<Store> {
     if (this.#store) return this.#store;
+    const spec = this.storeSpec;
     if (opts.create) {
       // As the server does: an owner-only dir and a chat.db created 0600 whatever the umask.
       await prepareDataDir(this.env.dataDir);
-    } else {
+    } else if (spec.engine === "sqlite") {
       try {
-        await Deno.stat(this.dbPath);
+        await Deno.stat(spec.path);
       } catch {
         throw new ChatError(
           "no_database",
-          `Cannot open ${this.dbPath}: there is no database (check --data or CHAT_DATA)`,
+          `Cannot open ${spec.path}: there is no database (check --data or CHAT_DATA)`,
         );
       }
     }
     for (let attempt = 1;; attempt++) {
       try {
-        // Beside a live server, leave checkpoints to it: ours would stall its writers.
-        this.#store = SqliteStore.open({ path: this.dbPath, checkpointOnClose: !this.live });
+        this.#store = await openStore(spec);
         return this.#store;
       } catch (err) {
         if (!isBusy(err) || attempt >= BUSY_ATTEMPTS) throw err;
