@@ -148,7 +148,9 @@ Deno.test("session: too many frames before login end the connection, whatever th
   const c = w.connect();
   c.t.push({ type: "ping" }, { type: "ping" }, { type: "ping" });
   await c.t.until((f) => f.type === "error");
-  assertEquals(c.t.frames.filter((f) => f.type === "error").map((f) => f.code), ["too_many_frames"]);
+  assertEquals(c.t.frames.filter((f) => f.type === "error").map((f) => f.code), [
+    "too_many_frames",
+  ]);
   assert(c.s.closed);
 });
 
