@@ -1,28 +1,20 @@
 // Owns the command table every protocol dispatches through: what each request needs (login
 // state, role, rate token, pipelining) and what it does, checked in one place.
 import { ChatError } from "../errors.ts";
-import type { ResumePoint, ServerFrame } from "../protocol/frames.ts";
+import type { ClientFrame, ClientFrameType, ServerFrame } from "../protocol/frames.ts";
 import type { AuthService } from "./auth.ts";
 import type { ChatService } from "./chat_service.ts";
 
-/** A protocol-neutral request: what a codec makes of a client's frame or line. */
-export type Request =
-  | {
-    op: "register";
-    ref?: string;
-    user: string;
-    password: string;
-    invite?: string;
-    resume?: ResumePoint;
-  }
-  | { op: "login"; ref?: string; user: string; password: string; resume?: ResumePoint }
-  | { op: "join"; ref?: string; room: string; since?: number }
-  | { op: "part"; ref?: string; room: string }
-  | { op: "rooms"; ref?: string }
-  | { op: "who"; ref?: string; room: string }
-  | { op: "send"; ref?: string; cid: string; body: string; room?: string; to?: string }
-  | { op: "history"; ref?: string; room?: string; with?: string; limit?: number; before?: number }
-  | { op: "passwd"; ref?: string; old: string; new: string };
+/** The chat/1 frames that are requests of the command table (the rest are the codec's own). */
+type RequestFrameType = Exclude<ClientFrameType, "hello" | "ping" | "pong" | "quit">;
+
+/**
+ * A protocol-neutral request: what a codec makes of a client's frame or line. Its fields are
+ * those of the chat/1 frame of the same name (docs/PROTOCOL.md §3), with `op` for `type`.
+ */
+export type Request = {
+  [O in RequestFrameType]: Omit<Extract<ClientFrame, { type: O }>, "type"> & { op: O };
+}[RequestFrameType];
 
 export type Op = Request["op"];
 type Args<O extends Op> = Extract<Request, { op: O }>;

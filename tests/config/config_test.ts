@@ -61,3 +61,31 @@ Deno.test("the printed default config reads back to the defaults", async () => {
   const err = await readConfigFile(`${dir}/bad.json`).catch((e) => e);
   assertEquals((err as ChatError).code, "config_invalid");
 });
+
+Deno.test("listeners: one on host:port by default; a listed first one takes host and port from the flags", () => {
+  const d = resolveConfig({ host: "127.0.0.1", port: 9000 });
+  assertEquals(d.listeners, [{ host: "127.0.0.1", port: 9000, alpn: { "chat/1": "chat/1", "": "seed" } }]);
+  const c = resolveConfig(
+    { listeners: [{ alpn: { "chat/1": "chat/1" } }, { host: "::1", port: 7444, alpn: { "": "seed" } }] },
+    { port: 8000 },
+  );
+  assertEquals(c.listeners.map((l) => [l.host, l.port, l.alpn]), [
+    ["", 8000, { "chat/1": "chat/1" }],
+    ["::1", 7444, { "": "seed" }],
+  ]);
+});
+
+Deno.test("listeners: unknown protocols, fields, empty lists and repeated addresses are refused", () => {
+  const bad = [
+    [],
+    [{ alpn: { "chat/1": "gopher" } }],
+    [{ alpn: {} }],
+    [{ alpn: { "chat/1": "chat/1" }, colour: "red" }],
+    [{}, { host: "::1", port: 7444 }, { host: "::1", port: 7444 }],
+    "7443",
+  ];
+  for (const listeners of bad) {
+    const err = assertThrows(() => resolveConfig({ listeners }), ChatError);
+    assertEquals(err.code, "config_invalid", JSON.stringify(listeners));
+  }
+});

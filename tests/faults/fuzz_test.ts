@@ -24,6 +24,7 @@ import {
 } from "../../src/protocol/seed_codec.ts";
 import { checkBody, checkRoomName, checkUserName } from "../../src/protocol/text_rules.ts";
 import { isType, waitFor } from "./helpers.ts";
+import { prng } from "../harness/prng.ts";
 
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? 20261127);
 const RUNS = Number(Deno.env.get("FUZZ_RUNS") ?? 300);
@@ -243,18 +244,6 @@ Deno.test("fuzz: seed lines round-trip and a body can never forge a second line 
 });
 
 // ---- seeded mutation of transcripts against a live server ----
-
-/** mulberry32: small, seedable, good enough to pick mutations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WEIRD_VALUES = [
   "null",

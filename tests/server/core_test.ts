@@ -5,6 +5,7 @@ import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 import { FakeClock } from "../harness/fake_clock.ts";
+import { waitFor } from "../faults/helpers.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 const isType = <T extends ServerFrame["type"]>(t: T) => (f: ServerFrame): f is F<T> => f.type === t;
@@ -493,3 +494,38 @@ Deno.test("login ok carries the newest ids per room and for DMs, the resume poin
   const ok = await l.expect(isType("ok")) as F<"ok">;
   assertEquals(ok.latest, { rooms: { general: m1.id }, dm: dm.id });
 });
+
+Deno.test("listeners: a second listener serves the protocols its config names, on its own port", async () => {
+  const port2 = await freePort();
+  await using ts = await startTestServer({
+    config: {
+      listeners: [
+        { host: "127.0.0.1", port: 0, alpn: { "chat/1": "chat/1", "": "seed" } },
+        { host: "127.0.0.1", port: port2, alpn: { "": "seed" } },
+      ],
+    } as never,
+  });
+  assertEquals(ts.server.addrs.map((a) => a.port).slice(1), [port2]);
+  // The seed-only port greets a client without ALPN with the seed dialogue…
+  const seed = await WireClient.connect(port2, ts.certPem, { alpn: [] });
+  await waitFor(() => seed.raw.includes("AUTH_REQUIRED"), "the seed greeting");
+  seed.conn.close();
+  // …and refuses a client that offers only chat/1 at the TLS handshake.
+  let refused = false;
+  try {
+    const c = await WireClient.connect(port2, ts.certPem);
+    await c.conn.handshake();
+    c.conn.close();
+  } catch {
+    refused = true;
+  }
+  assert(refused, "chat/1 was accepted on a seed-only listener");
+});
+
+async function freePort(): Promise<number> {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+

@@ -13,21 +13,10 @@ import type {
   StreamKey,
   UserRecord,
 } from "../../src/store/store.ts";
+import { prng } from "../harness/prng.ts";
 
 /** Longest delay of an answer, in ms. */
 const MAX_DELAY_MS = 3;
-
-/** mulberry32: a small seeded PRNG, so a failing order can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Wraps a Store so that it behaves like an engine on the other end of a network (PostgreSQL).
