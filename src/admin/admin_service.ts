@@ -414,7 +414,8 @@ export class AdminService {
   }
 }
 
-function checkTopic(topic: string, action: string): string {
+/** A topic as stored: at most MAX_TOPIC_BYTES, the text rules of bodies, trimmed. */
+export function checkTopic(topic: string, action: string): string {
   if (new TextEncoder().encode(topic).length > MAX_TOPIC_BYTES) {
     throw new ChatError(
       "invalid_text",
