@@ -425,14 +425,21 @@ export class ChatService {
     makePrivate: boolean,
   ): Promise<{ room: RoomRecord; created: boolean }> {
     if (this.#config.roomCreate === "admin" && !isAdmin(s)) {
-      throw new ChatError("forbidden", `Cannot create room ${name}: only administrators create rooms`);
+      throw new ChatError(
+        "forbidden",
+        `Cannot create room ${name}: only administrators create rooms`,
+      );
     }
     const key = String(s.userId);
     const wait = this.#creations.take(key);
     if (wait > 0) {
-      throw new ChatError("throttled", `Cannot create room ${name}: too many new rooms, retry later`, {
-        retryAfterMs: wait,
-      });
+      throw new ChatError(
+        "throttled",
+        `Cannot create room ${name}: too many new rooms, retry later`,
+        {
+          retryAfterMs: wait,
+        },
+      );
     }
     let made: { room: RoomRecord; created: boolean };
     try {
@@ -788,6 +795,23 @@ export class ChatService {
     }
     messages.reverse();
     return { ...label, messages, more };
+  }
+
+  /** Publishes a membership changed outside a session (the admin tool): sessions follow. */
+  membershipChanged(
+    room: RoomRecord,
+    userId: number,
+    change: "added" | "removed",
+    by: string,
+  ): void {
+    this.#hub.fanout.publish({
+      kind: "membership",
+      roomId: room.id,
+      room: room.name,
+      userId,
+      change,
+      by,
+    });
   }
 
   /**
