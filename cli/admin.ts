@@ -11,7 +11,15 @@ import {
 import { type AdminEnv, osActor } from "../src/admin/commands/context.ts";
 import { historyExport, historyPrune, historySearch } from "../src/admin/commands/history.ts";
 import { invitesCreate, invitesList, invitesRevoke } from "../src/admin/commands/invites.ts";
-import { roomsArchive, roomsCreate, roomsList, roomsTopic } from "../src/admin/commands/rooms.ts";
+import {
+  roomsAccess,
+  roomsArchive,
+  roomsCreate,
+  roomsList,
+  roomsMember,
+  roomsMembers,
+  roomsTopic,
+} from "../src/admin/commands/rooms.ts";
 import {
   usersAdd,
   usersDisable,
@@ -131,7 +139,9 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .action(async (id: string, f) => done(await invitesRevoke(envOf(f), id)));
 
   // rooms
-  const rooms = admin.command("rooms").description("Rooms: create, topics, archive");
+  const rooms = admin.command("rooms").description(
+    "Rooms: create, topics, archive, private rooms and members",
+  );
   leaf(rooms, "create", "Create a room")
     .argument("<name>", "room name")
     .option("--topic <text>", "its topic")
@@ -154,6 +164,27 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .argument("<name>", "room name")
     .action(async (name: string, f) =>
       done(await roomsArchive(envOf(f), name, { archived: false }))
+    );
+  leaf(rooms, "private", "Make a room members-only (unlisted to others)")
+    .argument("<name>", "room name")
+    .action(async (name: string, f) => done(await roomsAccess(envOf(f), name, { private: true })));
+  leaf(rooms, "public", "Make a room open to everyone")
+    .argument("<name>", "room name")
+    .action(async (name: string, f) => done(await roomsAccess(envOf(f), name, { private: false })));
+  leaf(rooms, "members", "List a room's members")
+    .argument("<name>", "room name")
+    .action(async (name: string, f) => done(await roomsMembers(envOf(f), name)));
+  leaf(rooms, "add-member", "Add a user to a room (their sessions enter it live)")
+    .argument("<name>", "room name")
+    .argument("<user>", "user name")
+    .action(async (name: string, user: string, f) =>
+      done(await roomsMember(envOf(f), name, user, { add: true }))
+    );
+  leaf(rooms, "remove-member", "Remove a user from a room (their sessions leave it live)")
+    .argument("<name>", "room name")
+    .argument("<user>", "user name")
+    .action(async (name: string, user: string, f) =>
+      done(await roomsMember(envOf(f), name, user, { add: false }))
     );
 
   // certs

@@ -106,7 +106,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: never,
-    meaning: "a command that needs the administrator role",
+    meaning: "needs the administrator role, or the room's owner (kick, topic, room creation)",
   },
   auth_failed: {
     scope: "wire",
@@ -118,7 +118,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: afterHint,
-    meaning: "too many failed logins, passwds or registrations; see `retryAfterMs`",
+    meaning: "too many failed logins, passwds, registrations or new rooms; see `retryAfterMs`",
   },
   busy: {
     scope: "wire",
@@ -172,7 +172,13 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: never,
-    meaning: "room does not exist or is archived",
+    meaning: "room does not exist, is archived, or is private and you are not a member",
+  },
+  too_many_rooms: {
+    scope: "wire",
+    fatal: "no",
+    retry: never,
+    meaning: "creating a room past `roomsPerUser` or `maxRooms`",
   },
   no_such_user: {
     scope: "wire",
@@ -293,6 +299,12 @@ const ERROR_TABLE = {
     fatal: "yes",
     retry: never,
     meaning: "the server said `bye kicked`: an administrator disabled or removed the account",
+  },
+  password_changed: {
+    scope: "cli",
+    fatal: "yes",
+    retry: never,
+    meaning: "the server said `bye password_changed`: the password was changed in another session",
   },
   not_chat_server: {
     scope: "cli",
@@ -600,6 +612,12 @@ const BYE_TABLE = {
   kicked: {
     meaning: "an administrator disabled or removed the account",
     retry: never,
+  },
+  password_changed: {
+    meaning: "the password was changed in another session (every other session ends); log in " +
+      "with the new one",
+    retry: never,
+    message: "The password of this account was changed; log in with the new one",
   },
   quit: { meaning: "the answer to the client's `quit`", retry: never, message: "Goodbye" },
 } satisfies Record<string, ByeInfo>;

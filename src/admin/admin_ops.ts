@@ -29,6 +29,11 @@ export interface AdminOpMap {
   "rooms.topic": [{ name: string; topic: string }, { changed: boolean }];
   "rooms.archive": [{ name: string }, { changed: boolean }];
   "rooms.unarchive": [{ name: string }, { changed: boolean }];
+  "rooms.private": [{ name: string }, { changed: boolean }];
+  "rooms.public": [{ name: string }, { changed: boolean }];
+  "rooms.members": [{ name: string }, { room: string; members: string[] }];
+  "rooms.add_member": [{ name: string; user: string }, { changed: boolean }];
+  "rooms.remove_member": [{ name: string; user: string }, { changed: boolean }];
   "certs.changed": [
     { action: "init" | "import" | "rotate" | "reload"; fingerprint: string | null },
     { reloaded: boolean; serving: string | null; certPath: string | null },
@@ -131,6 +136,23 @@ const OPS: { [K in OpName]: Runner<K> } = {
     svc.setArchived(actor, { name: str("rooms.archive", a, "name"), archived: true }),
   "rooms.unarchive": (svc, actor, a) =>
     svc.setArchived(actor, { name: str("rooms.unarchive", a, "name"), archived: false }),
+  "rooms.private": (svc, actor, a) =>
+    svc.setPrivate(actor, { name: str("rooms.private", a, "name"), private: true }),
+  "rooms.public": (svc, actor, a) =>
+    svc.setPrivate(actor, { name: str("rooms.public", a, "name"), private: false }),
+  "rooms.members": (svc, _actor, a) => svc.roomMembers({ name: str("rooms.members", a, "name") }),
+  "rooms.add_member": (svc, actor, a) =>
+    svc.setMember(actor, {
+      name: str("rooms.add_member", a, "name"),
+      user: str("rooms.add_member", a, "user"),
+      add: true,
+    }),
+  "rooms.remove_member": (svc, actor, a) =>
+    svc.setMember(actor, {
+      name: str("rooms.remove_member", a, "name"),
+      user: str("rooms.remove_member", a, "user"),
+      add: false,
+    }),
   "certs.changed": (svc, actor, a) =>
     svc.certificateChanged(actor, {
       action: oneOf("certs.changed", a, "action", ["init", "import", "rotate", "reload"] as const),

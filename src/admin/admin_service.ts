@@ -40,6 +40,8 @@ export interface RoomView {
   name: string;
   topic: string;
   archived: boolean;
+  /** Members only (docs/PROTOCOL.md §7). */
+  private: boolean;
   members: number;
   createdAt: number;
 }
@@ -64,6 +66,8 @@ export interface LiveHooks {
   forgetUser(userId: number): void;
   /** Drops the server's cached copy of a room after it changed. */
   invalidateRoom(name: string): void;
+  /** A member was added to or removed from a room: their sessions follow on every node. */
+  membershipChanged(room: RoomRecord, userId: number, change: "added" | "removed"): void;
   /** Loads the server's certificate files again and serves them to new connections. */
   reloadCertificate(): Promise<{ fingerprint: string; certPath: string }>;
   stats(): Promise<LiveStats>;
@@ -123,6 +127,7 @@ function roomView(r: RoomRecord, members: number): RoomView {
     name: r.name,
     topic: r.topic,
     archived: r.archived,
+    private: r.private === true,
     members,
     createdAt: r.createdAt,
   };
@@ -263,7 +268,9 @@ export class AdminService {
   async setRole(actor: string, a: { name: string; role: Role }): Promise<{ changed: boolean }> {
     const u = await this.#user(a.name, "change the role of");
     if (u.role !== a.role) await this.#store.updateUser(u.id, { role: a.role });
-    await this.#audit(actor, "users.role", u.name, { from: u.role, to: a.role });
+    // A grant (to admin) or a revoke (back to member) is recorded with who did it.
+    const change = u.role === a.role ? "none" : a.role === "admin" ? "grant" : "revoke";
+    await this.#audit(actor, "users.role", u.name, { from: u.role, to: a.role, change });
     return { changed: u.role !== a.role };
   }
 
@@ -354,6 +361,52 @@ export class AdminService {
     return { changed: r.archived !== a.archived };
   }
 
+  async setPrivate(
+    actor: string,
+    a: { name: string; private: boolean },
+  ): Promise<{ changed: boolean }> {
+    const action = a.private ? "make private" : "make public";
+    const r = await this.#room(a.name, action);
+    if (r.name === "general") {
+      throw new ChatError("bad_request", `Cannot ${action} general: everyone is always in it`);
+    }
+    const was = r.private === true;
+    if (was !== a.private) await this.#store.updateRoom(r.id, { private: a.private });
+    this.#live?.invalidateRoom(r.name);
+    await this.#audit(actor, a.private ? "rooms.private" : "rooms.public", r.name);
+    return { changed: was !== a.private };
+  }
+
+  async roomMembers(a: { name: string }): Promise<{ room: string; members: string[] }> {
+    const r = await this.#room(a.name, "list the members of");
+    return { room: r.name, members: (await this.#store.roomMembers(r.id)).map((m) => m.name) };
+  }
+
+  /** Adds (`add`) or removes a member; their live sessions follow; audited with the actor. */
+  async setMember(
+    actor: string,
+    a: { name: string; user: string; add: boolean },
+  ): Promise<{ changed: boolean }> {
+    const action = a.add ? "add a member to" : "remove a member from";
+    const r = await this.#room(a.name, action);
+    if (r.name === "general" && !a.add) {
+      throw new ChatError(
+        "cannot_part",
+        "Cannot remove a member from general: everyone stays in it",
+      );
+    }
+    const u = await this.#user(a.user, a.add ? "add" : "remove");
+    const was = await this.#store.isMember(r.id, u.id);
+    if (a.add && !was) await this.#store.addMember(r.id, u.id, this.#clock());
+    if (!a.add && was) await this.#store.removeMember(r.id, u.id);
+    const changed = was !== a.add;
+    if (changed) this.#live?.membershipChanged(r, u.id, a.add ? "added" : "removed");
+    await this.#audit(actor, a.add ? "rooms.add_member" : "rooms.remove_member", r.name, {
+      user: u.name,
+    });
+    return { changed };
+  }
+
   // certificates
 
   /**
@@ -414,7 +467,8 @@ export class AdminService {
   }
 }
 
-function checkTopic(topic: string, action: string): string {
+/** A topic as stored: at most MAX_TOPIC_BYTES, the text rules of bodies, trimmed. */
+export function checkTopic(topic: string, action: string): string {
   if (new TextEncoder().encode(topic).length > MAX_TOPIC_BYTES) {
     throw new ChatError(
       "invalid_text",

@@ -43,6 +43,8 @@ export async function startAdministration(opts: AdministrationOptions): Promise<
     sessionsOf: (userId) => server.hub.sessionsOf(userId).size,
     forgetUser: (userId) => server.service.invalidateUser(userId),
     invalidateRoom: (name) => server.service.invalidateRoom(name),
+    membershipChanged: (room, userId, change) =>
+      server.service.membershipChanged(room, userId, change, "admin"),
     async reloadCertificate() {
       const cert = await loadOrCreateServerCert({
         dataDir: config.dataDir,

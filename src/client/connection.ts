@@ -107,6 +107,14 @@ const BYE_REASONS: Partial<Record<ByeCode, string>> = {
   slow_consumer: "we were not reading fast enough",
 };
 
+/**
+ * A session that ends within this long of its login counts as cut "right after login"; MAX_QUICK_DROPS
+ * in a row stop the reconnects (the same cut would follow every time, each costing the
+ * server a password hash), and a session that lasted longer starts the count and backoff over.
+ */
+const STABLE_MS = 60_000;
+const MAX_QUICK_DROPS = 3;
+
 const DM_SCOPE = "\0dm";
 /** Until the server's `hello` says otherwise: the server defaults. */
 const DEFAULT_LIMITS: WireLimits = wireLimits(SERVER_DEFAULT_LIMITS);
@@ -198,6 +206,9 @@ export class ChatConnection {
   #pingSent = false;
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #backoff: Backoff;
+  /** When the current session logged in, and how many sessions in a row ended soon after. */
+  #upAt = 0;
+  #quickDrops = 0;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #retryWake: (() => void) | null = null;
   #pumpTimer: ReturnType<typeof setTimeout> | undefined;
@@ -317,8 +328,18 @@ export class ChatConnection {
   }
 
   /** All rooms with counts and whether this user joined them. */
+  /** Every room listed to this user, page after page (`more`: ask again after the last name). */
   async listRooms(): Promise<RoomInfo[]> {
-    return (await this.#request({ type: "rooms" }) as Frame<"rooms">).rooms;
+    const all: RoomInfo[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#request(
+        after === undefined ? { type: "rooms" } : { type: "rooms", after },
+      ) as Frame<"rooms">;
+      all.push(...page.rooms);
+      if (!page.more || page.rooms.length === 0) return all;
+      after = page.rooms[page.rooms.length - 1].name;
+    }
   }
 
   /** A page of history of a room or a DM conversation, oldest first. */
@@ -418,7 +439,7 @@ export class ChatConnection {
       for (const r of [...this.#lastSeen.keys()]) if (!rooms.includes(r)) this.#lastSeen.delete(r);
       this.#rooms = rooms;
       this.#state = "up";
-      this.#backoff.reset();
+      this.#upAt = this.#clock();
       this.#startKeepalive();
       this.#emit({ type: "rooms", rooms });
       // Rooms never seen before (first login, or joined elsewhere): note where live traffic
@@ -510,6 +531,21 @@ export class ChatConnection {
     if (this.#fatal || !reconnect) {
       this.#finish(
         this.#fatal ?? ChatError.fromPeer(reason.code, `Cannot stay connected: ${reason.message}`),
+      );
+      return;
+    }
+    // A server restart is worth waiting for; any other cut that keeps coming right after login
+    // will not change by retrying.
+    if (this.#clock() - this.#upAt >= STABLE_MS || reason.code === "shutdown") {
+      this.#quickDrops = 0;
+      this.#backoff.reset();
+    } else if (++this.#quickDrops >= MAX_QUICK_DROPS) {
+      this.#finish(
+        new ChatError(
+          "reconnect_failed",
+          `Cannot stay connected: the server ended the session ${this.#quickDrops} times in a ` +
+            `row right after login (${reason.message}); not trying again`,
+        ),
       );
       return;
     }
@@ -675,6 +711,26 @@ export class ChatConnection {
       case "resumed":
         this.#onResumed(f);
         return;
+      case "membership": {
+        // Someone added us to a room or removed us from one (docs/PROTOCOL.md §7).
+        const room = sanitize(String(f.room));
+        const by = sanitize(String(f.by));
+        if (f.event === "added" && !this.#rooms.includes(room)) {
+          this.#rooms = [...this.#rooms, room];
+        } else if (f.event === "removed") {
+          this.#rooms = this.#rooms.filter((r) => r !== room);
+          this.#lastSeen.delete(room);
+        }
+        this.#emit({ type: "rooms", rooms: this.#rooms });
+        this.#emit({
+          type: "notice",
+          code: `membership_${f.event === "added" ? "added" : "removed"}`,
+          message: f.event === "added"
+            ? `${by} added you to #${room}`
+            : `${by} removed you from #${room}`,
+        });
+        return;
+      }
       case "bye":
         this.#bye = { code: sanitize(String(f.code)), message: sanitize(String(f.message ?? "")) };
         if (retryAfterBye(this.#bye.code).kind === "never") {

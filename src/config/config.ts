@@ -45,6 +45,10 @@ export interface ServerConfig {
   dbSynchronous: "FULL" | "NORMAL";
   /** Messages older than this many days are deleted (checked hourly); 0 keeps them forever. */
   retentionDays: number;
+  /** Who may create a room with `join`: any user, or administrators only. */
+  roomCreate: "anyone" | "admin";
+  /** Who may set a room's topic: any member, its owner (creator) or an admin, or admins only. */
+  roomTopic: "anyone" | "owner" | "admin";
   limits: ServerLimits;
 }
 
@@ -79,6 +83,13 @@ export interface ServerLimits {
   ipv6PrefixBits: number;
   /** Time given to clients and the database at shutdown. */
   shutdownGraceMs: number;
+  /** Rooms (not direct conversations) that may exist in all; `join` past it: `too_many_rooms`. */
+  maxRooms: number;
+  /** Rooms one user may create in all (archived ones count). */
+  roomsPerUser: number;
+  /** Room creation per user: bucket size and refill interval (`throttled` when empty). */
+  roomCreateBurst: number;
+  roomCreateRefillMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -106,6 +117,10 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   registrationRefillMs: 10_000,
   ipv6PrefixBits: 64,
   shutdownGraceMs: 5_000,
+  maxRooms: 10_000,
+  roomsPerUser: 50,
+  roomCreateBurst: 5,
+  roomCreateRefillMs: 60_000,
 });
 
 /** The limits a server announces in `hello`: the part of `ServerLimits` clients must respect. */
@@ -134,6 +149,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   logLevel: "info",
   dbSynchronous: "FULL",
   retentionDays: 0,
+  roomCreate: "anyone",
+  roomTopic: "owner",
   limits: DEFAULT_LIMITS,
 });
 
@@ -151,6 +168,8 @@ export const ENV_NAMES: Readonly<
   logLevel: "CHAT_LOG_LEVEL",
   dbSynchronous: "CHAT_DB_SYNCHRONOUS",
   retentionDays: "CHAT_RETENTION_DAYS",
+  roomCreate: "CHAT_ROOM_CREATE",
+  roomTopic: "CHAT_ROOM_TOPIC",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -270,6 +289,8 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     logLevel: oneOf("logLevel", merged.logLevel, ["debug", "info", "warning", "error"] as const),
     dbSynchronous: oneOf("dbSynchronous", merged.dbSynchronous, ["FULL", "NORMAL"] as const),
     retentionDays: int("retentionDays", merged.retentionDays, 0, 100_000),
+    roomCreate: oneOf("roomCreate", merged.roomCreate, ["anyone", "admin"] as const),
+    roomTopic: oneOf("roomTopic", merged.roomTopic, ["anyone", "owner", "admin"] as const),
     limits: Object.freeze(l),
   };
   if ((config.certFile === null) !== (config.keyFile === null)) {

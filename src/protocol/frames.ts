@@ -23,9 +23,12 @@ export type ClientFrame =
     resume?: ResumePoint;
   }
   | { type: "login"; ref?: string; user: string; password: string; resume?: ResumePoint }
-  | { type: "join"; ref?: string; room: string; since?: number }
+  | { type: "join"; ref?: string; room: string; since?: number; private?: boolean }
   | { type: "part"; ref?: string; room: string }
-  | { type: "rooms"; ref?: string }
+  | { type: "rooms"; ref?: string; after?: string }
+  | { type: "invite"; ref?: string; room: string; user: string }
+  | { type: "kick"; ref?: string; room: string; user: string }
+  | { type: "topic"; ref?: string; room: string; topic: string }
   | { type: "who"; ref?: string; room: string }
   | { type: "send"; ref?: string; cid: string; body: string; room?: string; to?: string }
   | { type: "history"; ref?: string; room?: string; with?: string; limit?: number; before?: number }
@@ -64,6 +67,8 @@ export interface RoomInfo {
   members: number;
   online: number;
   joined: boolean;
+  /** Members only (listed only to its members and to administrators). */
+  private: boolean;
 }
 
 /** Frames the server sends. */
@@ -85,6 +90,9 @@ export type ServerFrame =
     latest?: ResumePoint;
     room?: string;
     users?: string[];
+    /** For join: the room is private. */
+    private?: boolean;
+    topic?: string;
   }
   | {
     type: "ack";
@@ -99,7 +107,8 @@ export type ServerFrame =
   | ({ type: "msg" } & WireMessage)
   | { type: "presence"; room: string; user: string; event: "join" | "leave" }
   | { type: "who"; ref?: string; room: string; users: string[] }
-  | { type: "rooms"; ref?: string; rooms: RoomInfo[] }
+  | { type: "rooms"; ref?: string; rooms: RoomInfo[]; more: boolean }
+  | { type: "membership"; room: string; event: "added" | "removed"; by: string }
   | {
     type: "history";
     ref?: string;

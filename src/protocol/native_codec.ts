@@ -2,7 +2,7 @@
 import { ChatError } from "../errors.ts";
 import type { ClientFrame, ClientFrameType, ServerFrame } from "./frames.ts";
 
-type FieldKind = "string" | "int" | "resume";
+type FieldKind = "string" | "int" | "bool" | "resume";
 interface FieldSpec {
   kind: FieldKind;
   required: boolean;
@@ -11,15 +11,19 @@ interface FieldSpec {
 const S = (required = true): FieldSpec => ({ kind: "string", required });
 const I = (required = true): FieldSpec => ({ kind: "int", required });
 const R: FieldSpec = { kind: "resume", required: false };
+const B = (required = true): FieldSpec => ({ kind: "bool", required });
 
 /** The shape of every client frame: one table, checked in one place. */
 export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string, FieldSpec>>> = {
   hello: { version: I(), client: S(false) },
   register: { user: S(), password: S(), invite: S(false), resume: R },
   login: { user: S(), password: S(), resume: R },
-  join: { room: S(), since: I(false) },
+  join: { room: S(), since: I(false), private: B(false) },
   part: { room: S() },
-  rooms: {},
+  rooms: { after: S(false) },
+  invite: { room: S(), user: S() },
+  kick: { room: S(), user: S() },
+  topic: { room: S(), topic: S() },
   who: { room: S() },
   send: { cid: S(), body: S(), room: S(false), to: S(false) },
   history: { room: S(false), with: S(false), limit: I(false), before: I(false) },
@@ -106,6 +110,8 @@ export function decodeClientFrame(line: Uint8Array): ClientFrame {
       ? typeof v === "string"
       : f.kind === "int"
       ? Number.isSafeInteger(v)
+      : f.kind === "bool"
+      ? typeof v === "boolean"
       : checkResume(v);
     if (!ok) throw badFrame(`${obj.type}.${field} has the wrong type`, ref);
   }

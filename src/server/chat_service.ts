@@ -1,7 +1,8 @@
 // Owns what a logged-in user can do — rooms, sends, history, resume — for every codec alike.
 import { ChatError } from "../errors.ts";
 import type { ServerConfig } from "../config/config.ts";
-import type { ResumePoint, RoomInfo, WireMessage } from "../protocol/frames.ts";
+import { checkTopic } from "../admin/admin_service.ts";
+import type { ResumePoint, RoomInfo, ServerFrame, WireMessage } from "../protocol/frames.ts";
 import { checkBody, checkCid, checkRoomName, checkUserName } from "../protocol/text_rules.ts";
 import {
   dmStream,
@@ -14,16 +15,26 @@ import {
   type UserRecord,
 } from "../store/store.ts";
 import type { Hub, HubMember, MsgEvent } from "./hub.ts";
-import type { ResumedInfo } from "./session.ts";
-import type { Clock } from "./token_bucket.ts";
+import type { ResumedInfo, SessionUser } from "./session.ts";
+import type { FanoutEvent } from "./fanout.ts";
+import { type Clock, KeyedBuckets } from "./token_bucket.ts";
 
 /** A backlog is written in slices of about this many bytes, each after the last was sent. */
 const BACKLOG_SLICE_BYTES = 64 * 1024;
 
 export const DEFAULT_ROOM = "general";
 
+/** Rooms read per store call while a `rooms` page is filled. */
+const ROOMS_READ = 200;
+
 /** What the service needs of a session beyond hub membership (Session implements it). */
 export interface ServiceSession extends HubMember {
+  /** The logged-in user (its role decides what it may see and manage). */
+  readonly user: SessionUser | null;
+  /** Remote address, for audit lines. */
+  readonly remote: string;
+  /** Writes a frame that answers no request (membership changes). */
+  notice(frame: ServerFrame): void;
   /** Room ids this session is in. */
   readonly rooms: Set<number>;
   /** True once the connection ended; nothing may subscribe it after that. */
@@ -73,6 +84,8 @@ export class ChatService {
   #roomsById = new Map<number, RoomRecord>();
   #roomsByName = new Map<string, RoomRecord>();
   #userNames = new Map<number, string>();
+  /** Room creations per user (`roomCreateBurst` / `roomCreateRefillMs`). */
+  #creations: KeyedBuckets;
   /** Messages stored since start, for stats. */
   stored = 0;
 
@@ -81,6 +94,11 @@ export class ChatService {
     this.#hub = opts.hub;
     this.#config = opts.config;
     this.#clock = opts.clock;
+    this.#creations = new KeyedBuckets({
+      capacity: opts.config.limits.roomCreateBurst,
+      refillMs: opts.config.limits.roomCreateRefillMs,
+      clock: opts.clock,
+    });
     this.#hub.setSource({
       heads: (keys) => this.#store.streamHeads(keys),
       backfill: (stream, afterId, beforeId) => this.#backfill(stream, afterId, beforeId),
@@ -88,11 +106,17 @@ export class ChatService {
         if (ev.kind === "room_changed") this.#forgetRoom(ev.roomId, ev.name);
         else this.#userNames.delete(ev.userId);
       },
+      membership: (ev) => this.#membership(ev),
     });
   }
 
   get hub(): Hub {
     return this.#hub;
+  }
+
+  /** The server's configuration (policies and limits). */
+  get config(): Readonly<ServerConfig> {
+    return this.#config;
   }
 
   /** Makes sure `general` exists (called once at start). */
@@ -338,25 +362,35 @@ export class ChatService {
   /**
    * Joins (creating when needed) a room; answers through `joined` once the session is in it,
    * then, with `since`, streams what was missed after that id (ended by `resumed`).
+   *
+   * A private room that the user is not a member of answers exactly as a missing one would
+   * (`no_such_room`), except to administrators, who may join any room. A new room is created
+   * private when `makePrivate`, within `roomCreate`, the creation bucket, `roomsPerUser` and
+   * `maxRooms`; its creator is its owner and first member.
    */
   async join(
     s: ServiceSession,
     rawName: string,
     since: number | undefined,
-    joined: (r: { room: string; users: string[] }) => Promise<void>,
+    makePrivate: boolean,
+    joined: (r: { room: string; users: string[]; private: boolean }) => Promise<void>,
   ): Promise<void> {
     const name = checkRoomName(rawName);
     if (since !== undefined && (!Number.isSafeInteger(since) || since < 0)) {
       throw new ChatError("bad_frame", "Cannot join: since must be a message id");
     }
     let r = await this.#room(name);
-    if (r?.archived) {
-      throw new ChatError("no_such_room", `Cannot join ${name}: the room is archived`);
+    let created = false;
+    if (!r) ({ room: r, created } = await this.#create(s, name, makePrivate));
+    if (
+      r.private && !created && !isAdmin(s) && !(await this.#store.isMember(r.id, s.userId))
+    ) {
+      throw noSuchRoom("join", name);
     }
-    if (!r) r = this.#cacheRoom(await this.#store.ensureRoom(name, "room", this.#clock()));
     if (r.archived) {
       throw new ChatError("no_such_room", `Cannot join ${name}: the room is archived`);
     }
+    if (r.kind !== "room") throw noSuchRoom("join", name);
     await this.#store.addMember(r.id, s.userId, this.#clock());
     if (s.closed) return;
     const stream = roomStream(r.id);
@@ -373,11 +407,57 @@ export class ChatService {
       [...(fresh ? [s] : []), ...others].map(() => this.#hub.follow(stream)),
     );
     if (s.closed) return;
-    await joined({ room: room.name, users: this.#hub.online(room.id) });
+    await joined({
+      room: room.name,
+      users: this.#hub.online(room.id),
+      private: room.private === true,
+    });
     if (since !== undefined) {
       // Nothing this connection was already sent is sent again.
       await this.#catchUp(s, stream, Math.max(since, s.sentThrough(stream)), { room: room.name });
     }
+  }
+
+  /** Creates a room for `join`, within the create policy and the limits (see `join`). */
+  async #create(
+    s: ServiceSession,
+    name: string,
+    makePrivate: boolean,
+  ): Promise<{ room: RoomRecord; created: boolean }> {
+    if (this.#config.roomCreate === "admin" && !isAdmin(s)) {
+      throw new ChatError(
+        "forbidden",
+        `Cannot create room ${name}: only administrators create rooms`,
+      );
+    }
+    const key = String(s.userId);
+    const wait = this.#creations.take(key);
+    if (wait > 0) {
+      throw new ChatError(
+        "throttled",
+        `Cannot create room ${name}: too many new rooms, retry later`,
+        {
+          retryAfterMs: wait,
+        },
+      );
+    }
+    let made: { room: RoomRecord; created: boolean };
+    try {
+      made = await this.#store.createRoom({
+        name,
+        ts: this.#clock(),
+        private: makePrivate,
+        ownerId: s.userId,
+        maxRooms: this.#config.limits.maxRooms,
+        maxPerOwner: this.#config.limits.roomsPerUser,
+      });
+    } catch (err) {
+      this.#creations.refund(key);
+      throw err;
+    }
+    // Someone else created it meanwhile: this was a join, not a creation.
+    if (!made.created) this.#creations.refund(key);
+    return { room: this.#cacheRoom(made.room), created: made.created };
   }
 
   /** Leaves a room for good (membership removed); `general` cannot be left. */
@@ -406,24 +486,198 @@ export class ChatService {
     return { room: r.name, users: this.#hub.online(r.id) };
   }
 
-  /** All rooms with counts. */
-  async rooms(s: ServiceSession): Promise<RoomInfo[]> {
-    const all = await this.#store.listRooms();
-    return all.filter((r) => !r.archived).map((r) => ({
-      name: r.name,
-      topic: r.topic,
-      members: r.members,
-      online: this.#hub.onlineCount(r.id),
-      joined: s.rooms.has(r.id),
-    }));
+  /**
+   * One page of the room list, by name after `after`: public rooms, and private ones only to
+   * their members (administrators see every room). The page stops before a quarter of the send
+   * queue (`more` then says to ask again with `after` = the last name), like `history`.
+   */
+  async rooms(
+    s: ServiceSession,
+    after: string | undefined,
+  ): Promise<{ rooms: RoomInfo[]; more: boolean }> {
+    const budget = this.#config.limits.sendQueueBytes / 4;
+    const out: RoomInfo[] = [];
+    let bytes = 0;
+    let cursor = after ?? "";
+    for (;;) {
+      const rows = await this.#store.roomsPage({
+        after: cursor,
+        limit: ROOMS_READ,
+        visibleTo: isAdmin(s) ? undefined : s.userId,
+      });
+      for (const r of rows) {
+        const info: RoomInfo = {
+          name: r.name,
+          topic: r.topic,
+          members: r.members,
+          online: this.#hub.onlineCount(r.id),
+          joined: s.rooms.has(r.id),
+          private: r.private === true,
+        };
+        bytes += JSON.stringify(info).length + 1;
+        if (bytes > budget && out.length > 0) return { rooms: out, more: true };
+        out.push(info);
+        cursor = r.name;
+      }
+      if (rows.length < ROOMS_READ) return { rooms: out, more: false };
+    }
+  }
+
+  /**
+   * A room the session may name: missing, archived and private rooms it is not a member of all
+   * get the same `no_such_room` (a private room's existence is not revealed), except that
+   * administrators see private rooms.
+   */
+  async #visibleRoom(s: ServiceSession, name: string, action: string): Promise<RoomRecord> {
+    const r = await this.#room(name);
+    if (!r || r.archived || r.kind !== "room") throw noSuchRoom(action, name);
+    if (r.private && !s.rooms.has(r.id) && !isAdmin(s)) throw noSuchRoom(action, name);
+    return r;
   }
 
   async #memberRoom(s: ServiceSession, rawName: string): Promise<RoomRecord> {
     const name = checkRoomName(rawName);
-    const r = await this.#room(name);
-    if (!r || r.archived) throw new ChatError("no_such_room", `Cannot use ${name}: no such room`);
+    const r = await this.#visibleRoom(s, name, "use");
     if (!s.rooms.has(r.id)) throw new ChatError("not_member", `Cannot use ${name}: join it first`);
     return r;
+  }
+
+  /**
+   * Adds `userName` to a room's members (a member of the room, or an administrator, may): their
+   * sessions on every node enter it live and get a `membership` notice. Audited.
+   */
+  async invite(
+    s: ServiceSession,
+    rawRoom: string,
+    userName: string,
+  ): Promise<{ room: string; user: string }> {
+    const name = checkRoomName(rawRoom);
+    const r = await this.#visibleRoom(s, name, "invite to");
+    if (!s.rooms.has(r.id) && !isAdmin(s)) {
+      throw new ChatError("not_member", `Cannot invite to ${name}: join it first`);
+    }
+    checkUserName(userName);
+    const u = await this.#store.userByName(userName);
+    if (!u) throw new ChatError("no_such_user", `Cannot invite ${userName}: no such user`);
+    if (await this.#store.isMember(r.id, u.id)) return { room: r.name, user: u.name };
+    await this.#store.addMember(r.id, u.id, this.#clock());
+    await this.#auditBy(s, "rooms.invite", r.name, { user: u.name });
+    this.#hub.fanout.publish({
+      kind: "membership",
+      roomId: r.id,
+      room: r.name,
+      userId: u.id,
+      change: "added",
+      by: s.userName,
+    });
+    return { room: r.name, user: u.name };
+  }
+
+  /**
+   * Removes a member from a room (administrators only: the command table says so). Their
+   * sessions on every node leave it live, with a `membership` notice; for a private room that
+   * ends their access to its messages and history. Audited.
+   */
+  async kick(
+    s: ServiceSession,
+    rawRoom: string,
+    userName: string,
+  ): Promise<{ room: string; user: string }> {
+    const name = checkRoomName(rawRoom);
+    if (name === DEFAULT_ROOM) {
+      throw new ChatError("cannot_part", `Cannot kick from ${DEFAULT_ROOM}: everyone stays in it`);
+    }
+    const r = await this.#visibleRoom(s, name, "kick from");
+    checkUserName(userName);
+    const u = await this.#store.userByName(userName);
+    if (!u) throw new ChatError("no_such_user", `Cannot kick ${userName}: no such user`);
+    if (!(await this.#store.isMember(r.id, u.id))) {
+      throw new ChatError("not_member", `Cannot kick ${u.name}: not a member of ${r.name}`);
+    }
+    await this.#store.removeMember(r.id, u.id);
+    await this.#auditBy(s, "rooms.kick", r.name, { user: u.name });
+    this.#hub.fanout.publish({
+      kind: "membership",
+      roomId: r.id,
+      room: r.name,
+      userId: u.id,
+      change: "removed",
+      by: s.userName,
+    });
+    return { room: r.name, user: u.name };
+  }
+
+  /**
+   * Sets a room's topic under the `roomTopic` policy: `anyone` (any member), `owner` (its
+   * creator, or an administrator), `admin` (checked by the command table). Audited.
+   */
+  async setTopic(
+    s: ServiceSession,
+    rawRoom: string,
+    rawTopic: string,
+  ): Promise<{ room: string; topic: string }> {
+    const name = checkRoomName(rawRoom);
+    const r = await this.#visibleRoom(s, name, "set the topic of");
+    const policy = this.#config.roomTopic;
+    if (policy === "anyone" && !s.rooms.has(r.id) && !isAdmin(s)) {
+      throw new ChatError("not_member", `Cannot set the topic of ${name}: join it first`);
+    }
+    if (policy === "owner" && !isAdmin(s) && r.ownerId !== s.userId) {
+      throw new ChatError(
+        "forbidden",
+        `Cannot set the topic of ${name}: only its owner or an administrator may`,
+      );
+    }
+    const topic = checkTopic(rawTopic, "set topic");
+    await this.#store.updateRoom(r.id, { topic });
+    await this.#auditBy(s, "rooms.topic", r.name, { topic });
+    this.invalidateRoom(r.name);
+    return { room: r.name, topic };
+  }
+
+  async #auditBy(
+    s: ServiceSession,
+    action: string,
+    target: string,
+    detail: Record<string, unknown>,
+  ): Promise<void> {
+    await this.#store.audit({
+      ts: this.#clock(),
+      actor: s.userName,
+      action,
+      target,
+      remote: s.remote,
+      detail,
+    });
+  }
+
+  /**
+   * A membership changed by someone else's hand (this node's or another's): the user's sessions
+   * here enter the room live, or leave it, and are told with a `membership` notice.
+   */
+  #membership(ev: Extract<FanoutEvent, { kind: "membership" }>): void {
+    const sessions = [...this.#hub.sessionsOf(ev.userId)] as ServiceSession[];
+    if (sessions.length === 0) return;
+    const stream = roomStream(ev.roomId);
+    if (ev.change === "removed") {
+      const r = this.#roomsById.get(ev.roomId);
+      for (const sess of sessions) {
+        if (!sess.rooms.delete(ev.roomId)) continue;
+        if (sess.untrack(stream)) this.#hub.unfollow(stream);
+        if (this.#hub.unsubscribe(sess, ev.roomId) && r) this.#announce(r, sess, "leave");
+        sess.notice({ type: "membership", room: ev.room, event: "removed", by: ev.by });
+      }
+      return;
+    }
+    void this.#roomById(ev.roomId).then((r) => {
+      if (!r) return;
+      for (const sess of sessions) {
+        if (sess.closed || sess.rooms.has(r.id)) continue;
+        this.#enter(sess, r, false);
+        void this.#hub.follow(stream).catch(() => {/* the store is down: no live delivery */});
+        sess.notice({ type: "membership", room: r.name, event: "added", by: ev.by });
+      }
+    }, () => {/* the store is down: the user sees the room at the next login */});
   }
 
   async #dmRoom(
@@ -543,12 +797,52 @@ export class ChatService {
     return { ...label, messages, more };
   }
 
+  /** Publishes a membership changed outside a session (the admin tool): sessions follow. */
+  membershipChanged(
+    room: RoomRecord,
+    userId: number,
+    change: "added" | "removed",
+    by: string,
+  ): void {
+    this.#hub.fanout.publish({
+      kind: "membership",
+      roomId: room.id,
+      room: room.name,
+      userId,
+      change,
+      by,
+    });
+  }
+
+  /**
+   * Ends every other session of the user that changed its password, on every node, with `bye`
+   * `password_changed`: they were opened with the old password.
+   */
+  passwordChanged(s: ServiceSession): void {
+    this.#hub.fanout.publish({
+      kind: "kick",
+      userId: s.userId,
+      code: "password_changed",
+      message: "The password of this account was changed; log in with the new one",
+      except: this.#hub.ref(s.connId),
+    });
+  }
+
   /** Ends every session of a user on every node (admin disable/remove). */
   kickUser(userId: number, message: string): number {
     const here = this.#hub.sessionsOf(userId).size;
     this.#hub.fanout.publish({ kind: "kick", userId, code: "kicked", message });
     return here;
   }
+}
+
+function isAdmin(s: ServiceSession): boolean {
+  return s.user?.role === "admin";
+}
+
+/** The one refusal for a room that is missing, archived, or private to others. */
+function noSuchRoom(action: string, name: string): ChatError {
+  return new ChatError("no_such_room", `Cannot ${action} ${name}: no such room`);
 }
 
 /** Bytes of a message as chat/1 JSON, near enough for a reply budget (escapes included). */

@@ -1,6 +1,7 @@
 // Owns the command table every protocol dispatches through: what each request needs (login
 // state, role, rate token, pipelining) and what it does, checked in one place.
 import { ChatError } from "../errors.ts";
+import type { ServerConfig } from "../config/config.ts";
 import type { ClientFrame, ClientFrameType, ServerFrame } from "../protocol/frames.ts";
 import type { AuthService } from "./auth.ts";
 import type { ChatService } from "./chat_service.ts";
@@ -45,8 +46,11 @@ export interface CommandSpec<O extends Op> {
   pipelined?: boolean;
   /** Takes a token from the connection's message bucket first (`rate_limited` when empty). */
   charge?: "message";
-  /** Only users with this role may run it (`forbidden` otherwise). */
-  role?: "admin";
+  /**
+   * Only users with this role may run it (`forbidden` otherwise). A function reads the server's
+   * policy (`roomTopic: "admin"` makes `topic` admin-only); undefined: every user may.
+   */
+  role?: "admin" | ((config: Readonly<ServerConfig>) => "admin" | undefined);
   run(ctx: CommandContext, req: Args<O>, reply: ReplyBuffer): Promise<void> | void;
 }
 
@@ -67,8 +71,14 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     postAuth: true,
     run: async (c, r, reply) => {
       // The `ok` goes out before any backlog of `since` (which then ends with `resumed`).
-      await c.service.join(c.session, r.room, r.since, (j) => {
-        reply.send({ type: "ok", op: "join", room: j.room, users: j.users });
+      await c.service.join(c.session, r.room, r.since, r.private === true, (j) => {
+        reply.send({
+          type: "ok",
+          op: "join",
+          room: j.room,
+          users: j.users,
+          ...(j.private ? { private: true } : {}),
+        });
         return reply.atHead();
       });
     },
@@ -84,8 +94,34 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
   rooms: {
     preAuth: false,
     postAuth: true,
-    run: async (c, _r, reply) => {
-      reply.send({ type: "rooms", rooms: await c.service.rooms(c.session) });
+    run: async (c, r, reply) => {
+      reply.send({ type: "rooms", ...await c.service.rooms(c.session, r.after) });
+    },
+  },
+  invite: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      const i = await c.service.invite(c.session, r.room, r.user);
+      reply.send({ type: "ok", op: "invite", room: i.room, user: i.user });
+    },
+  },
+  kick: {
+    preAuth: false,
+    postAuth: true,
+    role: "admin",
+    run: async (c, r, reply) => {
+      const k = await c.service.kick(c.session, r.room, r.user);
+      reply.send({ type: "ok", op: "kick", room: k.room, user: k.user });
+    },
+  },
+  topic: {
+    preAuth: false,
+    postAuth: true,
+    role: (config) => config.roomTopic === "admin" ? "admin" : undefined,
+    run: async (c, r, reply) => {
+      const t = await c.service.setTopic(c.session, r.room, r.topic);
+      reply.send({ type: "ok", op: "topic", room: t.room, topic: t.topic });
     },
   },
   who: {
@@ -125,6 +161,9 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     postAuth: true,
     run: async (c, r, reply) => {
       await c.auth.changePassword(c.session.user!, r.old, r.new, c.session.remote);
+      // The old password no longer opens sessions, so the ones it opened end (on every node),
+      // all but this one.
+      c.service.passwordChanged(c.session);
       reply.send({ type: "ok", op: "passwd" });
     },
   },
@@ -137,7 +176,12 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
 export function admit<O extends Op>(
   spec: CommandSpec<O>,
   req: Args<O>,
-  state: { authed: boolean; role: "admin" | "member" | null; stopping: boolean },
+  state: {
+    authed: boolean;
+    role: "admin" | "member" | null;
+    stopping: boolean;
+    config: Readonly<ServerConfig>;
+  },
 ): void {
   if (state.authed && !spec.postAuth) {
     throw new ChatError("already_authenticated", `Cannot ${req.op}: already logged in`);
@@ -145,7 +189,8 @@ export function admit<O extends Op>(
   if (!state.authed && !spec.preAuth) {
     throw new ChatError("not_authenticated", `Cannot ${req.op}: log in first`);
   }
-  if (spec.role === "admin" && state.role !== "admin") {
+  const role = typeof spec.role === "function" ? spec.role(state.config) : spec.role;
+  if (role === "admin" && state.role !== "admin") {
     throw new ChatError("forbidden", `Cannot ${req.op}: administrators only`);
   }
   if (state.stopping) {

@@ -26,8 +26,24 @@ export type FanoutEvent =
     event: "join" | "leave";
     origin: ConnRef;
   }
-  /** Close every session of a user (admin disable or remove), with `bye` `code`. */
-  | { kind: "kick"; userId: number; code: string; message: string }
+  /**
+   * Close every session of a user (admin disable or remove, a password change), with `bye`
+   * `code`; `except` is spared (the session that changed the password).
+   */
+  | { kind: "kick"; userId: number; code: string; message: string; except?: ConnRef }
+  /**
+   * A user became a member of a room (`added`: invited, or added by an admin) or stopped being
+   * one (`removed`: kicked, removed by an admin); their sessions on every node follow, live.
+   */
+  | {
+    kind: "membership";
+    roomId: number;
+    room: string;
+    userId: number;
+    change: "added" | "removed";
+    /** Who did it, as shown to the user (a user name, or `admin`). */
+    by: string;
+  }
   /** A room's record changed (topic, archived): caches must forget it. */
   | { kind: "room_changed"; roomId: number; name: string }
   /** A user's record changed (name, role, disabled, removed): caches must forget it. */

@@ -51,6 +51,8 @@ export interface HubSource {
   backfill(stream: StreamKey, afterId: number, beforeId: number): Promise<MsgEvent[]>;
   /** A record changed elsewhere: forget cached copies. */
   changed(ev: Extract<FanoutEvent, { kind: "room_changed" | "user_changed" }>): void;
+  /** A user joined or left a room by someone else's hand: move their sessions here. */
+  membership(ev: Extract<FanoutEvent, { kind: "membership" }>): void;
 }
 
 export type MsgEvent = Extract<FanoutEvent, { kind: "msg" }>;
@@ -160,7 +162,12 @@ export class Hub {
         this.#presence(ev);
         return;
       case "kick":
-        for (const m of [...this.sessionsOf(ev.userId)]) m.kick(ev.code, ev.message);
+        for (const m of [...this.sessionsOf(ev.userId)]) {
+          if (!ev.except || !this.#isOrigin(m, ev.except)) m.kick(ev.code, ev.message);
+        }
+        return;
+      case "membership":
+        this.#source?.membership(ev);
         return;
       case "room_changed":
       case "user_changed":

@@ -258,6 +258,7 @@ export class Session implements HubMember, CommandContext {
         authed: this.#user !== null,
         role: this.#user?.role ?? null,
         stopping: this.#draining,
+        config: this.#deps.service.config,
       });
       if (spec.charge === "message") this.#chargeMessage();
     } catch (err) {

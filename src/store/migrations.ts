@@ -173,6 +173,13 @@ export const MIGRATIONS: readonly string[] = [
   UPDATE sqlite_sequence SET seq = max(seq, (SELECT indexed_through FROM fts_state))
     WHERE name = 'messages';
   `,
+  // 5: private rooms (members only; docs/PROTOCOL.md §7) and the room's owner (its creator, who
+  // may set its topic under `roomTopic: "owner"`); owner_id is counted for `roomsPerUser`.
+  `
+  ALTER TABLE rooms ADD COLUMN private INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE rooms ADD COLUMN owner_id INTEGER;
+  CREATE INDEX rooms_owner ON rooms(owner_id);
+  `,
 ];
 
 /** The schema version this build writes. */

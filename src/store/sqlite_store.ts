@@ -10,7 +10,9 @@ import type {
   MessageFilter,
   MessageRecord,
   NewMessage,
+  NewRoom,
   RoomRecord,
+  RoomsPageQuery,
   StorageStats,
   Store,
   StoredMessage,
@@ -60,6 +62,8 @@ function toRoom(r: Row): RoomRecord {
     kind: r.kind === "dm" ? "dm" : "room",
     archived: Number(r.archived) !== 0,
     createdAt: Number(r.created_at),
+    private: Number(r.private ?? 0) !== 0,
+    ownerId: r.owner_id === null || r.owner_id === undefined ? null : Number(r.owner_id),
   };
 }
 
@@ -450,8 +454,73 @@ export class SqliteStore implements Store {
     return Promise.resolve(rows.map((r) => ({ ...toRoom(r), members: Number(r.members) })));
   }
 
-  updateRoom(id: number, patch: Partial<Pick<RoomRecord, "topic" | "archived">>): Promise<void> {
+  createRoom(r: NewRoom): Promise<{ room: RoomRecord; created: boolean }> {
     return this.#writes.enqueue(() => {
+      const existing = this.#get("SELECT * FROM rooms WHERE name = ?", r.name);
+      if (existing) return { room: toRoom(existing), created: false };
+      const total = Number(this.#get("SELECT count(*) AS n FROM rooms WHERE kind = 'room'")!.n);
+      if (total >= r.maxRooms) {
+        throw new ChatError(
+          "too_many_rooms",
+          `Cannot create room ${r.name}: the server has its maximum of ${r.maxRooms} rooms`,
+        );
+      }
+      if (r.ownerId !== null) {
+        const mine = Number(
+          this.#get("SELECT count(*) AS n FROM rooms WHERE owner_id = ?", r.ownerId)!.n,
+        );
+        if (mine >= r.maxPerOwner) {
+          throw new ChatError(
+            "too_many_rooms",
+            `Cannot create room ${r.name}: you created ${r.maxPerOwner} rooms, the most allowed`,
+          );
+        }
+      }
+      const row = this.#get(
+        `INSERT INTO rooms(name, kind, created_at, private, owner_id) VALUES (?, 'room', ?, ?, ?)
+         RETURNING *`,
+        r.name,
+        r.ts,
+        r.private ? 1 : 0,
+        r.ownerId,
+      );
+      return { room: toRoom(row!), created: true };
+    }, { savepoint: true });
+  }
+
+  roomsPage(q: RoomsPageQuery): Promise<(RoomRecord & { members: number })[]> {
+    const rows = this.#all(
+      `SELECT r.*, (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS members
+       FROM rooms r
+       WHERE r.kind = 'room' AND r.archived = 0 AND r.name > ?
+         AND (r.private = 0 OR ? IS NULL OR EXISTS
+              (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = ?))
+       ORDER BY r.name LIMIT ?`,
+      q.after,
+      q.visibleTo ?? null,
+      q.visibleTo ?? null,
+      q.limit,
+    );
+    return Promise.resolve(rows.map((r) => ({ ...toRoom(r), members: Number(r.members) })));
+  }
+
+  roomMembers(roomId: number): Promise<{ id: number; name: string }[]> {
+    const rows = this.#all(
+      `SELECT u.id, u.name FROM memberships m JOIN users u ON u.id = m.user_id
+       WHERE m.room_id = ? ORDER BY u.name_key`,
+      roomId,
+    );
+    return Promise.resolve(rows.map((r) => ({ id: Number(r.id), name: String(r.name) })));
+  }
+
+  updateRoom(
+    id: number,
+    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+  ): Promise<void> {
+    return this.#writes.enqueue(() => {
+      if (patch.private !== undefined) {
+        this.#stmt("UPDATE rooms SET private = ? WHERE id = ?").run(patch.private ? 1 : 0, id);
+      }
       if (patch.topic !== undefined) {
         this.#stmt("UPDATE rooms SET topic = ? WHERE id = ?").run(patch.topic, id);
       }

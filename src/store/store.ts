@@ -25,6 +25,31 @@ export interface RoomRecord {
   kind: "room" | "dm";
   archived: boolean;
   createdAt: number;
+  /** Members only: not listed, joined or read by others (docs/PROTOCOL.md §7). Default false. */
+  private?: boolean;
+  /** The user who created it (null: created by an administrator, or before owners existed). */
+  ownerId?: number | null;
+}
+
+/** A room to create with `createRoom`, and the limits that creation must stay within. */
+export interface NewRoom {
+  name: string;
+  ts: number;
+  private: boolean;
+  ownerId: number | null;
+  /** Refused (`too_many_rooms`) when this many rooms (kind room) exist already. */
+  maxRooms: number;
+  /** Refused (`too_many_rooms`) when the owner created this many rooms already. */
+  maxPerOwner: number;
+}
+
+/** A page of the room list (`rooms` request): rooms with a name after `after`. */
+export interface RoomsPageQuery {
+  /** Names greater than this ("" for the first page). */
+  after: string;
+  limit: number;
+  /** Private rooms are included only when this user is a member (undefined: all of them). */
+  visibleTo?: number;
 }
 
 /** A stored message, as the hub delivers it. */
@@ -182,7 +207,21 @@ export interface Store {
   /** Returns the room, creating it when missing. */
   ensureRoom(name: string, kind: "room" | "dm", ts: number): Promise<RoomRecord>;
   listRooms(): Promise<(RoomRecord & { members: number })[]>;
-  updateRoom(id: number, patch: Partial<Pick<RoomRecord, "topic" | "archived">>): Promise<void>;
+  updateRoom(
+    id: number,
+    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+  ): Promise<void>;
+  /**
+   * Creates a room (kind room) unless it exists; the limits are checked in the same transaction
+   * as the insert, so concurrent creators cannot pass them together. Resolves with the room and
+   * whether this call created it.
+   * @throws {ChatError} `too_many_rooms` when a limit would be passed (nothing is created).
+   */
+  createRoom(r: NewRoom): Promise<{ room: RoomRecord; created: boolean }>;
+  /** Rooms (kind room, not archived) by name after `q.after`, with member counts. */
+  roomsPage(q: RoomsPageQuery): Promise<(RoomRecord & { members: number })[]>;
+  /** Ids and names of a room's members, by name. */
+  roomMembers(roomId: number): Promise<{ id: number; name: string }[]>;
   addMember(roomId: number, userId: number, ts: number): Promise<void>;
   removeMember(roomId: number, userId: number): Promise<void>;
   /** Rooms (kind room, not archived) the user belongs to. */

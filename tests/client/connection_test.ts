@@ -381,3 +381,59 @@ Deno.test("a server gone silent (no FIN, no reset) is detected by keepalive and 
     await conn.close();
   }
 });
+
+Deno.test("a session the server cuts right after every login stops reconnecting after three and says why", async () => {
+  await using ts = await startTestServer();
+  await using cfg = await tempDir();
+  let ups = 0;
+  const log = new EventLog();
+  // Every login is cut at once, the way a reply over the send-queue bound cut it (issue 12 item
+  // 6): through the server's own kick path, with no bye the client could take as final.
+  const cut = () =>
+    ts.server.hub.fanout.publish({ kind: "kick", userId: 1, code: "slow_consumer", message: "" });
+  const conn = await open(ts.port, await pinnedPolicy(cfg.path, ts.certPem), "loop", {
+    onEvent: (e) => {
+      log.push(e);
+      if (e.type === "up") {
+        ups++;
+        queueMicrotask(cut);
+      }
+    },
+  });
+  try {
+    const bounded = await Promise.race([
+      conn.closed,
+      until(() => ups >= 10, "ten logins").then(() => "looping"),
+    ]);
+    assert(bounded !== "looping", `still reconnecting after ${ups} logins`);
+    const err = bounded as ChatError;
+    assertEquals(err.code, "reconnect_failed");
+    assert(err.message.includes("3 times in a row right after login"), err.message);
+    assertEquals(ups, 3, "logins: the first and two reconnects");
+  } finally {
+    await conn.close();
+  }
+});
+
+Deno.test("bye password_changed ends the session without reconnecting", async () => {
+  await using ts = await startTestServer();
+  await using cfg = await tempDir();
+  const log = new EventLog();
+  const policy = await pinnedPolicy(cfg.path, ts.certPem);
+  const conn = await open(ts.port, policy, "pam", { onEvent: log.push });
+  const other = await open(ts.port, policy, "pam", {
+    credentials: { user: "pam", password: "password-pam" },
+  });
+  try {
+    await other.passwd("password-pam", "another-password");
+    const err = await Promise.race([
+      conn.closed,
+      until(() => false, "the other session to end", 10_000).then(() => null),
+    ]);
+    assertEquals(err?.code, "password_changed");
+    assert(!log.events.some((e) => e.type === "retry"), "it tried to reconnect");
+  } finally {
+    await conn.close();
+    await other.close();
+  }
+});

@@ -64,9 +64,19 @@ Deno.test("the printed default config reads back to the defaults", async () => {
 
 Deno.test("listeners: one on host:port by default; a listed first one takes host and port from the flags", () => {
   const d = resolveConfig({ host: "127.0.0.1", port: 9000 });
-  assertEquals(d.listeners, [{ host: "127.0.0.1", port: 9000, alpn: { "chat/1": "chat/1", "": "seed" } }]);
+  assertEquals(d.listeners, [{
+    host: "127.0.0.1",
+    port: 9000,
+    alpn: { "chat/1": "chat/1", "": "seed" },
+  }]);
   const c = resolveConfig(
-    { listeners: [{ alpn: { "chat/1": "chat/1" } }, { host: "::1", port: 7444, alpn: { "": "seed" } }] },
+    {
+      listeners: [{ alpn: { "chat/1": "chat/1" } }, {
+        host: "::1",
+        port: 7444,
+        alpn: { "": "seed" },
+      }],
+    },
     { port: 8000 },
   );
   assertEquals(c.listeners.map((l) => [l.host, l.port, l.alpn]), [

@@ -11,6 +11,7 @@ import { osUserName } from "../../src/admin/os_user.ts";
 import { DB_FILE } from "../../src/server/mod.ts";
 import { SqliteStore } from "../../src/store/sqlite_store.ts";
 import { openStore, storeSpec } from "../../src/store/open_store.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 import { type F, isType, ROOT, waitFor } from "./helpers.ts";
 
 function fakeClock(start = Date.parse("2026-03-10T12:00:00Z")) {
@@ -285,4 +286,86 @@ Deno.test("security: the admin socket records the server's OS user, not the acto
   } finally {
     await store.close();
   }
+});
+
+/** Sends `frame` with `ref` and resolves with the reply that carries it. */
+async function ask(c: WireClient, ref: string, frame: Record<string, unknown>) {
+  c.send({ ...frame, ref });
+  return await c.expect((f) => "ref" in f && f.ref === ref);
+}
+
+Deno.test("security: join creates rooms within a per-user bucket, roomsPerUser and maxRooms (item 6)", async () => {
+  const t = fakeClock();
+  await using ts = await startTestServer({
+    clock: t.clock,
+    limits: { roomCreateBurst: 2, roomCreateRefillMs: 10_000, roomsPerUser: 3, maxRooms: 5 },
+  });
+  await using alice = await WireClient.login(ts.port, ts.certPem, "alice", { register: true });
+  await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
+  const join = (c: WireClient, room: string) => ask(c, room, { type: "join", room });
+  assertEquals((await join(alice, "a1")).type, "ok");
+  assertEquals((await join(alice, "a2")).type, "ok");
+  const fast = await join(alice, "a3") as F<"error">;
+  assertEquals([fast.code, fast.retryAfterMs], ["throttled", 10_000]);
+  assertEquals(fast.message, "Cannot create room a3: too many new rooms, retry later");
+  assertEquals((await join(alice, "general")).type, "ok", "joining is not creating");
+  t.advance(10_000);
+  assertEquals((await join(alice, "a3")).type, "ok");
+  t.advance(10_000);
+  const many = await join(alice, "a4") as F<"error">;
+  assertEquals([many.code, many.message], [
+    "too_many_rooms",
+    "Cannot create room a4: you created 3 rooms, the most allowed",
+  ]);
+  // general + a1..a3 + b1 = 5 rooms: the server is full for everyone.
+  assertEquals((await join(bob, "b1")).type, "ok");
+  const full = await join(bob, "b2") as F<"error">;
+  assertEquals([full.code, full.message], [
+    "too_many_rooms",
+    "Cannot create room b2: the server has its maximum of 5 rooms",
+  ]);
+  assertEquals((await join(bob, "a1")).type, "ok", "existing rooms can still be joined");
+});
+
+Deno.test("security: a rooms reply stays under a quarter of the send queue, paged by after (item 6)", async () => {
+  await using dir = await tempDir("chat-rooms-page-");
+  const seeded = SqliteStore.open({ path: `${dir.path}/${DB_FILE}` });
+  const made: Promise<unknown>[] = [];
+  for (let i = 0; i < 2000; i++) {
+    made.push(seeded.ensureRoom(`room-${String(i).padStart(4, "0")}-padding-padding`, "room", 1));
+  }
+  await Promise.all(made);
+  await seeded.close();
+  const sendQueueBytes = 32 * 1024;
+  await using ts = await startTestServer({ dataDir: dir.path, limits: { sendQueueBytes } });
+  await using c = await WireClient.login(ts.port, ts.certPem, "reader", { register: true });
+  const seen: string[] = [];
+  let after: string | undefined;
+  for (let page = 0;; page++) {
+    assert(page < 100, "the pages never end");
+    const rooms = await ask(c, `p${page}`, { type: "rooms", ...(after ? { after } : {}) });
+    assertEquals(rooms.type, "rooms", JSON.stringify(rooms).slice(0, 200));
+    const r = rooms as F<"rooms">;
+    assert(JSON.stringify(r).length <= sendQueueBytes / 4 + 200, "a page over its budget");
+    seen.push(...r.rooms.map((x) => x.name));
+    if (!r.more) break;
+    after = r.rooms.at(-1)!.name;
+  }
+  assertEquals(seen.length, 2001, "every room once (general too)");
+  assertEquals(new Set(seen).size, 2001);
+  assertEquals((await c.say("general", "still connected")).type, "ack");
+});
+
+Deno.test("security: changing the password ends the account's other sessions with bye password_changed (item 8)", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "pat", { register: true });
+  await using b = await WireClient.login(ts.port, ts.certPem, "pat");
+  const ok = await ask(a, "pw", { type: "passwd", old: "password-pat", new: "new-password-pat" });
+  assertEquals(ok.type, "ok");
+  const bye = await b.expect((f) => f.type === "bye") as F<"bye">;
+  assertEquals(bye.code, "password_changed");
+  await b.expectClosed();
+  // The session that changed it stays, and the new password opens new ones.
+  assertEquals((await a.say("general", "still here")).type, "ack");
+  (await WireClient.login(ts.port, ts.certPem, "pat", { password: "new-password-pat" })).close();
 });

@@ -29,6 +29,8 @@ export const TEST_LIMITS: Partial<ServerLimits> = {
   loginFailuresPerAddress: 1000,
   loginFailureRefillMsPerAddress: 1,
   shutdownGraceMs: 500,
+  roomCreateBurst: 1000,
+  roomCreateRefillMs: 1,
 };
 
 /**

@@ -528,4 +528,3 @@ async function freePort(): Promise<number> {
   l.close();
   return port;
 }
-

@@ -224,7 +224,12 @@ async function resumeDuringStorm(reps: number, wrapStore?: (s: Store) => Store):
         const ids = receivedMessages(reader).map((m) => m.id).filter((id) => id <= newest);
         // While the storm goes on, a message may be delivered before its sender has its ack:
         // then only the acked ones are known to exist. The last rep stops the storm first.
-        assertExactlyOnceInOrder(ids, expected, `rep ${rep} (backlog ${backlog})`, rep === reps - 1);
+        assertExactlyOnceInOrder(
+          ids,
+          expected,
+          `rep ${rep} (backlog ${backlog})`,
+          rep === reps - 1,
+        );
       } finally {
         reader.conn.close();
         await reader.closed;
@@ -239,7 +244,8 @@ async function resumeDuringStorm(reps: number, wrapStore?: (s: Store) => Store):
   }
 }
 
-Deno.test("delivery: resume during a storm of 8 pipelining senders, backlogs below and above a page, 40 times: every message once, in order", () => resumeDuringStorm(40));
+Deno.test("delivery: resume during a storm of 8 pipelining senders, backlogs below and above a page, 40 times: every message once, in order", () =>
+  resumeDuringStorm(40));
 
 Deno.test("delivery: the same, 10 times, through a store that answers 0-3 ms late and out of order", async () => {
   const { SlowStore } = await import("../store/slow_store.ts");

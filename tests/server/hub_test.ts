@@ -62,6 +62,7 @@ function hubWith(
     heads: (keys) => Promise.resolve(new Map(keys.map((k) => [k, heads[k] ?? 0]))),
     backfill: (s, a, b) => Promise.resolve(backfill(s, a, b)),
     changed: () => {},
+    membership: () => {},
   });
   const join = async (m: Member, roomId = 1) => {
     hub.addSession(m);

@@ -6,7 +6,9 @@ import type {
   MessageFilter,
   MessageRecord,
   NewMessage,
+  NewRoom,
   RoomRecord,
+  RoomsPageQuery,
   StorageStats,
   Store,
   StoredMessage,
@@ -97,8 +99,20 @@ export class SlowStore implements Store {
   listRooms(): Promise<(RoomRecord & { members: number })[]> {
     return this.#late(() => this.#inner.listRooms());
   }
-  updateRoom(id: number, patch: Partial<Pick<RoomRecord, "topic" | "archived">>): Promise<void> {
+  updateRoom(
+    id: number,
+    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+  ): Promise<void> {
     return this.#late(() => this.#inner.updateRoom(id, patch));
+  }
+  createRoom(r: NewRoom): Promise<{ room: RoomRecord; created: boolean }> {
+    return this.#late(() => this.#inner.createRoom(r));
+  }
+  roomsPage(q: RoomsPageQuery): Promise<(RoomRecord & { members: number })[]> {
+    return this.#late(() => this.#inner.roomsPage(q));
+  }
+  roomMembers(roomId: number): Promise<{ id: number; name: string }[]> {
+    return this.#late(() => this.#inner.roomMembers(roomId));
   }
   addMember(roomId: number, userId: number, ts: number): Promise<void> {
     return this.#late(() => this.#inner.addMember(roomId, userId, ts));

@@ -228,6 +228,83 @@ export function runStoreContract(
   );
 
   t(
+    "createRoom: private and owner kept, an existing name not created again, limits refused in the same write",
+    async (s) => {
+      const u = await user(s, "ida");
+      const limits = { maxRooms: 3, maxPerOwner: 2 };
+      const a = await s.createRoom({
+        name: "board",
+        ts: 5,
+        private: true,
+        ownerId: u.id,
+        ...limits,
+      });
+      assertEquals([a.created, a.room.private, a.room.ownerId, a.room.kind], [
+        true,
+        true,
+        u.id,
+        "room",
+      ]);
+      const again = await s.createRoom({
+        name: "board",
+        ts: 6,
+        private: false,
+        ownerId: null,
+        ...limits,
+      });
+      assertEquals([again.created, again.room.id, again.room.private], [false, a.room.id, true]);
+      await s.createRoom({ name: "two", ts: 5, private: false, ownerId: u.id, ...limits });
+      // Past the owner's limit: refused, nothing created (checked inside the write).
+      const both = await Promise.allSettled([
+        s.createRoom({ name: "three", ts: 5, private: false, ownerId: u.id, ...limits }),
+        s.createRoom({ name: "four", ts: 5, private: false, ownerId: u.id, ...limits }),
+      ]);
+      for (const r of both) {
+        assert(r.status === "rejected" && (r.reason as ChatError).code === "too_many_rooms");
+      }
+      await s.createRoom({ name: "admins", ts: 5, private: false, ownerId: null, ...limits });
+      await assertRejects(
+        () => s.createRoom({ name: "more", ts: 5, private: false, ownerId: null, ...limits }),
+        ChatError,
+        "maximum of 3 rooms",
+      );
+      assertEquals((await s.listRooms()).map((r) => r.name), ["admins", "board", "two"]);
+      await s.updateRoom(a.room.id, { private: false });
+      assertEquals((await s.roomById(a.room.id))?.private, false);
+    },
+  );
+
+  t(
+    "roomsPage: by name after the cursor, private rooms only to members, no archived; roomMembers by name",
+    async (s) => {
+      const eva = await user(s, "eva");
+      const bo = await user(s, "Bo");
+      const mk = (name: string, priv = false) =>
+        s.createRoom({ name, ts: 1, private: priv, ownerId: null, maxRooms: 99, maxPerOwner: 99 });
+      const a = (await mk("a")).room;
+      const b = (await mk("b", true)).room;
+      const c = (await mk("c")).room;
+      await s.ensureRoom("dm:1:2", "dm", 1);
+      await s.addMember(b.id, eva.id, 1);
+      await s.addMember(b.id, bo.id, 1);
+      await s.updateRoom(c.id, { archived: true });
+      const page = async (q: { after: string; limit: number; visibleTo?: number }) =>
+        (await s.roomsPage(q)).map((r) => [r.name, r.members]);
+      assertEquals(await page({ after: "", limit: 10 }), [["a", 0], ["b", 2]]);
+      assertEquals(await page({ after: "", limit: 10, visibleTo: eva.id }), [["a", 0], ["b", 2]]);
+      const other = await user(s, "zoe");
+      assertEquals(await page({ after: "", limit: 10, visibleTo: other.id }), [["a", 0]]);
+      assertEquals(await page({ after: "a", limit: 1 }), [["b", 2]]);
+      assertEquals(await page({ after: "b", limit: 10 }), []);
+      assertEquals(await s.roomMembers(b.id), [{ id: bo.id, name: "Bo" }, {
+        id: eva.id,
+        name: "eva",
+      }]);
+      assertEquals(await s.roomMembers(a.id), []);
+    },
+  );
+
+  t(
     "memberships: addMember is idempotent; roomsOfUser leaves out DMs and archived rooms",
     async (s) => {
       const a = await user(s, "eva");

@@ -1,4 +1,4 @@
-// Owns `chat admin rooms …`: creating rooms, topics, archiving.
+// Owns `chat admin rooms …`: creating rooms, topics, archiving, private rooms and their members.
 import { ChatError } from "../../errors.ts";
 import { checkRoomName } from "../../protocol/text_rules.ts";
 import { AdminService } from "../admin_service.ts";
@@ -21,9 +21,10 @@ export async function roomsList(env: AdminEnv, opts: { all: boolean }): Promise<
     .filter((r) => opts.all || !r.archived);
   emit(env, rooms, () =>
     table(
-      ["NAME", "MEMBERS", "STATUS", "CREATED", "TOPIC"],
+      ["NAME", "ACCESS", "MEMBERS", "STATUS", "CREATED", "TOPIC"],
       rooms.map((r) => [
         r.name,
+        r.private ? "private" : "public",
         r.members,
         r.archived ? "archived" : "active",
         fmtTime(r.createdAt),
@@ -67,5 +68,54 @@ export async function roomsArchive(
     env,
     r,
     () => `${r.changed ? verb : `Already ${verb.toLowerCase()}:`} ${key}${liveNote(conn)}.\n`,
+  );
+}
+
+export async function roomsAccess(
+  env: AdminEnv,
+  name: string,
+  opts: { private: boolean },
+): Promise<void> {
+  await using conn = await AdminConnection.open(env);
+  const r = await conn.call(opts.private ? "rooms.private" : "rooms.public", { name });
+  const what = opts.private ? "private" : "public";
+  emit(
+    env,
+    r,
+    () => `${name.toLowerCase()} is ${r.changed ? "now" : "already"} ${what}${liveNote(conn)}.\n`,
+  );
+}
+
+export async function roomsMembers(env: AdminEnv, name: string): Promise<void> {
+  await using conn = await AdminConnection.open(env);
+  const r = await conn.call("rooms.members", { name });
+  emit(
+    env,
+    r,
+    () => r.members.length ? r.members.join("\n") + "\n" : `${r.room} has no members.\n`,
+  );
+}
+
+export async function roomsMember(
+  env: AdminEnv,
+  name: string,
+  user: string,
+  opts: { add: boolean },
+): Promise<void> {
+  await using conn = await AdminConnection.open(env);
+  const op = opts.add ? "rooms.add_member" : "rooms.remove_member";
+  const r = await conn.call(op, { name, user });
+  const key = name.toLowerCase();
+  emit(
+    env,
+    r,
+    () =>
+      opts.add
+        ? `${r.changed ? "Added" : "Already a member:"} ${user} ${r.changed ? "to" : "of"} ${key}${
+          liveNote(conn)
+        }.\n`
+        : `${r.changed ? "Removed" : "Not a member:"} ${user} ${r.changed ? "from" : "of"} ${key}${
+          liveNote(conn)
+        }.\n`,
   );
 }
