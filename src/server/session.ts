@@ -133,6 +133,8 @@ export class Session implements HubMember, CommandContext {
   #closed = false;
   #draining = false;
   #streams = new Map<StreamKey, StreamPosition>();
+  #lastKey: StreamKey | null = null;
+  #lastPos: StreamPosition | undefined;
   #bucket: TokenBucket;
   #inflight = 0;
   #inflightDone: (() => void) | null = null;
@@ -470,7 +472,19 @@ export class Session implements HubMember, CommandContext {
   }
 
   untrack(stream: StreamKey): boolean {
+    if (this.#lastKey === stream) this.#lastKey = null;
     return this.#streams.delete(stream);
+  }
+
+  /** The position in `stream`; the last one looked up is kept (fan-out asks twice per batch). */
+  #pos(stream: StreamKey): StreamPosition | undefined {
+    if (this.#lastKey === stream) return this.#lastPos;
+    const pos = this.#streams.get(stream);
+    if (pos) {
+      this.#lastKey = stream;
+      this.#lastPos = pos;
+    }
+    return pos;
   }
 
   /** Streams this session follows. */
@@ -479,7 +493,7 @@ export class Session implements HubMember, CommandContext {
   }
 
   sentThrough(stream: StreamKey): number {
-    const pos = this.#streams.get(stream);
+    const pos = this.#pos(stream);
     if (!pos) return Number.MAX_SAFE_INTEGER; // not followed (left meanwhile): nothing to send
     return pos.held ? -1 : pos.sent;
   }
@@ -490,7 +504,7 @@ export class Session implements HubMember, CommandContext {
       this.write(bytes, true); // presence: may wait to share a write
       return;
     }
-    const pos = this.#streams.get(stream);
+    const pos = this.#pos(stream);
     if (!pos) return;
     if (pos.held) {
       if (pos.held.length >= this.#deps.limits.resumeMaxMessages) {

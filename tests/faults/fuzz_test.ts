@@ -130,6 +130,8 @@ const frameArb: fc.Arbitrary<ClientFrame> = fc.constantFrom(
       ? awkward
       : spec.kind === "int"
       ? fc.maxSafeInteger()
+      : spec.kind === "bool"
+      ? fc.boolean()
       : fc.record({
         rooms: fc.dictionary(fc.string({ maxLength: 8 }), fc.nat(), { maxKeys: 5 }),
         dm: fc.nat(),

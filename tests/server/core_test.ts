@@ -510,16 +510,22 @@ Deno.test("listeners: a second listener serves the protocols its config names, o
   const seed = await WireClient.connect(port2, ts.certPem, { alpn: [] });
   await waitFor(() => seed.raw.includes("AUTH_REQUIRED"), "the seed greeting");
   seed.conn.close();
-  // …and refuses a client that offers only chat/1 at the TLS handshake.
+  // A listener that names no ALPN id negotiates none: a client offering chat/1 gets no ALPN
+  // back (so a chat/1 client knows it is not talking chat/1) and the seed protocol.
+  const c = await WireClient.connect(port2, ts.certPem);
+  const hs = await c.conn.handshake();
+  assertEquals(hs.alpnProtocol, null);
+  c.conn.close();
+  // The chat port still refuses an ALPN offer it does not list.
   let refused = false;
   try {
-    const c = await WireClient.connect(port2, ts.certPem);
-    await c.conn.handshake();
-    c.conn.close();
+    const other = await WireClient.connect(ts.port, ts.certPem, { alpn: ["h2"] });
+    await other.conn.handshake();
+    other.conn.close();
   } catch {
     refused = true;
   }
-  assert(refused, "chat/1 was accepted on a seed-only listener");
+  assert(refused, "an unlisted ALPN id was accepted on the chat port");
 });
 
 async function freePort(): Promise<number> {
