@@ -24,11 +24,10 @@ export const ARGON2_PARAMS = Object.freeze({ memorySize: 19456, iterations: 2, p
 type Job =
   | { op: "hash"; id: number; password: string }
   | { op: "verify"; id: number; password: string; hash: string };
-type JobResult = { id: number; ok: true; value: string | boolean } | {
-  id: number;
-  ok: false;
-  error: string;
-};
+/** `instances`: WebAssembly instances the worker holds after the job (see reuseWasmInstances). */
+type JobResult =
+  & { id: number; instances: number }
+  & ({ ok: true; value: string | boolean } | { ok: false; error: string });
 
 async function runJob(job: Job): Promise<string | boolean> {
   if (job.op === "hash") {
@@ -47,6 +46,71 @@ async function runJob(job: Job): Promise<string | boolean> {
   }
 }
 
+/** Per module: instances free for the next job, and those the running job took. */
+const wasmPools = new Map<
+  WebAssembly.Module,
+  { free: WebAssembly.Instance[]; taken: WebAssembly.Instance[] }
+>();
+let wasmInstances = 0;
+
+/**
+ * Makes hash-wasm reuse its WebAssembly instances across jobs instead of creating new ones.
+ *
+ * hash-wasm's `argon2id`/`argon2Verify` instantiate the argon2 module afresh for every call and
+ * grow that instance's memory to m KiB (19 MiB), plus two BLAKE2b instances. A dropped instance's
+ * memory is returned only when V8 collects it, and this worker allocates almost no JavaScript, so
+ * collections are rare: 100 hashes on one worker peaked at 440 MB, 1,000 real registrations at
+ * 1.6 GB (docs/PERFORMANCE.md, "Memory under real logins"). Here each module's instances are
+ * handed out from a pool and all given back when the job ends, so a worker allocates one argon2
+ * memory (of the largest m it has seen) once and hashes in it for its whole life. Results are
+ * unchanged: the same code runs on a memory it overwrites before reading.
+ *
+ * MUST: one job at a time per worker (the `turn` chain below): an instance goes back to the pool
+ * only when nothing of its job can still use it.
+ */
+function reuseWasmInstances(): void {
+  const instantiate = WebAssembly.instantiate.bind(WebAssembly);
+  // deno-lint-ignore no-explicit-any
+  (WebAssembly as any).instantiate = (source: any, imports?: WebAssembly.Imports) => {
+    const plain = source instanceof WebAssembly.Module &&
+      (imports === undefined || Object.keys(imports).length === 0);
+    if (!plain) return instantiate(source, imports);
+    let pool = wasmPools.get(source);
+    if (!pool) wasmPools.set(source, pool = { free: [], taken: [] });
+    let instance = pool.free.pop();
+    if (!instance) {
+      instance = new WebAssembly.Instance(source, {});
+      wasmInstances++;
+    }
+    pool.taken.push(instance);
+    return Promise.resolve(instance);
+  };
+}
+
+/**
+ * Gives every instance the finished job took back to its pool. A memory-hard module's work area
+ * (from `Hash_GetBuffer()` to the end of its memory, the part it grows) is zeroed first: hash-wasm's
+ * argon2 XORs into its blocks even in the first pass, so it needs them as a fresh instance has
+ * them. That also wipes the password-derived blocks as soon as the job is done. The module's own
+ * statics lie below that offset and are left alone.
+ */
+function releaseWasmInstances(): void {
+  for (const pool of wasmPools.values()) {
+    for (const instance of pool.taken) {
+      const x = instance.exports as {
+        memory?: WebAssembly.Memory;
+        Hash_SetMemorySize?: unknown;
+        Hash_GetBuffer?: () => number;
+      };
+      if (x.memory && x.Hash_SetMemorySize && x.Hash_GetBuffer) {
+        new Uint8Array(x.memory.buffer, x.Hash_GetBuffer()).fill(0);
+      }
+      pool.free.push(instance);
+    }
+    pool.taken.length = 0;
+  }
+}
+
 function inWorkerScope(): boolean {
   // deno-lint-ignore no-explicit-any
   const g = globalThis as any;
@@ -57,16 +121,26 @@ function inWorkerScope(): boolean {
 // compiled binary are one module graph, so `import.meta.url` works as the worker URL in both.
 if (inWorkerScope()) {
   lowerThreadPriority();
+  reuseWasmInstances();
   // deno-lint-ignore no-explicit-any
   const scope = globalThis as any;
-  scope.onmessage = async (e: MessageEvent<Job>) => {
-    let result: JobResult;
-    try {
-      result = { id: e.data.id, ok: true, value: await runJob(e.data) };
-    } catch (err) {
-      result = { id: e.data.id, ok: false, error: String((err as Error).message ?? err) };
-    }
-    scope.postMessage(result);
+  // One job at a time, in arrival order (the pool sends one per worker; this makes it a rule):
+  // reused instances are only safe between jobs.
+  let turn = Promise.resolve();
+  scope.onmessage = (e: MessageEvent<Job>) => {
+    turn = turn.then(async () => {
+      let result: JobResult;
+      try {
+        const value = await runJob(e.data);
+        releaseWasmInstances();
+        result = { id: e.data.id, ok: true, value, instances: wasmInstances };
+      } catch (err) {
+        releaseWasmInstances();
+        const error = String((err as Error).message ?? err);
+        result = { id: e.data.id, ok: false, error, instances: wasmInstances };
+      }
+      scope.postMessage(result);
+    });
   };
 }
 
@@ -87,6 +161,8 @@ export interface HasherStats {
   running: number;
   completed: number;
   rejectedBusy: number;
+  /** WebAssembly instances the workers hold; flat after each worker's first job (reuse). */
+  wasmInstances: number;
 }
 
 /**
@@ -104,6 +180,7 @@ export class PasswordHasher {
   #all: Worker[] = [];
   #waiting: Waiting[] = [];
   #running = new Map<number, { worker: Worker; w: Waiting }>();
+  #instances = new Map<Worker, number>();
   #nextId = 1;
   #completed = 0;
   #rejectedBusy = 0;
@@ -122,6 +199,7 @@ export class PasswordHasher {
       running: this.#running.size,
       completed: this.#completed,
       rejectedBusy: this.#rejectedBusy,
+      wasmInstances: [...this.#instances.values()].reduce((a, b) => a + b, 0),
     };
   }
 
@@ -189,6 +267,7 @@ export class PasswordHasher {
     if (!entry) return;
     this.#running.delete(r.id);
     this.#completed++;
+    this.#instances.set(worker, r.instances);
     const started = (entry.w as Waiting & { started?: number }).started;
     if (started !== undefined) {
       this.#avgMs = this.#avgMs * 0.8 + (performance.now() - started) * 0.2;
@@ -203,6 +282,7 @@ export class PasswordHasher {
 
   #onWorkerFailure(worker: Worker, message: string): void {
     worker.terminate();
+    this.#instances.delete(worker);
     this.#all = this.#all.filter((w) => w !== worker);
     this.#idle = this.#idle.filter((w) => w !== worker);
     for (const [id, entry] of this.#running) {
@@ -227,6 +307,7 @@ export class PasswordHasher {
     this.#running.clear();
     for (const w of this.#all) w.terminate();
     this.#all = [];
+    this.#instances.clear();
     this.#idle = [];
   }
 }

@@ -347,7 +347,7 @@ export class ChatServer {
     }
     for (const s of this.#sessions) {
       if (s.closed || s.draining) continue;
-      if (!s.user && now - s.acceptedAt > l.authTimeoutMs) {
+      if (!s.user && s.authElapsed(now) > l.authTimeoutMs) {
         s.fail(
           new ChatError("auth_timeout", "Cannot continue: login took too long", { fatal: true }),
         );

@@ -141,6 +141,9 @@ export class Session implements HubMember, CommandContext {
   #replies: ReplySlot[] = [];
   #storeTurn: Promise<void> = Promise.resolve();
   #loggingIn = false;
+  /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
+  #loginStartedAt = 0;
+  #loginMs = 0;
   /** Requests read and not yet answered in full, and who waits for none to be left. */
   #open = 0;
   #settledWaiters: (() => void)[] = [];
@@ -223,6 +226,18 @@ export class Session implements HubMember, CommandContext {
 
   get draining(): boolean {
     return this.#draining;
+  }
+
+  /**
+   * Time since accept that counts against `authTimeoutMs`: the time the server spent on this
+   * connection's login and registration checks (waiting in the hash queue behind others, hashing,
+   * the store) is the server's, so it is left out, and the clock stops while a check runs. Each
+   * check is bounded (the hash queue answers `busy` past its bound) and so are the attempts
+   * (`preAuthMaxFrames`, the login buckets), so this stays a deadline.
+   */
+  authElapsed(now: number): number {
+    if (this.#loggingIn) return this.#loginStartedAt - this.acceptedAt - this.#loginMs;
+    return now - this.acceptedAt - this.#loginMs;
   }
 
   /**
@@ -427,6 +442,7 @@ export class Session implements HubMember, CommandContext {
       throw new ChatError("bad_frame", `Cannot ${req.op}: a login is already in progress`);
     }
     this.#loggingIn = true;
+    this.#loginStartedAt = this.#deps.clock();
     try {
       const user = await check();
       if (this.#closed) return;
@@ -452,6 +468,7 @@ export class Session implements HubMember, CommandContext {
       }
     } finally {
       this.#loggingIn = false;
+      this.#loginMs += this.#deps.clock() - this.#loginStartedAt;
     }
   }
 

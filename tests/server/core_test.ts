@@ -337,6 +337,53 @@ Deno.test("a client that never logs in is closed after authTimeoutMs", async () 
   await c.expectClosed();
 });
 
+Deno.test("auth_timeout never cuts a login waiting in the hash queue; the client's own time still runs out", async () => {
+  const clock = new FakeClock();
+  const authTimeoutMs = 1000;
+  await using ts = await startTestServer({
+    clock,
+    // One worker and a queue long enough for everyone: the registrations wait behind each other.
+    limits: { authTimeoutMs, hashWorkers: 1, hashQueue: 64 },
+  });
+  const open = async () => {
+    const c = await WireClient.connect(ts.port, ts.certPem);
+    c.send({ type: "hello", version: 1 });
+    await c.expect(isType("hello"));
+    return c;
+  };
+  const n = 24;
+  await using idle = await open();
+  const waiting = await Promise.all(Array.from({ length: n }, () => open()));
+  await using failer = await open();
+  try {
+    waiting.forEach((c, i) =>
+      c.send({ type: "register", user: `q${i}`, password: `queued-pw-${i}` })
+    );
+    failer.send({ type: "login", user: "nobody-here", password: "wrong-password" });
+    await waitFor(() => ts.server.hasher.stats.queued >= n - 1, "the registrations to queue");
+    await clock.advance(authTimeoutMs + 1);
+    // The idle client's own time ran out: the sweep has run with the clock past every deadline.
+    assertEquals((await idle.expect(isType("error")) as F<"error">).code, "auth_timeout");
+    assert(
+      ts.server.hasher.stats.queued > 0,
+      "the hash queue drained before the sweep ran: nothing was tested",
+    );
+    const replies = await Promise.all(
+      waiting.map((c) => c.expect((f) => f.type === "ok" || f.type === "error", 60_000)),
+    );
+    assertEquals(replies.filter((f) => f.type !== "ok"), []);
+    assertEquals((await failer.expect(isType("error"), 60_000) as F<"error">).code, "auth_failed");
+    // Time in the queue was not charged to the failed login's client: it is still connected ...
+    await failer.barrier();
+    // ... until its own time runs out.
+    await clock.advance(authTimeoutMs + 1);
+    assertEquals((await failer.expect(isType("error")) as F<"error">).code, "auth_timeout");
+    await failer.expectClosed();
+  } finally {
+    await Promise.all(waiting.map((c) => c[Symbol.asyncDispose]()));
+  }
+});
+
 Deno.test("a socket that never starts TLS is dropped after handshakeTimeoutMs; others still connect", async () => {
   await using ts = await startTestServer({ limits: { handshakeTimeoutMs: 300 } });
   const tcp = await Deno.connect({ hostname: "127.0.0.1", port: ts.port });

@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertMatch, assertRejects } from "../harness/assert.ts";
-import { PasswordHasher } from "../../src/server/password_hasher.ts";
+import { argon2id, argon2Verify } from "hash-wasm";
+import { ARGON2_PARAMS, PasswordHasher } from "../../src/server/password_hasher.ts";
 import { ChatError } from "../../src/errors.ts";
 
 Deno.test("PasswordHasher produces OWASP-strength argon2id PHC strings that verify", async () => {
@@ -49,4 +50,58 @@ Deno.test("PasswordHasher refuses work after close", async () => {
   const h = new PasswordHasher({ workers: 1, queue: 1 });
   h.close();
   await assertRejects(() => h.hash("password"), ChatError, "stopping");
+});
+
+// Made with hash-wasm called directly (a fresh instance per call, as before reuse), salt
+// "fixed-salt-0123456", password "correct horse battery staple".
+const STORED_19456 =
+  "$argon2id$v=19$m=19456,t=2,p=1$Zml4ZWQtc2FsdC0wMTIzNDU2$LiLa+hEYb1iIgMRqgLtNrZAuqRGpdMWFqBz68LUOKhE";
+const STORED_8192 =
+  "$argon2id$v=19$m=8192,t=2,p=1$Zml4ZWQtc2FsdC0wMTIzNDU2$B8UKeIdMC3Ukgd1uQE+32PF19RAzi+dfXQntKdye0sQ";
+
+Deno.test("PasswordHasher on reused instances agrees with fresh hash-wasm calls both ways", async () => {
+  const h = new PasswordHasher({ workers: 1, queue: 16 });
+  try {
+    const pw = "correct horse battery staple";
+    // Old way → new way: stored hashes, and one made now on the main thread.
+    const fresh = await argon2id({
+      password: pw,
+      salt: crypto.getRandomValues(new Uint8Array(16)),
+      ...ARGON2_PARAMS,
+      hashLength: 32,
+      outputType: "encoded",
+    });
+    // Several rounds on one worker, with a smaller m in between: each job runs on the memory the
+    // previous ones left behind.
+    for (let round = 0; round < 3; round++) {
+      assertEquals(await h.verify(pw, STORED_19456), true);
+      assertEquals(await h.verify(pw, STORED_8192), true);
+      assertEquals(await h.verify(pw, fresh), true);
+      assertEquals(await h.verify(pw + "!", STORED_19456), false);
+      assertEquals(await h.verify(pw + "!", STORED_8192), false);
+    }
+    // New way → old way.
+    const made = await h.hash(pw);
+    assertEquals(await argon2Verify({ password: pw, hash: made }), true);
+    assertEquals(await argon2Verify({ password: pw + "!", hash: made }), false);
+  } finally {
+    h.close();
+  }
+});
+
+Deno.test("PasswordHasher workers reuse their WebAssembly instances (one argon2 memory each)", async () => {
+  const h = new PasswordHasher({ workers: 1, queue: 16 });
+  try {
+    const first = await h.hash("first-password");
+    const held = h.stats.wasmInstances;
+    assert(held > 0, "the worker reported no instances: hash-wasm no longer goes through the pool");
+    for (let i = 0; i < 5; i++) {
+      assertEquals(await h.verify("first-password", first), true);
+      await h.hash(`password-${i}`);
+      assertEquals(await h.verify("x", "not a hash"), false);
+    }
+    assertEquals(h.stats.wasmInstances, held);
+  } finally {
+    h.close();
+  }
 });
