@@ -139,6 +139,11 @@ class StormSender {
     }
   }
 
+  /** True once the server closed this sender's connection. */
+  get isClosed(): boolean {
+    return this.#closed;
+  }
+
   /** Waits for the server to close the connection. */
   closed(): Promise<void> {
     return this.#reader;
@@ -187,7 +192,14 @@ function assertExactlyOnceInOrder(
 async function resumeDuringStorm(reps: number, wrapStore?: (s: Store) => Store): Promise<void> {
   const PAGE = 100;
   await using ts = await startTestServer({
-    limits: { resumeMaxMessages: PAGE, messagesPerSecond: 100_000, messageBurst: 100_000 },
+    // The senders read the whole storm too (they are in the room); a big queue keeps a sender
+    // that falls behind on a busy machine from being cut, which would leave its sends unacked.
+    limits: {
+      resumeMaxMessages: PAGE,
+      messagesPerSecond: 100_000,
+      messageBurst: 100_000,
+      sendQueueBytes: 64 * 1024 * 1024,
+    },
     wrapStore,
   });
   const senders = await Promise.all(
@@ -219,6 +231,9 @@ async function resumeDuringStorm(reps: number, wrapStore?: (s: Store) => Store):
         await waitAcked(after);
         if (rep === 39) { for (const s of senders) await s.stop(); }
         const expected = allAcked().filter((id) => id > from).sort((a, b) => a - b);
+        const refusedCodes = senders.flatMap((s) => [...s.refused.values()]);
+        assertEquals(refusedCodes.slice(0, 5), [], "a send was refused");
+        assertEquals(senders.filter((s) => s.isClosed).map((s) => s.name), [], "a sender was cut");
         const newest = expected[expected.length - 1];
         await reader.expect((f) => f.type === "msg" && f.id >= newest, 20_000);
         const ids = receivedMessages(reader).map((m) => m.id).filter((id) => id <= newest);
