@@ -98,6 +98,7 @@ Deno.test("listeners: unknown protocols, fields, empty lists and repeated addres
     const err = assertThrows(() => resolveConfig({ listeners }), ChatError);
     assertEquals(err.code, "config_invalid", JSON.stringify(listeners));
   }
+});
 
 Deno.test("store: SQLite in the data dir by default; a postgres:// URL from file, CHAT_STORE or flag; anything else refused without echoing it", () => {
   const d = resolveConfig();
