@@ -35,10 +35,10 @@ export const TABLES: readonly Table[] = [
   },
   {
     name: "rooms",
-    cols: ["id", "name", "topic", "kind", "archived", "created_at"],
+    cols: ["id", "name", "topic", "kind", "archived", "created_at", "private", "owner_id"],
     key: ["id"],
-    bools: ["archived"],
-    ints: ["id", "created_at"],
+    bools: ["archived", "private"],
+    ints: ["id", "created_at", "owner_id"],
   },
   {
     name: "memberships",

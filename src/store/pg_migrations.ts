@@ -87,6 +87,15 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     CREATE INDEX audit_ts ON audit(ts);
     `,
   },
+  // 2: private rooms and the room's owner (SQLite's migration 5). Additive: older nodes keep
+  // running (they see every room as public and ownerless, as before).
+  {
+    sql: `
+    ALTER TABLE rooms ADD COLUMN private BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE rooms ADD COLUMN owner_id BIGINT;
+    CREATE INDEX rooms_owner ON rooms(owner_id);
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -9,7 +9,9 @@ import type {
   MessageFilter,
   MessageRecord,
   NewMessage,
+  NewRoom,
   RoomRecord,
+  RoomsPageQuery,
   StorageStats,
   Store,
   StoredMessage,
@@ -50,9 +52,14 @@ const MIGRATION_LOCK = [0x63686174, 0x736368] as const;
 
 /** Rows a write locks before anything else in its transaction (see #runBatch). */
 interface Locks {
+  /** Creating a room under the room limits: one creator at a time across every node. */
+  roomCreation?: boolean;
   rooms?: number[];
   users?: number[];
 }
+
+/** The advisory lock key that serialises room creation (counting, then inserting). */
+const ROOM_CREATION_LOCK = [0x63686174, 0x726f6f6d] as const;
 
 /** One statement of a write: text with `$n` placeholders and its parameters. */
 interface Step {
@@ -94,6 +101,8 @@ function toRoom(r: Row): RoomRecord {
     kind: r.kind === "dm" ? "dm" : "room",
     archived: r.archived === true,
     createdAt: Number(r.created_at),
+    private: r.private === true,
+    ownerId: r.owner_id === null || r.owner_id === undefined ? null : Number(r.owner_id),
   };
 }
 
@@ -224,7 +233,9 @@ function describe(err: unknown): string {
  *    sent pipelined (BEGIN, the stream locks, every write's statements, COMMIT in one round trip).
  *    Each write's promise resolves after COMMIT; one transaction runs at a time, so writes commit
  *    in call order (store.ts, rule 2), and writes arriving meanwhile form the next batch.
- * 2. Stream locks (store.ts, rule 4): before any write of the batch runs, it locks the room rows
+ * 2. Stream locks (store.ts, rule 4): before any write of the batch runs, it takes the room
+ *    creation lock when it creates a room (an advisory lock: the room limits are counted and the
+ *    room inserted by one transaction at a time on every node), then locks the room rows
  *    (`FOR NO KEY UPDATE`) of every room it writes messages to or changes, in id order, then the
  *    user rows of every DM participant and changed account, in id order. Every node locks in this
  *    one order, so two nodes never deadlock on them, and a message's id (drawn by its INSERT, after
@@ -455,6 +466,7 @@ export class PostgresStore implements Store {
   > {
     const rooms = new Set<number>();
     const users = new Set<number>();
+    const roomCreation = batch.some((w) => w.locks.roomCreation);
     for (const w of batch) {
       for (const r of w.locks.rooms ?? []) rooms.add(r);
       for (const u of w.locks.users ?? []) users.add(u);
@@ -475,6 +487,11 @@ export class PostgresStore implements Store {
     };
     try {
       send(conn.unsafe("BEGIN"));
+      if (roomCreation) {
+        send(conn.unsafe(
+          `SELECT pg_advisory_xact_lock(${ROOM_CREATION_LOCK[0]}, ${ROOM_CREATION_LOCK[1]})`,
+        ));
+      }
       const lockRooms = rooms.size
         ? send(run({
           text: `SELECT id, last_message_id AS head FROM rooms WHERE id = ANY($1::bigint[])
@@ -654,13 +671,83 @@ export class PostgresStore implements Store {
     return rows.map((r) => ({ ...toRoom(r), members: Number(r.members) }));
   }
 
-  updateRoom(id: number, patch: Partial<Pick<RoomRecord, "topic" | "archived">>): Promise<void> {
+  createRoom(r: NewRoom): Promise<{ room: RoomRecord; created: boolean }> {
+    return (async () => {
+      const made = await this.#enqueue({
+        locks: { roomCreation: true },
+        steps: [{
+          // One statement: the counts are read after the creation lock, in the same transaction
+          // as the insert, so creators on every node pass the limits one at a time.
+          text: `WITH existing AS (SELECT * FROM rooms WHERE name = $1),
+                 counts AS (
+                   SELECT (SELECT count(*) FROM rooms WHERE kind = 'room') AS total,
+                          (SELECT count(*) FROM rooms WHERE owner_id = $4::bigint) AS mine),
+                 made AS (
+                   INSERT INTO rooms(name, kind, created_at, private, owner_id)
+                   SELECT $1, 'room', $2, $3::boolean, $4::bigint FROM counts
+                   WHERE NOT EXISTS (SELECT 1 FROM existing) AND total < $5
+                     AND ($4::bigint IS NULL OR mine < $6)
+                   ON CONFLICT (name) DO NOTHING RETURNING *)
+                 SELECT (SELECT row_to_json(made) FROM made) AS made,
+                        (SELECT row_to_json(existing) FROM existing) AS existing,
+                        total, mine FROM counts`,
+          params: [r.name, r.ts, r.private, r.ownerId, r.maxRooms, r.maxPerOwner],
+        }],
+        finish: ([[row]]): { room: RoomRecord; created: boolean } | null => {
+          if (row.made) return { room: toRoom(row.made as Row), created: true };
+          if (row.existing) return { room: toRoom(row.existing as Row), created: false };
+          if (Number(row.total) >= r.maxRooms) {
+            throw new ChatError(
+              "too_many_rooms",
+              `Cannot create room ${r.name}: the server has its maximum of ${r.maxRooms} rooms`,
+            );
+          }
+          if (r.ownerId !== null && Number(row.mine) >= r.maxPerOwner) {
+            throw new ChatError(
+              "too_many_rooms",
+              `Cannot create room ${r.name}: you created ${r.maxPerOwner} rooms, the most allowed`,
+            );
+          }
+          return null; // made by ensureRoom elsewhere after this statement's snapshot
+        },
+      });
+      return made ?? { room: (await this.roomByName(r.name))!, created: false };
+    })();
+  }
+
+  async roomsPage(q: RoomsPageQuery): Promise<(RoomRecord & { members: number })[]> {
+    const rows = await this.#q(
+      `SELECT r.*, (SELECT count(*) FROM memberships m WHERE m.room_id = r.id) AS members
+       FROM rooms r
+       WHERE r.kind = 'room' AND NOT r.archived AND r.name > $1
+         AND (NOT r.private OR $2::bigint IS NULL OR EXISTS
+              (SELECT 1 FROM memberships m WHERE m.room_id = r.id AND m.user_id = $2::bigint))
+       ORDER BY r.name LIMIT $3`,
+      [q.after, q.visibleTo ?? null, q.limit],
+    );
+    return rows.map((r) => ({ ...toRoom(r), members: Number(r.members) }));
+  }
+
+  async roomMembers(roomId: number): Promise<{ id: number; name: string }[]> {
+    const rows = await this.#q(
+      `SELECT u.id, u.name FROM memberships m JOIN users u ON u.id = m.user_id
+       WHERE m.room_id = $1 ORDER BY u.name_key`,
+      [roomId],
+    );
+    return rows.map((r) => ({ id: Number(r.id), name: String(r.name) }));
+  }
+
+  updateRoom(
+    id: number,
+    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+  ): Promise<void> {
     return this.#enqueue({
       locks: { rooms: [id] },
       steps: [{
         text: `UPDATE rooms SET topic = coalesce($2, topic),
-                 archived = coalesce($3::boolean, archived) WHERE id = $1`,
-        params: [id, patch.topic ?? null, patch.archived ?? null],
+                 archived = coalesce($3::boolean, archived),
+                 private = coalesce($4::boolean, private) WHERE id = $1`,
+        params: [id, patch.topic ?? null, patch.archived ?? null, patch.private ?? null],
       }],
       finish: () => {},
     });

@@ -226,7 +226,7 @@ Deno.test({
     const both = await Promise.all([PostgresStore.open({ url }), PostgresStore.open({ url })]);
     await Promise.all(both.map((s) => s.close()));
     assertEquals(
-      (await pg.psql("SELECT version, compatible_from FROM chat_schema", name)).trim(),
+      (await pg.psql("SELECT max(version), max(compatible_from) FROM chat_schema", name)).trim(),
       `${PG_SCHEMA_VERSION}|1`,
     );
     // A later additive step (a newer node ran first): this build still runs on it.
@@ -271,6 +271,39 @@ Deno.test({
       assertEquals([store.batches >= 1, store.isolations], [true, 1]);
     } finally {
       await store.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "two PostgresStores creating rooms at once never pass the room limit together",
+  ignore,
+  async fn() {
+    const pg = await sharedPostgres();
+    const url = await pg.createDatabase();
+    const stores = [await PostgresStore.open({ url }), await PostgresStore.open({ url })];
+    try {
+      const tries = stores.flatMap((s, n) =>
+        Array.from({ length: 4 }, (_, i) =>
+          s.createRoom({
+            name: `r${n}-${i}`,
+            ts: 1,
+            private: false,
+            ownerId: null,
+            maxRooms: 3,
+            maxPerOwner: 10,
+          }))
+      );
+      const settled = await Promise.allSettled(tries);
+      const made = settled.filter((r) => r.status === "fulfilled");
+      const refused = settled.filter((r) =>
+        r.status === "rejected" && r.reason instanceof ChatError &&
+        r.reason.code === "too_many_rooms"
+      );
+      assertEquals([made.length, refused.length], [3, 5]);
+      assertEquals((await stores[0].listRooms()).length, 3);
+    } finally {
+      await Promise.all(stores.map((s) => s.close()));
     }
   },
 });
