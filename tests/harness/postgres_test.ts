@@ -60,3 +60,26 @@ Deno.test({
     }
   },
 });
+
+Deno.test("pgAvailable() without PostgreSQL skips with one SKIPPED line, but fails under CI=true", async () => {
+  const run = async (ci: string) => {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "eval",
+        `import { pgAvailable } from "${new URL("./postgres.ts", import.meta.url)}";` +
+        "console.log(pgAvailable(), pgAvailable());",
+      ],
+      env: { PG_BIN: "/nonexistent", CI: ci, NO_COLOR: "1" },
+    }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b);
+    return { code: out.code, stdout: text(out.stdout), stderr: text(out.stderr) };
+  };
+  const dev = await run("");
+  assertEquals([dev.code, dev.stdout.trim()], [0, "false false"]);
+  assertEquals(
+    dev.stderr.split("\n").filter((l) => l.startsWith("SKIPPED: PostgreSQL not installed")).length,
+    1,
+  );
+  const ci = await run("true");
+  assert(ci.code !== 0 && ci.stderr.includes("CI=true"), ci.stderr);
+});
