@@ -575,9 +575,9 @@ Deno.test("listeners: a second listener serves the protocols its config names, o
   assert(refused, "an unlisted ALPN id was accepted on the chat port");
 });
 
-async function freePort(): Promise<number> {
+function freePort(): Promise<number> {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
-  return port;
+  return Promise.resolve(port);
 }
