@@ -45,6 +45,20 @@ export interface ServerConfig {
   dbSynchronous: "FULL" | "NORMAL";
   /** Messages older than this many days are deleted (checked hourly); 0 keeps them forever. */
   retentionDays: number;
+  /**
+   * The bus between the nodes of a cluster: `nats://[user:pass@]host:port[,host:port…]`
+   * (`tls://…` requires TLS); null = one node, in-process fan-out. Never logged with its
+   * credentials (src/server/bus.ts).
+   */
+  bus: string | null;
+  /** Subject prefix part on the bus, so chat clusters can share one NATS (default `chat`). */
+  busCluster: string;
+  /** PEM files for TLS to the bus: the CA to trust, and a client certificate and key. */
+  busCaFile: string | null;
+  busCertFile: string | null;
+  busKeyFile: string | null;
+  /** This node's name in the cluster, unique per node (null: `<hostname>-<pid>`). */
+  nodeName: string | null;
   limits: ServerLimits;
 }
 
@@ -134,6 +148,12 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   logLevel: "info",
   dbSynchronous: "FULL",
   retentionDays: 0,
+  bus: null,
+  busCluster: "chat",
+  busCaFile: null,
+  busCertFile: null,
+  busKeyFile: null,
+  nodeName: null,
   limits: DEFAULT_LIMITS,
 });
 
@@ -151,6 +171,12 @@ export const ENV_NAMES: Readonly<
   logLevel: "CHAT_LOG_LEVEL",
   dbSynchronous: "CHAT_DB_SYNCHRONOUS",
   retentionDays: "CHAT_RETENTION_DAYS",
+  bus: "CHAT_BUS",
+  busCluster: "CHAT_BUS_CLUSTER",
+  busCaFile: "CHAT_BUS_CA",
+  busCertFile: "CHAT_BUS_CERT",
+  busKeyFile: "CHAT_BUS_KEY",
+  nodeName: "CHAT_NODE_NAME",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -270,12 +296,42 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     logLevel: oneOf("logLevel", merged.logLevel, ["debug", "info", "warning", "error"] as const),
     dbSynchronous: oneOf("dbSynchronous", merged.dbSynchronous, ["FULL", "NORMAL"] as const),
     retentionDays: int("retentionDays", merged.retentionDays, 0, 100_000),
+    bus: merged.bus === null ? null : checkBus(str("bus", merged.bus)),
+    busCluster: checkToken("busCluster", merged.busCluster),
+    busCaFile: optStr("busCaFile", merged.busCaFile),
+    busCertFile: optStr("busCertFile", merged.busCertFile),
+    busKeyFile: optStr("busKeyFile", merged.busKeyFile),
+    nodeName: merged.nodeName === null ? null : checkToken("nodeName", merged.nodeName),
     limits: Object.freeze(l),
   };
+  if ((config.busCertFile === null) !== (config.busKeyFile === null)) {
+    throw invalid("busCertFile/busKeyFile", "must be given together");
+  }
   if ((config.certFile === null) !== (config.keyFile === null)) {
     throw invalid("certFile/keyFile", "must be given together");
   }
   return Object.freeze(config);
+}
+
+function optStr(field: string, v: unknown): string | null {
+  return v === null ? null : str(field, v);
+}
+
+/** A name that fits in a NATS subject token: letters, digits, `-` and `_`, 1-64 of them. */
+function checkToken(field: string, v: unknown): string {
+  const t = str(field, v);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(t)) {
+    throw invalid(field, "must be 1-64 letters, digits, - or _");
+  }
+  return t;
+}
+
+/** The bus URL's shape; the message never repeats it (it may carry a password). */
+function checkBus(v: string): string {
+  if (!/^(nats|tls):\/\/([^@/\s]+@)?[^@/\s]+(:\d+)?(,[^@/\s,]+(:\d+)?)*\/?$/.test(v)) {
+    throw invalid("bus", "must be nats://[user:pass@]host:port[,host:port…] or tls://…");
+  }
+  return v;
 }
 
 function checkListeners(v: unknown, host: string, port: number): readonly ListenerConfig[] {

@@ -75,7 +75,7 @@ const SNAPSHOT_USERS_PER_PART = 5_000;
  *    the store) and asks that node for a presence snapshot.
  * 4. While disconnected, envelopes are buffered up to `bufferBytes` and sent on reconnect; past
  *    that they are dropped (the receivers see the gap). Reconnection is retried forever with
- *    backoff (250 ms doubling to 2 s).
+ *    backoff (a quarter of the outage so far, 250 ms to 2 s).
  * 5. Each node sends a heartbeat every `heartbeatMs`; a node not heard from for
  *    `missedHeartbeats` periods (while this one is connected) is `node_down`, as is one that
  *    says `bye` when it stops.
@@ -101,7 +101,9 @@ export class NatsFanout implements Fanout {
   #peers = new Map<string, Peer>();
   #timer: TimerHandle | undefined;
   #retry: TimerHandle | undefined;
-  #retryMs = 0;
+  #lastWarn = -Infinity;
+  /** When the bus was last lost (or first tried). */
+  #downSince = 0;
   #closing = false;
   #dialing: Promise<void> | null = null;
   #watching: Promise<void> | null = null;
@@ -119,6 +121,7 @@ export class NatsFanout implements Fanout {
     this.#bufferBytes = opts.bufferBytes ?? 8 * 1024 * 1024;
     let resolve!: () => void;
     this.#firstConnect = { promise: new Promise<void>((r) => resolve = r), resolve };
+    this.#downSince = this.#timers.now();
     this.#dial();
     this.#tick();
   }
@@ -219,7 +222,8 @@ export class NatsFanout implements Fanout {
       } catch (err) {
         if (this.#closing) return;
         const ms = this.#backoff();
-        if (ms === 250 || ms >= 2_000) {
+        if (ms === 250 || this.#timers.now() - this.#lastWarn > 60_000) {
+          this.#lastWarn = this.#timers.now();
           log.warn("Cannot reach the bus ({servers}): {error}; retrying in {ms} ms", {
             servers: o.servers.join(","),
             error: String(err),
@@ -249,10 +253,14 @@ export class NatsFanout implements Fanout {
     })();
   }
 
-  /** Next reconnect delay: 250 ms doubling to 2 s. */
+  /**
+   * Next (re)connect delay: a quarter of the outage so far, from 250 ms to 2 s. The NATS client
+   * asks on every turn of its dial loop and dials a server once that long passed since its last
+   * attempt, so the delay depends on the time, not on how often it is asked.
+   */
   #backoff(): number {
-    this.#retryMs = Math.min(2_000, this.#retryMs ? this.#retryMs * 2 : 250);
-    return this.#retryMs;
+    const down = this.#timers.now() - this.#downSince;
+    return Math.min(2_000, Math.max(250, Math.floor(down / 4)));
   }
 
   async #watch(nc: NatsConnection): Promise<void> {
@@ -263,6 +271,7 @@ export class NatsFanout implements Fanout {
           if (this.#connected) {
             log.warn("Lost the bus ({server}); reconnecting", { server: s.server });
           }
+          if (this.#connected) this.#downSince = this.#timers.now();
           this.#connected = false;
           break;
         case "reconnect":
@@ -286,7 +295,6 @@ export class NatsFanout implements Fanout {
   #online(): void {
     if (this.#closing || !this.#nc) return;
     this.#connected = true;
-    this.#retryMs = 0;
     const buffer = this.#buffer;
     this.#buffer = [];
     this.#buffered = 0;
