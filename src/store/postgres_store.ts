@@ -426,7 +426,13 @@ export class PostgresStore implements Store {
         const r = outcome[i];
         const failed = r.find((s) => !s.ok);
         if (failed) {
-          w.reject(failed.value);
+          w.reject(
+            new ChatError(
+              "storage_failed",
+              `Cannot store: the database refused the write (${describe(failed.value)})`,
+              { cause: failed.value },
+            ),
+          );
           continue;
         }
         try {

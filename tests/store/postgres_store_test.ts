@@ -6,6 +6,7 @@ import { SlowStore } from "./slow_store.ts";
 import { PostgresStore, redactUrl, tsQuery } from "../../src/store/postgres_store.ts";
 import { describeStore, openStore, storeSpec } from "../../src/store/open_store.ts";
 import { ChatError } from "../../src/errors.ts";
+import type { StoredMessage } from "../../src/store/store.ts";
 
 const ignore = !pgAvailable();
 
@@ -242,5 +243,34 @@ Deno.test({
       (await pg.psql("SELECT count(*) FROM chat_schema", name)).trim(),
       String(PG_SCHEMA_VERSION + 2),
     );
+  },
+});
+
+Deno.test({
+  name: "a write PostgreSQL refuses rejects alone; the rest of its batch commits, in order",
+  ignore,
+  async fn() {
+    const { store } = await freshStore();
+    try {
+      const u = await store.createUser({ name: "ann", passwordHash: "h", ts: 1 });
+      const r = await store.ensureRoom("general", "room", 1);
+      const put = (roomId: number, cid: string) =>
+        store.appendMessage({ roomId, senderId: u.id, body: cid, cid, ts: 1 });
+      // One turn, one batch: the middle write names a room that does not exist.
+      const [a, bad, c] = await Promise.allSettled([
+        put(r.id, "a"),
+        put(r.id + 999, "b"),
+        put(r.id, "c"),
+      ]);
+      assertEquals([a.status, bad.status, c.status], ["fulfilled", "rejected", "fulfilled"]);
+      const err = (bad as PromiseRejectedResult).reason;
+      assert(err instanceof ChatError && err.code === "storage_failed", String(err));
+      const [x, z] = [a, c].map((p) => (p as PromiseFulfilledResult<StoredMessage>).value);
+      assertEquals(z.links, [{ stream: `r:${r.id}`, prev: x.message.id }]);
+      assertEquals((await store.messagesAfter(r.id, 0, 10)).map((m) => m.cid), ["a", "c"]);
+      assertEquals([store.batches >= 1, store.isolations], [true, 1]);
+    } finally {
+      await store.close();
+    }
   },
 });
