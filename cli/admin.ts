@@ -10,6 +10,7 @@ import {
 } from "../src/admin/commands/certs.ts";
 import { type AdminEnv, osActor } from "../src/admin/commands/context.ts";
 import { historyExport, historyPrune, historySearch } from "../src/admin/commands/history.ts";
+import { migrate } from "../src/admin/commands/migrate.ts";
 import { invitesCreate, invitesList, invitesRevoke } from "../src/admin/commands/invites.ts";
 import { roomsArchive, roomsCreate, roomsList, roomsTopic } from "../src/admin/commands/rooms.ts";
 import {
@@ -27,12 +28,15 @@ import type { CliContext } from "./context.ts";
 
 interface CommonFlags {
   data?: string;
+  store?: string;
   json?: boolean;
   yes?: boolean;
 }
 
 const ADMIN_HELP = `
-Every command takes --data DIR (default $CHAT_DATA, else ./data) and --json.
+Every command takes --data DIR (default $CHAT_DATA, else ./data) and --json, and
+--store postgres://… (default $CHAT_STORE) to work on a cluster's PostgreSQL instead of the data
+dir's SQLite file.
 
 When a server runs on the data dir, changes go through its admin socket (<data>/admin.sock) and
 take effect at once: disabled or removed users are disconnected, room changes reach the server's
@@ -51,6 +55,7 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
 
   const envOf = (flags: CommonFlags): AdminEnv => ({
     dataDir: flags.data ?? Deno.env.get("CHAT_DATA") ?? "./data",
+    store: flags.store ?? (Deno.env.get("CHAT_STORE") || undefined),
     json: flags.json === true,
     yes: flags.yes === true,
     actor: osActor(),
@@ -65,6 +70,7 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
   ) => {
     const cmd = parent.command(name).description(description)
       .option("--data <dir>", "data directory (default $CHAT_DATA, else ./data)")
+      .option("--store <url>", "postgres://… database of a cluster (default $CHAT_STORE)")
       .option("--json", "machine-readable output on stdout");
     if (opts.yes) cmd.option("-y, --yes", "do not ask for confirmation");
     return cmd;
@@ -258,4 +264,15 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
   leaf(admin, "stats", "Connections, message rates, queues and database size")
     .option("--interval <ms>", "sampling time for rates (default 1000)")
     .action(async (f) => done(await stats(envOf(f), { interval: f.interval })));
+
+  // moving between engines
+  leaf(admin, "migrate", "Copy the data dir into PostgreSQL (--to) or back out (--from), verified")
+    .option("--to <url>", "postgres://… (an empty database) to copy <data>/chat.db into")
+    .option("--from <url>", "postgres://… to copy into a new <data>/chat.db")
+    .addHelpText(
+      "after",
+      "\nIds are kept. Every table is read back from both sides and compared (rows and SHA-256);\n" +
+        "the exit code is 1 when one differs. --to needs the server on the data dir stopped.",
+    )
+    .action(async (f) => done(await migrate(envOf(f), { to: f.to, from: f.from })));
 }

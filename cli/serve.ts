@@ -14,6 +14,7 @@ interface ServeFlags {
   host?: string;
   port?: string;
   data?: string;
+  store?: string;
   cert?: string;
   key?: string;
   config?: string;
@@ -38,6 +39,10 @@ export function registerServe(program: Command, ctx: CliContext): void {
       "--data <dir>",
       "data directory: database, generated key and certificate (default ./data)",
     )
+    .option(
+      "--store <url>",
+      "postgres://user:pass@host/db shared by every node (default: SQLite in the data dir)",
+    )
     .option("--cert <file>", "PEM certificate (chain) to serve instead of the generated one")
     .option("--key <file>", "PEM private key for --cert")
     .option("--config <file>", "JSON config file (default <data>/config.json when it exists)")
@@ -55,7 +60,8 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option("--print-config", "print the default configuration and exit")
     .addHelpText(
       "after",
-      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_DATA, CHAT_CERT, CHAT_KEY, CHAT_REGISTRATION,\n" +
+      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_DATA, CHAT_STORE, CHAT_STORE_POOL_SIZE,\n" +
+        "CHAT_STORE_CONNECT_TIMEOUT_MS, CHAT_CERT, CHAT_KEY, CHAT_REGISTRATION,\n" +
         "CHAT_LOG_FORMAT, CHAT_LOG_LEVEL, CHAT_BUS, CHAT_BUS_CLUSTER, CHAT_BUS_CA, CHAT_BUS_CERT,\n" +
         "CHAT_BUS_KEY, CHAT_NODE_NAME, CHAT_LIMIT_<NAME> (e.g. CHAT_LIMIT_MAX_CONNECTIONS).\n" +
         "Precedence: flags > environment > config file > defaults.",
@@ -70,6 +76,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
         host: flags.host,
         port: flags.port,
         dataDir: flags.data,
+        store: flags.store,
         certFile: flags.cert,
         keyFile: flags.key,
         registration: flags.registration,

@@ -43,6 +43,16 @@ export interface ServerConfig {
   logLevel: "debug" | "info" | "warning" | "error";
   /** `FULL` survives power loss (default); `NORMAL` survives process crashes only. */
   dbSynchronous: "FULL" | "NORMAL";
+  /**
+   * Where data lives: "" (default) is SQLite in `dataDir`; a `postgres://user:pass@host/db` URL
+   * is a PostgreSQL shared by every node (`?sslmode=require|verify-full` for TLS). Never logged
+   * with its password.
+   */
+  store: string;
+  /** PostgreSQL: connections in each node's pool (default 10). */
+  storePoolSize: number;
+  /** PostgreSQL: how long connecting may take before it fails (default 5000 ms). */
+  storeConnectTimeoutMs: number;
   /** Messages older than this many days are deleted (checked hourly); 0 keeps them forever. */
   retentionDays: number;
   /**
@@ -147,6 +157,9 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   logFormat: "text",
   logLevel: "info",
   dbSynchronous: "FULL",
+  store: "",
+  storePoolSize: 10,
+  storeConnectTimeoutMs: 5000,
   retentionDays: 0,
   bus: null,
   busCluster: "chat",
@@ -170,6 +183,9 @@ export const ENV_NAMES: Readonly<
   logFormat: "CHAT_LOG_FORMAT",
   logLevel: "CHAT_LOG_LEVEL",
   dbSynchronous: "CHAT_DB_SYNCHRONOUS",
+  store: "CHAT_STORE",
+  storePoolSize: "CHAT_STORE_POOL_SIZE",
+  storeConnectTimeoutMs: "CHAT_STORE_CONNECT_TIMEOUT_MS",
   retentionDays: "CHAT_RETENTION_DAYS",
   bus: "CHAT_BUS",
   busCluster: "CHAT_BUS_CLUSTER",
@@ -295,6 +311,9 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     logFormat: oneOf("logFormat", merged.logFormat, ["text", "json"] as const),
     logLevel: oneOf("logLevel", merged.logLevel, ["debug", "info", "warning", "error"] as const),
     dbSynchronous: oneOf("dbSynchronous", merged.dbSynchronous, ["FULL", "NORMAL"] as const),
+    store: storeSetting(merged.store),
+    storePoolSize: int("storePoolSize", merged.storePoolSize, 2, 1000),
+    storeConnectTimeoutMs: int("storeConnectTimeoutMs", merged.storeConnectTimeoutMs, 100, 600_000),
     retentionDays: int("retentionDays", merged.retentionDays, 0, 100_000),
     bus: merged.bus === null ? null : checkBus(str("bus", merged.bus)),
     busCluster: checkToken("busCluster", merged.busCluster),
@@ -332,6 +351,22 @@ function checkBus(v: string): string {
     throw invalid("bus", "must be nats://[user:pass@]host:port[,host:port…] or tls://…");
   }
   return v;
+}
+
+/** "" (SQLite in the data dir) or a postgres:// URL that parses. */
+function storeSetting(v: unknown): string {
+  const s = str("store", v);
+  if (s === "") return s;
+  if (!/^postgres(ql)?:\/\//i.test(s)) {
+    throw invalid("store", 'must be "" (SQLite in the data dir) or a postgres:// URL');
+  }
+  try {
+    new URL(s);
+  } catch {
+    // The URL may hold a password: say what is wrong without echoing it.
+    throw invalid("store", "is not a valid URL");
+  }
+  return s;
 }
 
 function checkListeners(v: unknown, host: string, port: number): readonly ListenerConfig[] {

@@ -61,3 +61,23 @@ Deno.test("the printed default config reads back to the defaults", async () => {
   const err = await readConfigFile(`${dir}/bad.json`).catch((e) => e);
   assertEquals((err as ChatError).code, "config_invalid");
 });
+
+Deno.test("store: SQLite in the data dir by default; a postgres:// URL from file, CHAT_STORE or flag; anything else refused without echoing it", () => {
+  const d = resolveConfig();
+  assertEquals([d.store, d.storePoolSize, d.storeConnectTimeoutMs], ["", 10, 5000]);
+  const env = configFromEnv((n) =>
+    ({ CHAT_STORE: "postgres://chat:pw@db:5432/chat", CHAT_STORE_POOL_SIZE: "20" })[n]
+  );
+  const c = resolveConfig({ store: "postgres://file/x" }, env);
+  assertEquals([c.store, c.storePoolSize], ["postgres://chat:pw@db:5432/chat", 20]);
+  assertEquals(
+    resolveConfig(env, { store: "postgresql://flag/y" } as never).store,
+    "postgresql://flag/y",
+  );
+  for (const bad of ["mysql://x/y", "sqlite:chat.db", "postgres://u:sekrit@[bad/db"]) {
+    const err = assertThrows(() => resolveConfig({ store: bad }), ChatError);
+    assertEquals(err.code, "config_invalid");
+    assert(!err.message.includes("sekrit"), err.message);
+  }
+  assertThrows(() => resolveConfig({ storePoolSize: 1 }), ChatError);
+});

@@ -14,6 +14,8 @@ import type { AdminIo } from "../terminal.ts";
 /** Settings of one admin command run. */
 export interface AdminEnv {
   dataDir: string;
+  /** A `postgres://` URL (`--store`, `CHAT_STORE`): the cluster's database instead of the data dir's. */
+  store?: string;
   /** Machine-readable output on stdout. */
   json: boolean;
   /** Destructive steps proceed without asking. */
@@ -91,7 +93,9 @@ export class AdminConnection implements AsyncDisposable {
 
   /** The store this data dir names. Beside a live server, checkpoints are left to it. */
   get storeSpec(): StoreSpec {
-    return storeSpec({ dataDir: this.env.dataDir }, { checkpointOnClose: !this.live });
+    return storeSpec({ dataDir: this.env.dataDir, store: this.env.store }, {
+      checkpointOnClose: !this.live,
+    });
   }
 
   /**
@@ -101,7 +105,9 @@ export class AdminConnection implements AsyncDisposable {
   async store(opts: { create?: boolean } = {}): Promise<Store> {
     if (this.#store) return this.#store;
     const spec = this.storeSpec;
-    if (opts.create) {
+    if (spec.engine === "postgres") {
+      // The database is shared: nothing in the data dir to create or check.
+    } else if (opts.create) {
       // As the server does: an owner-only dir and a chat.db created 0600 whatever the umask.
       await prepareDataDir(this.env.dataDir);
     } else if (spec.engine === "sqlite") {
