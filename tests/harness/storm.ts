@@ -121,6 +121,22 @@ export class StormSender {
     })();
   }
 
+  /**
+   * Sends `cids` again (bodies as the storm made them), as a client does after a reconnect,
+   * and waits for every answer.
+   */
+  async resend(cids: string[], target: { room?: string; to?: string }): Promise<void> {
+    let batch = "";
+    for (const cid of cids) {
+      this.sent.push(cid);
+      this.#inflight++;
+      batch += JSON.stringify({ type: "send", cid, ref: cid, body: `storm ${cid}`, ...target }) +
+        "\n";
+    }
+    if (batch) await this.#write(batch);
+    await this.finish();
+  }
+
   /** Stops sending and waits until every send was answered (or the server closed). */
   stop(): Promise<void> {
     this.#stopped = true;
