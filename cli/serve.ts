@@ -22,6 +22,11 @@ interface ServeFlags {
   logFormat?: string;
   logLevel?: string;
   printConfig?: boolean;
+  bus?: string;
+  nodeName?: string;
+  busCa?: string;
+  busCert?: string;
+  busKey?: string;
 }
 
 /** Adds `chat serve`. */
@@ -44,12 +49,21 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option("--registration <policy>", "open, invite or closed (default open)")
     .option("--log-format <fmt>", "text or json (default text)")
     .option("--log-level <level>", "debug, info, warning or error (default info)")
+    .option(
+      "--bus <url>",
+      "bus between the nodes of a cluster: nats://[user:pass@]host:port[,host:port…] (tls:// for TLS)",
+    )
+    .option("--node-name <name>", "this node's name in the cluster (default <hostname>-<pid>)")
+    .option("--bus-ca <file>", "PEM CA certificate(s) to trust for TLS to the bus")
+    .option("--bus-cert <file>", "PEM client certificate for TLS to the bus")
+    .option("--bus-key <file>", "PEM private key for --bus-cert")
     .option("--print-config", "print the default configuration and exit")
     .addHelpText(
       "after",
       "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_DATA, CHAT_STORE, CHAT_STORE_POOL_SIZE,\n" +
         "CHAT_STORE_CONNECT_TIMEOUT_MS, CHAT_CERT, CHAT_KEY, CHAT_REGISTRATION,\n" +
-        "CHAT_LOG_FORMAT, CHAT_LOG_LEVEL, CHAT_LIMIT_<NAME> (e.g. CHAT_LIMIT_MAX_CONNECTIONS).\n" +
+        "CHAT_LOG_FORMAT, CHAT_LOG_LEVEL, CHAT_BUS, CHAT_BUS_CLUSTER, CHAT_BUS_CA, CHAT_BUS_CERT,\n" +
+        "CHAT_BUS_KEY, CHAT_NODE_NAME, CHAT_LIMIT_<NAME> (e.g. CHAT_LIMIT_MAX_CONNECTIONS).\n" +
         "Precedence: flags > environment > config file > defaults.",
     )
     .action(async (flags: ServeFlags) => {
@@ -68,6 +82,11 @@ export function registerServe(program: Command, ctx: CliContext): void {
         registration: flags.registration,
         logFormat: flags.logFormat,
         logLevel: flags.logLevel,
+        bus: flags.bus,
+        nodeName: flags.nodeName,
+        busCaFile: flags.busCa,
+        busCertFile: flags.busCert,
+        busKeyFile: flags.busKey,
       } as Record<string, unknown>;
       const dataDir = flags.data ?? env.dataDir ?? "./data";
       let fileLayer = {};

@@ -59,6 +59,20 @@ export interface ServerConfig {
   roomCreate: "anyone" | "admin";
   /** Who may set a room's topic: any member, its owner (creator) or an admin, or admins only. */
   roomTopic: "anyone" | "owner" | "admin";
+  /**
+   * The bus between the nodes of a cluster: `nats://[user:pass@]host:port[,host:port…]`
+   * (`tls://…` requires TLS); null = one node, in-process fan-out. Never logged with its
+   * credentials (src/server/bus.ts).
+   */
+  bus: string | null;
+  /** Subject prefix part on the bus, so chat clusters can share one NATS (default `chat`). */
+  busCluster: string;
+  /** PEM files for TLS to the bus: the CA to trust, and a client certificate and key. */
+  busCaFile: string | null;
+  busCertFile: string | null;
+  busKeyFile: string | null;
+  /** This node's name in the cluster, unique per node (null: `<hostname>-<pid>`). */
+  nodeName: string | null;
   limits: ServerLimits;
 }
 
@@ -164,6 +178,12 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   retentionDays: 0,
   roomCreate: "anyone",
   roomTopic: "owner",
+  bus: null,
+  busCluster: "chat",
+  busCaFile: null,
+  busCertFile: null,
+  busKeyFile: null,
+  nodeName: null,
   limits: DEFAULT_LIMITS,
 });
 
@@ -186,6 +206,12 @@ export const ENV_NAMES: Readonly<
   retentionDays: "CHAT_RETENTION_DAYS",
   roomCreate: "CHAT_ROOM_CREATE",
   roomTopic: "CHAT_ROOM_TOPIC",
+  bus: "CHAT_BUS",
+  busCluster: "CHAT_BUS_CLUSTER",
+  busCaFile: "CHAT_BUS_CA",
+  busCertFile: "CHAT_BUS_CERT",
+  busKeyFile: "CHAT_BUS_KEY",
+  nodeName: "CHAT_NODE_NAME",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -310,12 +336,42 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     retentionDays: int("retentionDays", merged.retentionDays, 0, 100_000),
     roomCreate: oneOf("roomCreate", merged.roomCreate, ["anyone", "admin"] as const),
     roomTopic: oneOf("roomTopic", merged.roomTopic, ["anyone", "owner", "admin"] as const),
+    bus: merged.bus === null ? null : checkBus(str("bus", merged.bus)),
+    busCluster: checkToken("busCluster", merged.busCluster),
+    busCaFile: optStr("busCaFile", merged.busCaFile),
+    busCertFile: optStr("busCertFile", merged.busCertFile),
+    busKeyFile: optStr("busKeyFile", merged.busKeyFile),
+    nodeName: merged.nodeName === null ? null : checkToken("nodeName", merged.nodeName),
     limits: Object.freeze(l),
   };
+  if ((config.busCertFile === null) !== (config.busKeyFile === null)) {
+    throw invalid("busCertFile/busKeyFile", "must be given together");
+  }
   if ((config.certFile === null) !== (config.keyFile === null)) {
     throw invalid("certFile/keyFile", "must be given together");
   }
   return Object.freeze(config);
+}
+
+function optStr(field: string, v: unknown): string | null {
+  return v === null ? null : str(field, v);
+}
+
+/** A name that fits in a NATS subject token: letters, digits, `-` and `_`, 1-64 of them. */
+function checkToken(field: string, v: unknown): string {
+  const t = str(field, v);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(t)) {
+    throw invalid(field, "must be 1-64 letters, digits, - or _");
+  }
+  return t;
+}
+
+/** The bus URL's shape; the message never repeats it (it may carry a password). */
+function checkBus(v: string): string {
+  if (!/^(nats|tls):\/\/([^@/\s]+@)?[^@/\s]+(:\d+)?(,[^@/\s,]+(:\d+)?)*\/?$/.test(v)) {
+    throw invalid("bus", "must be nats://[user:pass@]host:port[,host:port…] or tls://…");
+  }
+  return v;
 }
 
 /** "" (SQLite in the data dir) or a postgres:// URL that parses. */

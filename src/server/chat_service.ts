@@ -107,6 +107,19 @@ export class ChatService {
         else this.#userNames.delete(ev.userId);
       },
       membership: (ev) => this.#membership(ev),
+      forgetAll: () => {
+        this.#roomsById.clear();
+        this.#roomsByName.clear();
+        this.#userNames.clear();
+      },
+      revoked: async (userIds) => {
+        const out: number[] = [];
+        for (const id of userIds) {
+          const u = await this.#store.userById(id);
+          if (!u || u.disabled || u.removed) out.push(id);
+        }
+        return out;
+      },
     });
   }
 
@@ -331,7 +344,7 @@ export class ChatService {
     if (this.#hub.subscribe(s, r.id, r.name)) this.#announce(r, s, "join");
   }
 
-  #announce(r: RoomRecord, s: HubMember, event: "join" | "leave"): void {
+  #announce(r: { id: number; name: string }, s: HubMember, event: "join" | "leave"): void {
     this.#hub.fanout.publish({
       kind: "presence",
       roomId: r.id,
@@ -347,8 +360,9 @@ export class ChatService {
   detach(s: ServiceSession): void {
     for (const roomId of s.rooms) {
       if (this.#hub.unsubscribe(s, roomId)) {
-        const r = this.#roomsById.get(roomId);
-        if (r) this.#announce(r, s, "leave");
+        // The cache may have forgotten the room (changed meanwhile); the hub knows its name.
+        const name = this.#roomsById.get(roomId)?.name ?? this.#hub.roomName(roomId);
+        if (name !== undefined) this.#announce({ id: roomId, name }, s, "leave");
       }
     }
     for (const stream of [...s.streams]) {

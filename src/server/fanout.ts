@@ -47,7 +47,26 @@ export type FanoutEvent =
   /** A room's record changed (topic, archived): caches must forget it. */
   | { kind: "room_changed"; roomId: number; name: string }
   /** A user's record changed (name, role, disabled, removed): caches must forget it. */
-  | { kind: "user_changed"; userId: number };
+  | { kind: "user_changed"; userId: number }
+  /**
+   * Everything another node has online (sent by a bus when a node starts, after an outage and
+   * when asked): replaces what was known of that node's presence.
+   */
+  | { kind: "presence_sync"; node: string; rooms: PresenceRoom[] }
+  /** A node stopped, or missed its heartbeats: its users are no longer online through it. */
+  | { kind: "node_down"; node: string }
+  /**
+   * Events may have been lost (the bus was unreachable, or a gap in a node's sequence): re-read
+   * every followed stream from the store, forget cached records, re-check online accounts.
+   */
+  | { kind: "resync" };
+
+/** Who one node has online in one room. */
+export interface PresenceRoom {
+  roomId: number;
+  room: string;
+  users: { userId: number; user: string }[];
+}
 
 /**
  * The fan-out interface.
@@ -63,8 +82,12 @@ export interface Fanout {
   /** This node's name (the `node` of ConnRefs made here). */
   readonly node: string;
   publish(ev: FanoutEvent): void;
-  /** Registers the one receiver of this node (the Hub). */
-  subscribe(receive: (ev: FanoutEvent) => void): void;
+  /**
+   * Registers the one receiver of this node (the Hub), and what it has online, which a bus
+   * sends to other nodes as a `presence_sync` (a node's own events never come back to it as
+   * `presence_sync`, `node_down` or `resync` from itself).
+   */
+  subscribe(receive: (ev: FanoutEvent) => void, presence?: () => PresenceRoom[]): void;
   close(): Promise<void>;
 }
 

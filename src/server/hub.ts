@@ -1,10 +1,10 @@
-// Owns who is online where on this node, the order of every delivery stream, and fan-out: each
-// event is encoded once per codec and queued to many.
+// Owns who is online where (on this node, and what other nodes announced), the order of every
+// delivery stream, and fan-out: each event is encoded once per codec and queued to many.
 import type { WireMessage } from "../protocol/frames.ts";
 import type { StreamKey } from "../store/store.ts";
 import { Admission } from "./admission.ts";
 import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
-import type { ConnRef, Fanout, FanoutEvent } from "./fanout.ts";
+import type { ConnRef, Fanout, FanoutEvent, PresenceRoom } from "./fanout.ts";
 
 /** A codec-neutral event as encoders see it (node-local: `online` may look at the hub). */
 export type HubEvent =
@@ -53,10 +53,21 @@ export interface HubSource {
   changed(ev: Extract<FanoutEvent, { kind: "room_changed" | "user_changed" }>): void;
   /** A user joined or left a room by someone else's hand: move their sessions here. */
   membership(ev: Extract<FanoutEvent, { kind: "membership" }>): void;
+  /** Events may have been lost: forget every cached record. */
+  forgetAll?(): void;
+  /** Of these users, those whose account was disabled or removed (a kick may have been lost). */
+  revoked?(userIds: number[]): Promise<number[]>;
 }
 
 export type MsgEvent = Extract<FanoutEvent, { kind: "msg" }>;
 type PresenceEvent = Extract<FanoutEvent, { kind: "presence" }>;
+
+/** A user other nodes have online in one room. */
+interface RemoteUser {
+  user: string;
+  /** Nodes with a session of the user in the room. */
+  nodes: Set<string>;
+}
 
 /** How long a stream waits for a missing earlier message before reading it from the store. */
 export const GAP_WAIT_MS = 250;
@@ -87,8 +98,11 @@ interface PendingRoomEvent {
 }
 
 /**
- * Rooms, presence and ordered delivery on one node. Presence counts users, not connections:
- * `join` is announced when a user's first session enters a room, `leave` when the last one leaves.
+ * Rooms, presence and ordered delivery on one node. Presence counts users, not connections, and
+ * is cluster-wide: a node announces `join` when a user's first session on it enters a room and
+ * `leave` when its last one there leaves; members see `join` only when no other node had the user
+ * online there, and `leave` only when no node has any more (other nodes' users are known from
+ * their `presence` events, `presence_sync` snapshots and `node_down`).
  *
  * 1. Every event arrives through the Fanout (this node's own as well as other nodes'), after its
  *    commit. Message events are released per stream in link order (`StreamOrder`): a message
@@ -111,6 +125,13 @@ export class Hub {
   /** userId → all sessions of that user. */
   #users = new Map<number, Set<HubMember>>();
   #roomNames = new Map<number, string>();
+  /** Other nodes' online users: roomId → userId → name and the nodes holding them. Empty alone. */
+  #remote = new Map<number, Map<number, RemoteUser>>();
+  /** The same, by node: node → roomId → userIds. */
+  #byNode = new Map<string, Map<number, Set<number>>>();
+  /** A resync runs; another was asked for meanwhile. */
+  #resyncing = false;
+  #resyncAgain = false;
   #streams = new Map<StreamKey, StreamOrder>();
   #fanout: Fanout;
   #source: HubSource | null = null;
@@ -129,7 +150,7 @@ export class Hub {
     this.#fanout = fanout;
     this.#timers = timers;
     this.admission = new Admission({ timers });
-    fanout.subscribe((ev) => this.#receive(ev));
+    fanout.subscribe((ev) => this.#receive(ev), () => this.presenceSnapshot());
   }
 
   /** Where events are published (the node's name is `fanout.node`). */
@@ -172,6 +193,15 @@ export class Hub {
       case "room_changed":
       case "user_changed":
         this.#source?.changed(ev);
+        return;
+      case "presence_sync":
+        this.#presenceSync(ev.node, ev.rooms);
+        return;
+      case "node_down":
+        this.#presenceSync(ev.node, []);
+        return;
+      case "resync":
+        void this.resync();
         return;
     }
   }
@@ -251,18 +281,173 @@ export class Hub {
   }
 
   #presence(ev: PresenceEvent): void {
+    const node = ev.origin.node;
+    if (node !== this.#fanout.node) {
+      this.#roomNames.set(ev.roomId, ev.room);
+      const changed = ev.event === "join"
+        ? this.#remoteAdd(node, ev.roomId, ev.userId, ev.user)
+        : this.#remoteRemove(node, ev.roomId, ev.userId);
+      if (!changed) return;
+    }
+    // Someone else still (or already) has the user online there: the cluster's view is the same.
+    if (this.#onlineElsewhere(ev.roomId, ev.userId, node)) return;
+    this.#notify(ev.roomId, ev.room, ev.user, ev.event, ev.origin);
+  }
+
+  #notify(
+    roomId: number,
+    room: string,
+    user: string,
+    event: "join" | "leave",
+    origin: ConnRef,
+  ): void {
     this.#toRoom(
-      ev.roomId,
-      {
-        kind: "presence",
-        room: ev.room,
-        user: ev.user,
-        event: ev.event,
-        online: once(() => this.online(ev.roomId)),
-      },
-      ev.origin,
+      roomId,
+      { kind: "presence", room, user, event, online: once(() => this.online(roomId)) },
+      origin,
       0,
     );
+  }
+
+  /** True when a node other than `node` (this one included) has the user online in the room. */
+  #onlineElsewhere(roomId: number, userId: number, node: string): boolean {
+    const self = this.#fanout.node;
+    if (node !== self && this.#rooms.get(roomId)?.has(userId)) return true;
+    const r = this.#remote.get(roomId)?.get(userId);
+    if (!r) return false;
+    for (const n of r.nodes) if (n !== node) return true;
+    return false;
+  }
+
+  /** Records that `node` has the user online in the room; false when it was known already. */
+  #remoteAdd(node: string, roomId: number, userId: number, user: string): boolean {
+    let rooms = this.#byNode.get(node);
+    if (!rooms) this.#byNode.set(node, rooms = new Map());
+    let users = rooms.get(roomId);
+    if (!users) rooms.set(roomId, users = new Set());
+    if (users.has(userId)) return false;
+    users.add(userId);
+    let byUser = this.#remote.get(roomId);
+    if (!byUser) this.#remote.set(roomId, byUser = new Map());
+    let r = byUser.get(userId);
+    if (!r) byUser.set(userId, r = { user, nodes: new Set() });
+    r.user = user;
+    r.nodes.add(node);
+    return true;
+  }
+
+  /** Records that `node` no longer has the user in the room; false when it was not known. */
+  #remoteRemove(node: string, roomId: number, userId: number): boolean {
+    const rooms = this.#byNode.get(node);
+    const users = rooms?.get(roomId);
+    if (!users?.delete(userId)) return false;
+    if (users.size === 0) rooms!.delete(roomId);
+    if (rooms!.size === 0) this.#byNode.delete(node);
+    const byUser = this.#remote.get(roomId)!;
+    const r = byUser.get(userId)!;
+    r.nodes.delete(node);
+    if (r.nodes.size === 0) byUser.delete(userId);
+    if (byUser.size === 0) this.#remote.delete(roomId);
+    return true;
+  }
+
+  /**
+   * Replaces what is known of another node's presence with `rooms` (empty: the node is gone),
+   * announcing to local members each user who thereby came online or went offline here.
+   */
+  #presenceSync(node: string, rooms: PresenceRoom[]): void {
+    if (node === this.#fanout.node) return;
+    const wanted = new Map<number, Map<number, string>>();
+    for (const r of rooms) {
+      this.#roomNames.set(r.roomId, r.room);
+      wanted.set(r.roomId, new Map(r.users.map((u) => [u.userId, u.user])));
+    }
+    const origin: ConnRef = { node, conn: -1 };
+    for (const [roomId, users] of [...(this.#byNode.get(node) ?? [])]) {
+      for (const userId of [...users]) {
+        if (wanted.get(roomId)?.has(userId)) continue;
+        const name = this.#remote.get(roomId)?.get(userId)?.user ?? "";
+        this.#remoteRemove(node, roomId, userId);
+        if (!this.#onlineElsewhere(roomId, userId, node)) {
+          this.#notify(roomId, this.#roomNames.get(roomId) ?? "", name, "leave", origin);
+        }
+      }
+    }
+    for (const [roomId, users] of wanted) {
+      for (const [userId, user] of users) {
+        if (!this.#remoteAdd(node, roomId, userId, user)) continue;
+        if (!this.#onlineElsewhere(roomId, userId, node)) {
+          this.#notify(roomId, this.#roomNames.get(roomId) ?? "", user, "join", origin);
+        }
+      }
+    }
+  }
+
+  /** What this node has online, per room (sent to other nodes by a bus). */
+  presenceSnapshot(): PresenceRoom[] {
+    const out: PresenceRoom[] = [];
+    for (const [roomId, byUser] of this.#rooms) {
+      const users: PresenceRoom["users"] = [];
+      for (const [userId, set] of byUser) {
+        const first = set.values().next().value;
+        if (first) users.push({ userId, user: first.userName });
+      }
+      out.push({ roomId, room: this.#roomNames.get(roomId) ?? "", users });
+    }
+    return out;
+  }
+
+  /**
+   * Catches up after events may have been lost (a bus outage, a gap in a node's sequence): every
+   * stream followed here reads its head from the store and releases, in order, what it had not
+   * seen; cached records are forgotten and online accounts that were disabled or removed are
+   * kicked. Runs one at a time; a request during a run starts one more run after it.
+   */
+  async resync(): Promise<void> {
+    if (this.#resyncing) {
+      this.#resyncAgain = true;
+      return;
+    }
+    const source = this.#source;
+    if (!source) return;
+    this.#resyncing = true;
+    try {
+      do {
+        this.#resyncAgain = false;
+        source.forgetAll?.();
+        await this.#catchUpStreams(source);
+        if (source.revoked) {
+          for (const userId of await source.revoked([...this.#users.keys()])) {
+            for (const m of [...this.sessionsOf(userId)]) {
+              m.kick("kicked", "Your account was disabled or removed by an administrator");
+            }
+          }
+        }
+      } while (this.#resyncAgain);
+    } catch {
+      // The store is down: the next outage or gap asks again; live gaps still read the store.
+    } finally {
+      this.#resyncing = false;
+    }
+  }
+
+  async #catchUpStreams(source: HubSource): Promise<void> {
+    const started = [...this.#streams].filter(([, o]) => o.started);
+    if (started.length === 0) return;
+    const heads = await source.heads(started.map(([k]) => k));
+    for (const [stream, order] of started) {
+      const head = heads.get(stream) ?? 0;
+      while (this.#streams.get(stream) === order && head > order.last) {
+        const from = order.last;
+        const rows = await source.backfill(stream, from, head + 1);
+        if (this.#streams.get(stream) !== order) break;
+        // Rows are every committed message after `from`, in stream order: those past what was
+        // released meanwhile follow it without a gap.
+        for (const ev of rows) if (ev.msg.id > order.last) this.#release(stream, order, ev);
+        this.#drain(stream, order);
+        if (rows.length === 0 || order.last === from) break;
+      }
+    }
   }
 
   // --- membership --------------------------------------------------------------------------
@@ -375,24 +560,39 @@ export class Hub {
     return false;
   }
 
+  /** The name a room had when a session entered it here (or another node announced it). */
+  roomName(roomId: number): string | undefined {
+    return this.#roomNames.get(roomId);
+  }
+
   isSubscribed(m: HubMember, roomId: number): boolean {
     return this.#rooms.get(roomId)?.get(m.userId)?.has(m) ?? false;
   }
 
-  /** Sorted names of users online in a room. */
+  /** Sorted names of users online in a room, on any node. */
   online(roomId: number): string[] {
     const byUser = this.#rooms.get(roomId);
-    if (!byUser) return [];
+    const remote = this.#remote.get(roomId);
     const names: string[] = [];
-    for (const set of byUser.values()) {
-      const first = set.values().next().value;
-      if (first) names.push(first.userName);
+    if (byUser) {
+      for (const set of byUser.values()) {
+        const first = set.values().next().value;
+        if (first) names.push(first.userName);
+      }
+    }
+    if (remote) {
+      for (const [userId, r] of remote) if (!byUser?.has(userId)) names.push(r.user);
     }
     return names.sort((a, b) => a.localeCompare(b));
   }
 
+  /** Users online in a room, on any node. */
   onlineCount(roomId: number): number {
-    return this.#rooms.get(roomId)?.size ?? 0;
+    const byUser = this.#rooms.get(roomId);
+    const remote = this.#remote.get(roomId);
+    let n = byUser?.size ?? 0;
+    if (remote) { for (const userId of remote.keys()) if (!byUser?.has(userId)) n++; }
+    return n;
   }
 
   /** Sessions of a user (empty when offline). */

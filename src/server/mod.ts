@@ -10,6 +10,9 @@ import { seedProtocol } from "./seed_protocol.ts";
 import { prepareDataDir } from "./data_dir.ts";
 import type { Clock } from "./token_bucket.ts";
 import type { Timers } from "./clock.ts";
+import { describeBus, openFanout } from "./bus.ts";
+import type { Fanout } from "./fanout.ts";
+import { NatsFanout } from "./nats_fanout.ts";
 
 export { ChatServer } from "./server.ts";
 export { DB_FILE } from "./data_dir.ts";
@@ -28,6 +31,8 @@ export async function startServer(
     fallback?: FallbackProtocol;
     timers?: Timers;
     wrapStore?: (s: Store) => Store;
+    /** The fan-out to use instead of the one the config names (`bus`). */
+    fanout?: Fanout;
   } = {},
 ): Promise<ChatServer> {
   // Owner-only whatever the umask: refuses a dir others can reach, creates chat.db 0600.
@@ -49,7 +54,21 @@ export async function startServer(
   const opened = await openStore(spec);
   log.info("Store {store}", { store: describeStore(spec) });
   const store = opts.wrapStore ? opts.wrapStore(opened) : opened;
+  let fanout: Fanout | undefined;
   try {
+    fanout = opts.fanout ?? openFanout(config);
+    if (fanout instanceof NatsFanout) {
+      log.info("Bus {bus} as node {node}", { bus: describeBus(config.bus!), node: fanout.node });
+      // Start on the bus when it is there; without it the node serves its own users and
+      // catches up from the store once connected (the database is the truth).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const ok = await Promise.race([
+        fanout.connected().then(() => true),
+        new Promise<false>((r) => timer = setTimeout(() => r(false), BUS_WAIT_MS)),
+      ]);
+      clearTimeout(timer);
+      if (!ok) log.warn("Not on the bus yet; serving this node's clients meanwhile");
+    }
     const server = await ChatServer.start({
       config,
       store,
@@ -58,6 +77,7 @@ export async function startServer(
       clock: opts.clock,
       timers: opts.timers,
       fallback: opts.fallback ?? seedProtocol,
+      fanout,
     });
     const a = server.addr;
     log.info("Listening on {host} port {port} (TLS, ALPN chat/1)", {
@@ -67,7 +87,11 @@ export async function startServer(
     await startAdministration({ server, store, config, certificate: cert.info, clock: opts.clock });
     return server;
   } catch (err) {
+    await fanout?.close();
     await store.close();
     throw err;
   }
 }
+
+/** How long start-up waits for the bus before serving without it. */
+const BUS_WAIT_MS = 5_000;

@@ -1,0 +1,169 @@
+// Three `chat serve` processes on one test PostgreSQL and one nats-server: kill -9 of a node
+// mid-storm (its clients move to the others, no acknowledged message lost), and PostgreSQL
+// stopped and started (sends refused with a retryable error, nothing acked without a commit).
+import { assert, assertEquals } from "../harness/assert.ts";
+import { waitUntil } from "../harness/cluster.ts";
+import { NATS_AVAILABLE, NatsServer } from "../harness/nats.ts";
+import { pgAvailable, startPostgres } from "../harness/postgres.ts";
+import { assertExactlyOnceInOrder, receivedMessages, StormSender } from "../harness/storm.ts";
+import { WireClient } from "../harness/wire_client.ts";
+import { ChildServer } from "../faults/helpers.ts";
+import { generateSelfSigned, writeKeyPairFiles } from "../../src/tls/certificate.ts";
+import { ERRORS } from "../../src/error_catalogue.ts";
+
+const ignore = !NATS_AVAILABLE || !pgAvailable();
+
+const ENV = {
+  CHAT_LIMIT_MESSAGES_PER_SECOND: "100000",
+  CHAT_LIMIT_MESSAGE_BURST: "100000",
+  CHAT_LIMIT_REGISTRATIONS_PER_ADDRESS: "1000",
+  CHAT_LIMIT_SHUTDOWN_GRACE_MS: "500",
+};
+
+/** Three child nodes sharing `store` and `bus`, one certificate for all (as behind a balancer). */
+async function startNodes(store: string, bus: string, n = 3) {
+  const pair = await generateSelfSigned();
+  const dirs: string[] = [];
+  const nodes: ChildServer[] = [];
+  for (let i = 0; i < n; i++) {
+    const dir = await Deno.makeTempDir({ prefix: `chat-node${i}-` });
+    await Deno.chmod(dir, 0o700);
+    await writeKeyPairFiles(dir, pair);
+    dirs.push(dir);
+  }
+  const dispose = async () => {
+    for (const s of nodes) await s[Symbol.asyncDispose]();
+    for (const d of dirs) await Deno.remove(d, { recursive: true });
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      nodes.push(
+        await ChildServer.start({
+          dataDir: dirs[i],
+          env: ENV,
+          args: ["--store", store, "--bus", bus, "--node-name", `p${i}`],
+        }),
+      );
+    }
+  } catch (err) {
+    await dispose();
+    throw err;
+  }
+  return { nodes, certPem: pair.certPem, [Symbol.asyncDispose]: dispose };
+}
+
+Deno.test({
+  name:
+    "cluster on PostgreSQL: kill -9 of one of 3 nodes mid-storm: its senders resend elsewhere, no acknowledged message is lost, readers on the others see each once, in order",
+  ignore,
+  async fn() {
+    await using pg = await startPostgres();
+    await using nats = await NatsServer.start();
+    await using c = await startNodes(await pg.createDatabase(), nats.url);
+    const [p0, p1, p2] = c.nodes;
+    const readers = [
+      await WireClient.login(p1.port, c.certPem, "kr1", { register: true }),
+      await WireClient.login(p2.port, c.certPem, "kr2", { register: true }),
+    ];
+    const senders = await Promise.all(
+      [p0, p0, p1, p2].map((n, i) => StormSender.login(n.port, c.certPem, `ks${i}`, true)),
+    );
+    const acked = () => senders.flatMap((s) => [...s.acked.values()]);
+    try {
+      for (const s of senders) s.start({ room: "general" }, 8, 400);
+      await waitUntil(() => acked().length >= 400, "400 acks", 30_000);
+      p0.kill("SIGKILL");
+      await p0.wait();
+      // p0's senders lost their connection; what they had acked must be everywhere. They resend
+      // what was not acked on another node, with the same cids (duplicates are acked, not stored).
+      await senders[0].closed();
+      await senders[1].closed();
+      const resent: StormSender[] = [];
+      for (const [k, s] of [senders[0], senders[1]].entries()) {
+        const again = await StormSender.login(c.nodes[1 + k].port, c.certPem, s.name, false);
+        resent.push(again);
+        const unanswered = s.sent.filter((cid) => !s.acked.has(cid));
+        await again.resend(unanswered, { room: "general" });
+        for (const [cid, id] of again.acked) {
+          if (s.acked.has(cid)) assertEquals(s.acked.get(cid), id, `${cid} acked twice apart`);
+          s.acked.set(cid, id);
+        }
+      }
+      for (const s of senders.slice(2)) await s.finish();
+      const expected = acked().sort((a, b) => a - b);
+      const newest = expected[expected.length - 1];
+      for (const [i, r] of readers.entries()) {
+        await r.expect((f) => f.type === "msg" && f.id >= newest, 30_000);
+        assertExactlyOnceInOrder(
+          receivedMessages(r).filter((m) => m.room === "general").map((m) => m.id),
+          expected,
+          `reader on p${i + 1}`,
+        );
+      }
+      for (const s of resent) {
+        s.close();
+        await s.closed();
+      }
+    } finally {
+      for (const s of senders) {
+        s.close();
+        await s.closed();
+      }
+      for (const r of readers) {
+        r.close();
+        await r.closed;
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cluster on PostgreSQL: PostgreSQL stopped and started: sends are refused with a retryable error, nothing is acked without a commit, every node serves again",
+  ignore,
+  async fn() {
+    await using pg = await startPostgres();
+    await using nats = await NatsServer.start();
+    await using c = await startNodes(await pg.createDatabase(), nats.url);
+    const clients = await Promise.all(
+      c.nodes.map((n, i) => WireClient.login(n.port, c.certPem, `pr${i}`, { register: true })),
+    );
+    try {
+      const before = await clients[0].say("general", "before");
+      assertEquals(before.type, "ack");
+      await pg.stopServer();
+      for (const cl of clients) {
+        const r = await cl.say("general", "while down");
+        assert(r.type === "error", `refused: ${JSON.stringify(r)}`);
+        assert(
+          ERRORS[r.code as keyof typeof ERRORS]?.retry.kind !== "never",
+          `${r.code} retryable`,
+        );
+      }
+      await pg.startServer();
+      // Each node serves again by itself; the message from p2 reaches p0 and p1.
+      let ack: Awaited<ReturnType<WireClient["say"]>> | null = null;
+      await waitUntil(
+        async () => {
+          ack = await clients[2].say("general", "after");
+          return ack.type === "ack";
+        },
+        "p2 stores again",
+        30_000,
+      );
+      const id = (ack as unknown as { id: number }).id;
+      for (const cl of clients.slice(0, 2)) {
+        await cl.expect((f) => f.type === "msg" && f.id === id, 10_000);
+        await cl.expectNone(
+          (f) => f.type === "msg" && f.body === "while down",
+          "a refused send delivered",
+        );
+      }
+    } finally {
+      for (const cl of clients) {
+        cl.close();
+        await cl.closed;
+      }
+    }
+  },
+});
