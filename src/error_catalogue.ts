@@ -207,6 +207,14 @@ const ERROR_TABLE = {
     meaning: "over the message rate; see `retryAfterMs`",
     defaultMessage: "Cannot send: too many messages, slow down",
   },
+  excess_flood: {
+    scope: "wire",
+    fatal: "yes",
+    retry: never,
+    meaning:
+      "IRC: more than `pacedLinesMax` messages in a row over the rate (they are paced, not refused, until then)",
+    defaultMessage: "Cannot continue: excess flood",
+  },
   storage_failed: {
     scope: "wire",
     fatal: "no",

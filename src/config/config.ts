@@ -3,20 +3,32 @@ import { ChatError } from "../errors.ts";
 import type { WireLimits } from "../protocol/frames.ts";
 
 /** Protocols a listener can serve (src/server/protocols.ts has one adapter per name). */
-export const PROTOCOL_NAMES = ["chat/1", "seed"] as const;
+export const PROTOCOL_NAMES = ["chat/1", "seed", "irc"] as const;
 export type ProtocolName = typeof PROTOCOL_NAMES[number];
 
 /**
- * One listening socket. TLS always; after the handshake the protocol is chosen by the client's
- * ALPN offer: `alpn` maps an ALPN id to a protocol, and the entry `""` is for clients that offer
- * none (a client that offers only ids not listed fails the handshake).
+ * One listening socket. TLS unless `tls` is false; after the handshake the protocol is chosen by
+ * the client's ALPN offer: `alpn` maps an ALPN id to a protocol, and the entry `""` is for
+ * clients that offer none (a client that offers only ids not listed fails the handshake).
  */
 export interface ListenerConfig {
   /** Listen address; "" = all interfaces (IPv6 and IPv4). */
   host: string;
   port: number;
   alpn: Readonly<Record<string, ProtocolName>>;
+  /**
+   * Plain TCP when false (default true): only on a loopback address (127.0.0.0/8, ::1,
+   * localhost), for a local client or a TLS-terminating proxy; then the `""` entry of `alpn`
+   * is the protocol.
+   */
+  tls?: boolean;
 }
+
+/** The IRC port's protocols (`--irc-port`): IRC with ALPN `irc` or without ALPN. */
+export const IRC_ALPN: Readonly<Record<string, ProtocolName>> = Object.freeze({
+  "": "irc",
+  "irc": "irc",
+});
 
 /** The chat port's protocols: chat/1 by ALPN, the seed text protocol without ALPN. */
 export const DEFAULT_ALPN: Readonly<Record<string, ProtocolName>> = Object.freeze({
@@ -34,6 +46,11 @@ export interface ServerConfig {
    * when it does, `host` and `port` (and their flags) set the first one's address.
    */
   listeners: readonly ListenerConfig[];
+  /**
+   * When set, one more listener on `host`:`ircPort` with IRC_ALPN (TLS), after the listeners
+   * above (`chat serve --irc-port 6697`). Default null: no IRC listener.
+   */
+  ircPort: number | null;
   dataDir: string;
   /** Paths to a real certificate and key; when unset a self-signed pair lives in dataDir. */
   certFile: string | null;
@@ -114,6 +131,11 @@ export interface ServerLimits {
   /** Room creation per user: bucket size and refill interval (`throttled` when empty). */
   roomCreateBurst: number;
   roomCreateRefillMs: number;
+  /**
+   * IRC paces messages over the rate instead of refusing them (the connection is read no
+   * further while it waits); this many paced messages in a row is a flood that disconnects.
+   */
+  pacedLinesMax: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -145,6 +167,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   roomsPerUser: 50,
   roomCreateBurst: 5,
   roomCreateRefillMs: 60_000,
+  pacedLinesMax: 300,
 });
 
 /** The limits a server announces in `hello`: the part of `ServerLimits` clients must respect. */
@@ -165,6 +188,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   host: "",
   port: 7443,
   listeners: Object.freeze([Object.freeze({ host: "", port: 7443, alpn: DEFAULT_ALPN })]),
+  ircPort: null,
   dataDir: "./data",
   certFile: null,
   keyFile: null,
@@ -193,6 +217,7 @@ export const ENV_NAMES: Readonly<
 > = {
   host: "CHAT_HOST",
   port: "CHAT_PORT",
+  ircPort: "CHAT_IRC_PORT",
   dataDir: "CHAT_DATA",
   certFile: "CHAT_CERT",
   keyFile: "CHAT_KEY",
@@ -319,10 +344,16 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
   }
   const host = str("host", merged.host);
   const port = int("port", merged.port, 0, 65535);
+  const ircPort = merged.ircPort === null ? null : int("ircPort", merged.ircPort, 0, 65535);
+  const listeners = checkListeners(merged.listeners, host, port);
   const config: ServerConfig = {
     host,
     port,
-    listeners: checkListeners(merged.listeners, host, port),
+    listeners: ircPort === null ? listeners : Object.freeze([
+      ...listeners,
+      Object.freeze({ host, port: ircPort, alpn: IRC_ALPN }),
+    ]),
+    ircPort,
     dataDir: str("dataDir", merged.dataDir),
     certFile: merged.certFile === null ? null : str("certFile", merged.certFile),
     keyFile: merged.keyFile === null ? null : str("keyFile", merged.keyFile),
@@ -401,7 +432,9 @@ function checkListeners(v: unknown, host: string, port: number): readonly Listen
     if (typeof raw !== "object" || raw === null) throw invalid(f, "must be an object");
     const l = raw as Record<string, unknown>;
     for (const k of Object.keys(l)) {
-      if (!["host", "port", "alpn"].includes(k)) throw invalid(`${f}.${k}`, "is not a known field");
+      if (!["host", "port", "alpn", "tls"].includes(k)) {
+        throw invalid(`${f}.${k}`, "is not a known field");
+      }
     }
     // The first listener is the chat port: `host`/`port` (and their flags) say where it is.
     const lHost = i === 0 ? host : str(`${f}.host`, l.host ?? "");
@@ -418,8 +451,26 @@ function checkListeners(v: unknown, host: string, port: number): readonly Listen
     const key = `${lHost}:${lPort}`;
     if (lPort !== 0 && seen.has(key)) throw invalid(f, `repeats ${key}`);
     seen.add(key);
+    if (l.tls !== undefined && typeof l.tls !== "boolean") {
+      throw invalid(`${f}.tls`, "must be a boolean");
+    }
+    if (l.tls === false) {
+      if (!isLoopback(lHost)) {
+        throw invalid(
+          `${f}.tls`,
+          `may be false only on a loopback host (got ${JSON.stringify(lHost)})`,
+        );
+      }
+      if (!alpn[""]) throw invalid(`${f}.alpn`, 'must have a "" entry when tls is false');
+      return Object.freeze({ host: lHost, port: lPort, alpn: Object.freeze(alpn), tls: false });
+    }
     return Object.freeze({ host: lHost, port: lPort, alpn: Object.freeze(alpn) });
   }));
+}
+
+/** True for an address that only this machine can reach: 127.0.0.0/8, ::1 or `localhost`. */
+export function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /** The default configuration as a commented JSON document (`chat serve --print-config`). */

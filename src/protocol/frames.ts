@@ -118,6 +118,12 @@ export type ServerFrame =
     more: boolean;
   }
   | { type: "resumed"; room?: string; dm?: boolean; count: number; more: boolean }
+  /** Conversations with their newest message's time (IRC's CHATHISTORY TARGETS only). */
+  | {
+    type: "conversations";
+    ref?: string;
+    conversations: { room?: string; with?: string; ts: number }[];
+  }
   | { type: "error"; ref?: string; code: string; message: string; retryAfterMs?: number }
   | { type: "ping" }
   | { type: "pong" }

@@ -3,6 +3,8 @@ import { concatBytes } from "./concat_bytes.ts";
 import { ChatError } from "../errors.ts";
 
 const LF = 0x0a;
+/** Stands in for a dropped overlong line (skip mode). */
+const OVERLONG = new Uint8Array(0);
 const CR = 0x0d;
 
 /**
@@ -10,14 +12,21 @@ const CR = 0x0d;
  * Never holds more than `maxLineBytes` of an unfinished line: past that `push` throws
  * `line_too_long` (the caller closes the connection; there is no way to resynchronise safely).
  * A trailing CR before LF is dropped; empty lines are skipped.
+ *
+ * With `overlong: "skip"` (IRC, where ERR_INPUTTOOLONG answers and the connection goes on) an
+ * overlong line is dropped instead, through its LF, and an empty line stands in its place (empty
+ * lines are never otherwise returned), so the caller can say so.
  */
 export class LineSplitter {
   #max: number;
+  #skip: boolean;
+  #discarding = false;
   #parts: Uint8Array[] = [];
   #partBytes = 0;
 
-  constructor(maxLineBytes: number) {
+  constructor(maxLineBytes: number, opts: { overlong?: "fatal" | "skip" } = {}) {
     this.#max = maxLineBytes;
+    this.#skip = opts.overlong === "skip";
   }
 
   /** Bytes of the unfinished line currently held. */
@@ -30,9 +39,22 @@ export class LineSplitter {
     let start = 0;
     while (start < chunk.length) {
       const nl = chunk.indexOf(LF, start);
+      if (this.#discarding) {
+        if (nl === -1) break;
+        this.#discarding = false;
+        lines.push(OVERLONG);
+        start = nl + 1;
+        continue;
+      }
       if (nl === -1) {
         const rest = chunk.length - start;
-        if (this.#partBytes + rest > this.#max + 1) this.#tooLong();
+        if (this.#partBytes + rest > this.#max + 1) {
+          if (!this.#skip) this.#tooLong();
+          this.#parts = [];
+          this.#partBytes = 0;
+          this.#discarding = true;
+          break;
+        }
         // Copy: the caller may reuse its read buffer.
         this.#parts.push(chunk.slice(start));
         this.#partBytes += rest;
@@ -49,7 +71,11 @@ export class LineSplitter {
       }
       start = nl + 1;
       if (line.length > 0 && line[line.length - 1] === CR) line = line.subarray(0, line.length - 1);
-      if (line.length > this.#max) this.#tooLong();
+      if (line.length > this.#max) {
+        if (!this.#skip) this.#tooLong();
+        lines.push(OVERLONG);
+        continue;
+      }
       if (line.length > 0) lines.push(line);
     }
     return lines;

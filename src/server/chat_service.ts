@@ -344,7 +344,12 @@ export class ChatService {
     if (this.#hub.subscribe(s, r.id, r.name)) this.#announce(r, s, "join");
   }
 
-  #announce(r: { id: number; name: string }, s: HubMember, event: "join" | "leave"): void {
+  #announce(
+    r: { id: number; name: string },
+    s: HubMember,
+    event: "join" | "leave",
+    quit = false,
+  ): void {
     this.#hub.fanout.publish({
       kind: "presence",
       roomId: r.id,
@@ -352,6 +357,7 @@ export class ChatService {
       userId: s.userId,
       user: s.userName,
       event,
+      ...(quit ? { quit: true } : {}),
       origin: this.#hub.ref(s.connId),
     });
   }
@@ -362,7 +368,7 @@ export class ChatService {
       if (this.#hub.unsubscribe(s, roomId)) {
         // The cache may have forgotten the room (changed meanwhile); the hub knows its name.
         const name = this.#roomsById.get(roomId)?.name ?? this.#hub.roomName(roomId);
-        if (name !== undefined) this.#announce({ id: roomId, name }, s, "leave");
+        if (name !== undefined) this.#announce({ id: roomId, name }, s, "leave", true);
       }
     }
     for (const stream of [...s.streams]) {
@@ -840,6 +846,152 @@ export class ChatService {
       message: "The password of this account was changed; log in with the new one",
       except: this.#hub.ref(s.connId),
     });
+  /** The rooms a session is in with who is online in each, now (no store read). */
+  roomsOnline(s: ServiceSession): { room: string; users: string[] }[] {
+    const out: { room: string; users: string[] }[] = [];
+    for (const id of s.rooms) {
+      const r = this.#roomsById.get(id);
+      if (r) out.push({ room: r.name, users: this.#hub.online(id) });
+    }
+    return out.sort((a, b) => a.room < b.room ? -1 : 1);
+  }
+
+  /** The topic of a room ("" when it has none); `no_such_room` when it does not exist. */
+  async topic(rawName: string): Promise<{ room: string; topic: string }> {
+    const name = checkRoomName(rawName);
+    const r = await this.#room(name);
+    if (!r || r.archived) throw new ChatError("no_such_room", `Cannot use ${name}: no such room`);
+    return { room: r.name, topic: r.topic };
+  }
+
+  /**
+   * Messages of a room the session is in, or of its DM conversation `with`, in the id range
+   * after < id < before (either bound open), oldest first: the newest `limit` of the range
+   * (`newest`) or the oldest. A bound may be a time (`afterTs`/`beforeTs`, milliseconds), read
+   * as the ids of the messages stored at that time. Trimmed to a quarter of the send queue like
+   * `history`. For IRC's CHATHISTORY.
+   */
+  async historyRange(
+    s: ServiceSession,
+    q: {
+      room?: string;
+      with?: string;
+      after?: number;
+      before?: number;
+      afterTs?: number;
+      beforeTs?: number;
+      around?: number;
+      aroundTs?: number;
+      limit: number;
+      newest: boolean;
+    },
+  ): Promise<{ room?: string; with?: string; messages: WireMessage[] }> {
+    if (q.around !== undefined || q.aroundTs !== undefined) {
+      // Around a reference: the newest half of the limit before it, the rest from it on.
+      const older = Math.floor(q.limit / 2);
+      const base = { room: q.room, with: q.with };
+      const ref = q.around !== undefined
+        ? { before: q.around, after: q.around - 1 }
+        : { beforeTs: q.aroundTs, afterTs: q.aroundTs! - 1 };
+      const a = older > 0
+        ? await this.historyRange(s, {
+          ...base,
+          ...("before" in ref ? { before: ref.before } : { beforeTs: ref.beforeTs }),
+          limit: older,
+          newest: true,
+        })
+        : null;
+      const b = await this.historyRange(s, {
+        ...base,
+        ...("after" in ref ? { after: ref.after } : { afterTs: ref.afterTs }),
+        limit: q.limit - older,
+        newest: false,
+      });
+      return { ...b, messages: [...(a?.messages ?? []), ...b.messages] };
+    }
+    const max = this.#config.limits.historyMax;
+    if (!Number.isSafeInteger(q.limit) || q.limit < 1 || q.limit > max) {
+      throw new ChatError("bad_frame", `Cannot read history: limit must be 1-${max}`);
+    }
+    let room: RoomRecord;
+    let label: { room?: string; with?: string };
+    if (q.room !== undefined) {
+      room = await this.#memberRoom(s, q.room);
+      label = { room: room.name };
+    } else {
+      const dm = await this.#dmRoom(s, q.with!);
+      room = dm.room;
+      label = { with: dm.peer.name };
+    }
+    let after = q.after ?? 0;
+    let before = q.before ?? Number.MAX_SAFE_INTEGER;
+    if (q.afterTs !== undefined) {
+      // Highest id stored at or before that time: ids follow commit order, times follow ids.
+      const r = await this.#store.messageRange({ roomId: room.id, untilTs: q.afterTs + 1 });
+      after = Math.max(after, r.maxId);
+    }
+    if (q.beforeTs !== undefined) {
+      const r = await this.#store.messageRange({ roomId: room.id, untilTs: q.beforeTs });
+      before = Math.min(before, r.maxId + 1);
+    }
+    let rows: MessageRecord[];
+    if (before <= after + 1) rows = [];
+    else if (q.newest) {
+      const page = await this.#store.history(
+        room.id,
+        q.limit,
+        before === Number.MAX_SAFE_INTEGER ? undefined : before,
+      );
+      rows = page.messages.filter((m) => m.id > after);
+    } else {
+      rows = (await this.#store.messagesAfter(room.id, after, q.limit)).filter((m) =>
+        m.id < before
+      );
+    }
+    const budget = this.#config.limits.sendQueueBytes / 4;
+    const messages: WireMessage[] = [];
+    let bytes = 0;
+    const order = q.newest ? [...rows].reverse() : rows;
+    for (const m of order) {
+      const w = await this.toWire(m);
+      bytes += jsonSize(w);
+      if (bytes > budget && messages.length > 0) break;
+      messages.push(w);
+    }
+    if (q.newest) messages.reverse();
+    return { ...label, messages };
+  }
+
+  /**
+   * Conversations of the session's user (its rooms, and its DM peers) whose newest message was
+   * stored in fromTs <= ts <= toTs, oldest first, at most `limit`. DM conversations are found
+   * by name per account, so this reads O(accounts) rows: fine for a business server's size.
+   */
+  async conversations(
+    s: ServiceSession,
+    fromTs: number,
+    toTs: number,
+    limit: number,
+  ): Promise<{ room?: string; with?: string; ts: number }[]> {
+    const out: { room?: string; with?: string; ts: number }[] = [];
+    const lo = Math.min(fromTs, toTs);
+    const hi = Math.max(fromTs, toTs);
+    const consider = async (roomId: number, label: { room?: string; with?: string }) => {
+      const page = await this.#store.history(roomId, 1);
+      const last = page.messages[0];
+      if (last && last.ts >= lo && last.ts <= hi) out.push({ ...label, ts: last.ts });
+    };
+    for (const id of s.rooms) {
+      const r = await this.#roomById(id);
+      if (r) await consider(r.id, { room: r.name });
+    }
+    for (const u of await this.#store.listUsers()) {
+      if (u.removed || u.id === s.userId) continue;
+      const dm = await this.#room(ChatService.dmRoomName(s.userId, u.id));
+      if (dm) await consider(dm.id, { with: u.name });
+    }
+    out.sort((a, b) => a.ts - b.ts);
+    return out.slice(0, limit);
   }
 
   /** Ends every session of a user on every node (admin disable/remove). */

@@ -13,9 +13,27 @@ type RequestFrameType = Exclude<ClientFrameType, "hello" | "ping" | "pong" | "qu
  * A protocol-neutral request: what a codec makes of a client's frame or line. Its fields are
  * those of the chat/1 frame of the same name (docs/PROTOCOL.md §3), with `op` for `type`.
  */
-export type Request = {
-  [O in RequestFrameType]: Omit<Extract<ClientFrame, { type: O }>, "type"> & { op: O };
-}[RequestFrameType];
+export type Request =
+  | {
+    [O in RequestFrameType]: Omit<Extract<ClientFrame, { type: O }>, "type"> & { op: O };
+  }[RequestFrameType]
+  /** A range of a conversation by id or time (IRC CHATHISTORY); see ChatService.historyRange. */
+  | {
+    op: "history_range";
+    ref?: string;
+    room?: string;
+    with?: string;
+    after?: number;
+    before?: number;
+    afterTs?: number;
+    beforeTs?: number;
+    around?: number;
+    aroundTs?: number;
+    limit: number;
+    newest: boolean;
+  }
+  /** Conversations active in a time range (IRC CHATHISTORY TARGETS). */
+  | { op: "conversations"; ref?: string; fromTs: number; toTs: number; limit: number };
 
 export type Op = Request["op"];
 type Args<O extends Op> = Extract<Request, { op: O }>;
@@ -154,6 +172,23 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     postAuth: true,
     run: async (c, r, reply) => {
       reply.send({ type: "history", ...await c.service.history(c.session, r) });
+    },
+  },
+  history_range: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      reply.send({ type: "history", ...await c.service.historyRange(c.session, r), more: false });
+    },
+  },
+  conversations: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      reply.send({
+        type: "conversations",
+        conversations: await c.service.conversations(c.session, r.fromTs, r.toTs, r.limit),
+      });
     },
   },
   passwd: {

@@ -24,6 +24,8 @@ export type FanoutEvent =
     userId: number;
     user: string;
     event: "join" | "leave";
+    /** A `leave` because the user went offline (their last session ended), not a part. */
+    quit?: boolean;
     origin: ConnRef;
   }
   /**

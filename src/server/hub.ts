@@ -14,6 +14,8 @@ export type HubEvent =
     room: string;
     user: string;
     event: "join" | "leave";
+    /** A `leave` because the user went offline, not a part (IRC shows QUIT for it). */
+    quit?: boolean;
     /** Names online in the room after the change (computed once, on first use). */
     online: () => string[];
   };
@@ -291,7 +293,7 @@ export class Hub {
     }
     // Someone else still (or already) has the user online there: the cluster's view is the same.
     if (this.#onlineElsewhere(ev.roomId, ev.userId, node)) return;
-    this.#notify(ev.roomId, ev.room, ev.user, ev.event, ev.origin);
+    this.#notify(ev.roomId, ev.room, ev.user, ev.event, ev.origin, ev.quit === true);
   }
 
   #notify(
@@ -300,10 +302,18 @@ export class Hub {
     user: string,
     event: "join" | "leave",
     origin: ConnRef,
+    quit = false,
   ): void {
     this.#toRoom(
       roomId,
-      { kind: "presence", room, user, event, online: once(() => this.online(roomId)) },
+      {
+        kind: "presence",
+        room,
+        user,
+        event,
+        ...(quit ? { quit: true } : {}),
+        online: once(() => this.online(roomId)),
+      },
       origin,
       0,
     );

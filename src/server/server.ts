@@ -10,7 +10,7 @@ import { ChatService } from "./chat_service.ts";
 import { type Fanout, LocalFanout } from "./fanout.ts";
 import { Hub } from "./hub.ts";
 import { PasswordHasher } from "./password_hasher.ts";
-import { type ProtocolFactory, PROTOCOLS } from "./protocols.ts";
+import { type LineFraming, lineFraming, type ProtocolFactory, PROTOCOLS } from "./protocols.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
 import { LineTransport } from "./transport.ts";
@@ -35,12 +35,19 @@ export interface StartOptions {
   timers?: Timers;
 }
 
+/** A protocol a listener serves under one ALPN id. */
+interface Served {
+  create: ProtocolFactory;
+  framing: LineFraming;
+}
+
 /** A bound listener and what it serves. */
 interface Listening {
   config: ListenerConfig;
-  listener: Deno.TlsListener;
+  /** A TLS listener, or a plain TCP one (`tls: false`, loopback only). */
+  listener: Deno.Listener;
   loop: Promise<void>;
-  protocols: Map<string, ProtocolFactory>;
+  protocols: Map<string, Served>;
 }
 
 /** Live numbers for `chat admin stats` and benchmarks. */
@@ -94,7 +101,7 @@ export class ChatServer {
   #clock: Clock;
   #sessions = new Set<Session>();
   /** Sockets accepted but not yet past the TLS handshake. */
-  #handshaking = new Map<Deno.TlsConn, number>();
+  #handshaking = new Map<Deno.Conn, number>();
   #perAddress = new Map<string, number>();
   #sweeper: TimerHandle | undefined;
   #timers: Timers;
@@ -103,7 +110,7 @@ export class ChatServer {
   #lagMax = 0;
   #stalls = 0;
   /** Listeners replaced by reloadCertificate: their accept loops end quietly. */
-  #retired = new WeakSet<Deno.TlsListener>();
+  #retired = new WeakSet<Deno.Listener>();
   #reloading: Promise<void> = Promise.resolve();
   #closeHooks: (() => Promise<void> | void)[] = [];
   #stopping = false;
@@ -172,9 +179,14 @@ export class ChatServer {
     const listening: Listening[] = [];
     try {
       opts.config.listeners.forEach((lc, i) => {
-        const protocols = new Map<string, ProtocolFactory>();
-        for (const [id, name] of Object.entries(lc.alpn)) protocols.set(id, PROTOCOLS[name]);
-        if (i === 0 && opts.fallback) protocols.set("", opts.fallback);
+        const l = opts.config.limits;
+        const protocols = new Map<string, Served>();
+        for (const [id, name] of Object.entries(lc.alpn)) {
+          protocols.set(id, { create: PROTOCOLS[name], framing: lineFraming(name, l) });
+        }
+        if (i === 0 && opts.fallback) {
+          protocols.set("", { create: opts.fallback, framing: lineFraming(undefined, l) });
+        }
         listening.push({
           config: lc,
           listener: bind(lc, opts.certPem, opts.keyPem),
@@ -231,7 +243,7 @@ export class ChatServer {
     const listener = li.listener;
     let backoffMs = 0;
     while (!this.#stopping && !this.#retired.has(listener)) {
-      let conn: Deno.TlsConn;
+      let conn: Deno.Conn;
       try {
         conn = await listener.accept();
       } catch (err) {
@@ -261,7 +273,7 @@ export class ChatServer {
     }
   }
 
-  async #admit(conn: Deno.TlsConn, li: Listening): Promise<void> {
+  async #admit(conn: Deno.Conn, li: Listening): Promise<void> {
     const remote = normalizeAddress(conn.remoteAddr);
     const l = this.config.limits;
     // Counted per address, IPv6 per /ipv6PrefixBits (one host holds a whole /64).
@@ -272,14 +284,17 @@ export class ChatServer {
     this.#perAddress.set(key, fromHere + 1);
     let session: Session | null = null;
     try {
-      const hs = await conn.handshake();
+      // A plain listener (loopback only) has no handshake and no ALPN: its "" protocol.
+      const alpn = li.config.tls === false
+        ? ""
+        : (await (conn as Deno.TlsConn).handshake()).alpnProtocol ?? "";
       this.#handshaking.delete(conn);
       if (this.#stopping) {
         conn.close();
         return;
       }
-      const factory = li.protocols.get(hs.alpnProtocol ?? "");
-      if (!factory) {
+      const served = li.protocols.get(alpn);
+      if (!served) {
         conn.close(); // rustls refuses unlisted ids; only a client without ALPN lands here
         return;
       }
@@ -292,8 +307,11 @@ export class ChatServer {
           { fatal: true },
         )
         : null;
-      session = new Session(new LineTransport(conn, remote, l.maxLineBytes), this.#deps);
-      const adapter = factory(session);
+      const transport = new LineTransport(conn, remote, served.framing.maxLineBytes, {
+        overlong: served.framing.overlong,
+      });
+      session = new Session(transport, this.#deps);
+      const adapter = served.create(session);
       session.setAdapter(adapter);
       this.#sessions.add(session);
       if (refusal) {
@@ -402,13 +420,14 @@ export class ChatServer {
     this.#keyPem = keyPem;
     let failure: ChatError | null = null;
     for (const li of this.#listening) {
+      if (li.config.tls === false) continue; // no certificate to change
       const old = li.listener;
       const port = (old.addr as Deno.NetAddr).port;
       const at = { ...li.config, port };
       this.#retired.add(old);
       old.close();
       await li.loop;
-      let listener: Deno.TlsListener | null = null;
+      let listener: Deno.Listener | null = null;
       let lastError: unknown;
       // The old socket is released asynchronously once its pending accept is cancelled.
       for (let attempt = 0; attempt < 200 && !listener; attempt++) {
@@ -505,8 +524,15 @@ async function withDeadline(p: Promise<unknown>, deadline: number): Promise<void
   clearTimeout(timer);
 }
 
-function bind(l: ListenerConfig, cert: string, key: string): Deno.TlsListener {
+/**
+ * Binds a listener: TLS, or with `tls: false` (validated to a loopback host by the config) plain
+ * TCP; that path is only the bind, the rest of a connection's life is the same.
+ */
+function bind(l: ListenerConfig, cert: string, key: string): Deno.Listener {
   try {
+    if (l.tls === false) {
+      return Deno.listen({ hostname: l.host === "" ? "::" : l.host, port: l.port });
+    }
     return Deno.listenTls({
       hostname: l.host === "" ? "::" : l.host,
       port: l.port,

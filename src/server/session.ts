@@ -144,6 +144,14 @@ export class Session implements HubMember, CommandContext {
   /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
   #loginStartedAt = 0;
   #loginMs = 0;
+  /** Messages in a row that waited for a token (paced sessions). */
+  #pacedRun = 0;
+  /**
+   * Pace messages over the rate instead of refusing them with `rate_limited` (IRC, whose clients
+   * expect a slow server, not an error): the request waits for a token, and since the session
+   * handles one message at a time, nothing more is read meanwhile (TCP holds the rest).
+   */
+  paceMessages = false;
   /** Requests read and not yet answered in full, and who waits for none to be left. */
   #open = 0;
   #settledWaiters: (() => void)[] = [];
@@ -277,7 +285,10 @@ export class Session implements HubMember, CommandContext {
         stopping: this.#draining,
         config: this.#deps.service.config,
       });
-      if (spec.charge === "message") this.#chargeMessage();
+      if (spec.charge === "message") {
+        if (this.paceMessages) await this.#paceMessage();
+        else this.#chargeMessage();
+      }
     } catch (err) {
       this.#answerError(slot, err);
       return;
@@ -303,6 +314,39 @@ export class Session implements HubMember, CommandContext {
         retryAfterMs: wait,
       });
     }
+  }
+
+  /**
+   * Waits for a token of the message bucket (on the injected timers). More than `pacedLinesMax`
+   * messages in a row that had to wait is a sustained flood: `excess_flood`, fatal.
+   */
+  async #paceMessage(): Promise<void> {
+    if (this.#deps.limits.messagesPerSecond <= 0) return;
+    let wait = this.#bucket.take();
+    if (wait === 0) {
+      this.#pacedRun = 0;
+      return;
+    }
+    if (++this.#pacedRun > this.#deps.limits.pacedLinesMax) {
+      throw new ChatError("excess_flood", "Cannot continue: excess flood", { fatal: true });
+    }
+    while (wait > 0) {
+      await new Promise<void>((r) => this.#deps.timers.setTimeout(r, wait));
+      if (this.#closed || this.#draining) {
+        throw new ChatError("shutting_down", "Cannot send: the server is stopping");
+      }
+      wait = this.#bucket.take();
+    }
+  }
+
+  /**
+   * Writes bytes that answer no request of the table (a protocol's own replies: IRC's PONG,
+   * CAP, numerics) in reply order: after the replies to every request read before.
+   */
+  writeInOrder(bytes: Uint8Array): void {
+    const slot = this.#openSlot(null);
+    this.replyBytes(slot, bytes);
+    this.#closeSlot(slot);
   }
 
   /**

@@ -40,10 +40,19 @@ export class LineTransport implements MessageTransport {
   #buf = new Uint8Array(READ_BUFFER_MIN);
   #smallReads = 0;
 
-  constructor(conn: ByteConn, remote: string, maxLineBytes: number) {
+  /**
+   * `overlong: "skip"`: a line over the cap is dropped and read as an empty message (see
+   * LineSplitter) instead of ending the connection.
+   */
+  constructor(
+    conn: ByteConn,
+    remote: string,
+    maxLineBytes: number,
+    opts: { overlong?: "fatal" | "skip" } = {},
+  ) {
     this.#conn = conn;
     this.remote = remote;
-    this.#splitter = new LineSplitter(maxLineBytes);
+    this.#splitter = new LineSplitter(maxLineBytes, opts);
   }
 
   async read(): Promise<Uint8Array[] | null> {

@@ -1,0 +1,141 @@
+// Owns how chat messages and presence look on IRC: PRIVMSG/JOIN/PART/QUIT lines with the IRCv3
+// tags a connection negotiated, one shared encoder per tag set so fan-out still encodes once each.
+import type { WireMessage } from "../protocol/frames.ts";
+import { type IrcMessage, serializeIrc } from "../protocol/irc_codec.ts";
+import type { EventEncoder, HubEvent } from "./hub.ts";
+
+/** The server's name in prefixes and numerics. */
+export const IRC_SERVER_NAME = "chat.server";
+/** Version in RPL_YOURHOST / RPL_MYINFO. */
+export const IRC_VERSION = "chat-0.1.0";
+
+/** Tag sets of deliveries: bits of the capabilities that change a delivered line. */
+export const TAG_TIME = 1; // server-time
+export const TAG_MSGID = 2; // message-tags (msgid)
+export const TAG_ACCOUNT = 4; // account-tag
+
+const enc = new TextEncoder();
+
+/** `nick!nick@chat`: accounts are nicks; no address is ever shown. */
+export function hostmask(nick: string): string {
+  return `${nick}!${nick}@chat`;
+}
+
+/** A channel for a room name. */
+export function channelOf(room: string): string {
+  return "#" + room;
+}
+
+// C0 (TAB too), DEL, C1 and bidi controls: never shown to a terminal from text we did not check.
+// deno-lint-ignore no-control-regex
+const UNSAFE_RE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text a client sent, safe to echo in a reply: controls replaced, at most `max` characters. */
+export function clean(text: string, max = 64): string {
+  const t = text.toWellFormed().replace(UNSAFE_RE, "?");
+  return t.length > max ? t.slice(0, max) : t;
+}
+
+/** Stored text (a topic) as one safe trailing param. */
+export function safeText(text: string): string {
+  return text.toWellFormed().replace(UNSAFE_RE, " ");
+}
+
+/** A message body as IRC text: a stored `/me x` is a CTCP ACTION. */
+export function ircText(body: string): string {
+  return body.startsWith("/me ") ? `\x01ACTION ${body.slice(4)}\x01` : body;
+}
+
+/**
+ * Cuts `text` into pieces of at most `maxBytes` UTF-8 bytes, at a space when one is near the end
+ * and never inside a character. A CTCP ACTION is cut into several ACTIONs.
+ */
+export function splitText(text: string, maxBytes: number): string[] {
+  if (enc.encode(text).length <= maxBytes) return [text];
+  const action = text.startsWith("\x01ACTION ") && text.endsWith("\x01");
+  const inner = action ? text.slice(8, -1) : text;
+  const room = action ? maxBytes - 9 : maxBytes;
+  const out: string[] = [];
+  let rest = inner;
+  while (rest.length > 0) {
+    let bytes = 0;
+    let cut = 0;
+    for (const ch of rest) {
+      const n = enc.encode(ch).length;
+      if (bytes + n > room) break;
+      bytes += n;
+      cut += ch.length;
+    }
+    if (cut < rest.length) {
+      const sp = rest.lastIndexOf(" ", cut);
+      if (sp > cut / 2) cut = sp + 1;
+    }
+    out.push(rest.slice(0, cut));
+    rest = rest.slice(cut);
+  }
+  return action ? out.map((p) => `\x01ACTION ${p}\x01`) : out;
+}
+
+/** Where a message shows on IRC: its channel, or for a DM the recipient's nick. */
+export function targetOf(m: Pick<WireMessage, "room" | "to">): string {
+  return m.room !== undefined ? channelOf(m.room) : m.to ?? "*";
+}
+
+/**
+ * The PRIVMSG lines of one message: one line each of at most 512 bytes without tags, with the
+ * tags of `mask`; `extra` tags (batch, label) go on every line. A long body from a chat/1 user
+ * (up to maxBodyBytes) becomes several lines; msgid is on the first only, so a client that
+ * deduplicates by msgid keeps every piece.
+ */
+export function messageLines(
+  m: WireMessage,
+  mask: number,
+  extra?: Record<string, string>,
+): IrcMessage[] {
+  const source = hostmask(m.from);
+  const target = targetOf(m);
+  // ":" source " PRIVMSG " target " :" text CR LF <= 512
+  const room = 512 - (1 + enc.encode(source).length + 9 + enc.encode(target).length + 2 + 2);
+  const parts = splitText(ircText(m.body), room);
+  return parts.map((text, i) => {
+    const tags: Record<string, string> = { ...extra };
+    if (mask & TAG_TIME) tags.time = new Date(m.ts).toISOString();
+    if (mask & TAG_MSGID && i === 0) tags.msgid = String(m.id);
+    if (mask & TAG_ACCOUNT) tags.account = m.from;
+    return { tags, source, command: "PRIVMSG", params: [target, text] };
+  });
+}
+
+/** Serialises several messages into one buffer. */
+export function lineBytes(msgs: IrcMessage[]): Uint8Array {
+  let s = "";
+  for (const m of msgs) {
+    s += serializeIrc(m.tags && Object.keys(m.tags).length === 0 ? { ...m, tags: undefined } : m);
+  }
+  return enc.encode(s);
+}
+
+function encodeFor(mask: number, ev: HubEvent): Uint8Array | null {
+  if (ev.kind === "msg") return lineBytes(messageLines(ev.msg, mask));
+  const source = hostmask(ev.user);
+  const tags: Record<string, string> = {};
+  if (mask & TAG_ACCOUNT) tags.account = ev.user;
+  if (ev.event === "join") {
+    return lineBytes([{ tags, source, command: "JOIN", params: [channelOf(ev.room)] }]);
+  }
+  if (ev.quit) return lineBytes([{ tags, source, command: "QUIT", params: ["Quit"] }]);
+  return lineBytes([{ tags, source, command: "PART", params: [channelOf(ev.room)] }]);
+}
+
+const ENCODERS: EventEncoder[] = [];
+
+/**
+ * The shared encoder for a tag set (a mask of TAG_*): every IRC connection with the same tags
+ * shares it, so the hub encodes a delivery once per tag set in use, not once per connection.
+ */
+export function ircEncoder(mask: number): EventEncoder {
+  return ENCODERS[mask] ??= { encodeEvent: (ev) => encodeFor(mask, ev) };
+}
+
+/** Before registration ends an IRC client is shown nothing (its burst is the start). */
+export const SILENT_ENCODER: EventEncoder = { encodeEvent: () => null };
