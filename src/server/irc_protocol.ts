@@ -194,7 +194,8 @@ export class IrcProtocol implements ProtocolAdapter {
     const r = errorReply(code, p.command);
     const ctx = { command: p.command, target: p.target, message, sub: p.sub };
     if ("numeric" in r) return [this.#numeric(r.numeric, ...r.params(ctx), message)];
-    if (this.#caps.has("standard-replies")) {
+    // CHATHISTORY's failures are FAIL by its own spec; others need standard-replies.
+    if (this.#caps.has("standard-replies") || p.command === "CHATHISTORY") {
       return [this.#server("FAIL", p.command, r.fail, ...(r.context?.(ctx) ?? []), message)];
     }
     return [this.#server("NOTICE", this.#me, message)];
@@ -475,7 +476,7 @@ export class IrcProtocol implements ProtocolAdapter {
       case "PING":
         return this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0] ?? "")], label);
       case "PONG":
-        return;
+        return this.#send([], label);
       case "CAP":
         return this.#cap(m, label);
       case "NICK":
@@ -835,10 +836,11 @@ export class IrcProtocol implements ProtocolAdapter {
           if (req.op === "register") this.#registerMessage = frame.message;
           return null; // the registration dialogue answers (904, 464)
         }
+        // A fatal error ends the connection: ERROR is the last line, whatever caused it.
+        if (errorInfo(frame.code)?.fatal === "yes") {
+          return this.#bytes([this.#server("ERROR", frame.message)]);
+        }
         if (!p) {
-          if (errorInfo(frame.code)?.fatal === "yes") {
-            return this.#bytes([this.#server("ERROR", frame.message)]);
-          }
           return this.#bytes(
             this.#errorLines(frame.code, frame.message, { command: "*", target: "" }),
           );
