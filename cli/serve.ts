@@ -13,6 +13,7 @@ import type { CliContext } from "./context.ts";
 interface ServeFlags {
   host?: string;
   port?: string;
+  ircPort?: string;
   data?: string;
   store?: string;
   cert?: string;
@@ -35,6 +36,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .description("Run the chat server (TLS only; self-signed certificate on first start)")
     .option("--host <addr>", "listen address (default: all interfaces, IPv6 and IPv4)")
     .option("--port <n>", "TCP port (default 7443)")
+    .option("--irc-port <n>", "also serve IRC over TLS on this port (off by default; docs/IRC.md)")
     .option(
       "--data <dir>",
       "data directory: database, generated key and certificate (default ./data)",
@@ -60,7 +62,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option("--print-config", "print the default configuration and exit")
     .addHelpText(
       "after",
-      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_DATA, CHAT_STORE, CHAT_STORE_POOL_SIZE,\n" +
+      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_IRC_PORT, CHAT_DATA, CHAT_STORE, CHAT_STORE_POOL_SIZE,\n" +
         "CHAT_STORE_CONNECT_TIMEOUT_MS, CHAT_CERT, CHAT_KEY, CHAT_REGISTRATION,\n" +
         "CHAT_LOG_FORMAT, CHAT_LOG_LEVEL, CHAT_BUS, CHAT_BUS_CLUSTER, CHAT_BUS_CA, CHAT_BUS_CERT,\n" +
         "CHAT_BUS_KEY, CHAT_NODE_NAME, CHAT_LIMIT_<NAME> (e.g. CHAT_LIMIT_MAX_CONNECTIONS).\n" +
@@ -75,6 +77,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
       const flagLayer = {
         host: flags.host,
         port: flags.port,
+        ircPort: flags.ircPort,
         dataDir: flags.data,
         store: flags.store,
         certFile: flags.cert,

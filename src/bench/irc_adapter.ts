@@ -60,8 +60,8 @@ class IrcClient extends LineClient implements BenchClient {
 }
 
 /**
- * IRC over TLS (no ALPN). The account is the nick; passwords are not used (an IRC server's
- * registration is free). Ready after RPL_WELCOME (001) and the end of NAMES (366) of the channel.
+ * IRC over TLS (no ALPN). The account is the nick, its password goes in PASS (ignored by an IRC
+ * server without a connection password). Ready after RPL_WELCOME (001) and the end of NAMES (366) of the channel.
  */
 export const IRC_ADAPTER: ProtocolAdapter = {
   name: "irc",
@@ -77,7 +77,9 @@ export const IRC_ADAPTER: ProtocolAdapter = {
     c.maxWriteBytes = 1024;
     try {
       const nick = o.credentials.user;
-      c.write(`NICK ${nick}\r\nUSER ${nick} 0 * :chat bench\r\n`);
+      // PASS: our server's account password (a new name registers when registration is open);
+      // servers without a connection password, such as a default ngircd, ignore it.
+      c.write(`PASS ${o.credentials.password}\r\nNICK ${nick}\r\nUSER ${nick} 0 * :chat bench\r\n`);
       const welcome = await c.waitLine(
         (l) => /^:\S+ (001|4\d\d) /.test(l) || /^ERROR/.test(l),
         left(),
@@ -88,7 +90,8 @@ export const IRC_ADAPTER: ProtocolAdapter = {
       const chan = ircChannel(o.room);
       c.write(`JOIN ${chan}\r\n`);
       const names = await c.waitLine(
-        (l) => /^:\S+ (366|4\d\d) /.test(l) || /^ERROR/.test(l),
+        // 422 (ERR_NOMOTD) ends a registration burst; it is not a refusal of the JOIN.
+        (l) => /^:\S+ (366|4(?!22)\d\d) /.test(l) || /^ERROR/.test(l),
         left(),
       );
       if (!/^:\S+ 366 /.test(names)) {

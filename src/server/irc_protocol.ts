@@ -2,12 +2,7 @@
 // the command table (JOIN → join, PRIVMSG → send, …), IRCv3 capabilities, and replies in IRC.
 import { errorInfo } from "../error_catalogue.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
-import {
-  type IrcMessage,
-  IrcParseError,
-  parseIrcLine,
-  serializeIrc,
-} from "../protocol/irc_codec.ts";
+import { type IrcMessage, IrcParseError, parseIrcLine } from "../protocol/irc_codec.ts";
 import type { Request } from "./commands.ts";
 import type { EventEncoder, Hub } from "./hub.ts";
 import {
@@ -49,8 +44,10 @@ const AWAY_LEN = 200;
 const SASL_MAX = 1600;
 /** IRC formatting (bold, colour, italics, …): stripped from what IRC users send. */
 // deno-lint-ignore no-control-regex
-const FORMATTING_RE =
-  /\x03(?:\d{1,2}(?:,\d{1,2})?)?|\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?|[\x02\x0f\x11\x16\x1d\x1e\x1f]/g;
+const FORMATTING_RE = new RegExp(
+  "\\x03(?:\\d{1,2}(?:,\\d{1,2})?)?|\\x04(?:[0-9a-fA-F]{6}(?:,[0-9a-fA-F]{6})?)?|[\\x02\\x0f\\x11\\x16\\x1d\\x1e\\x1f]",
+  "g",
+);
 const NICK_RE = /^[A-Za-z][A-Za-z0-9_-]{1,31}$/;
 const LABEL_RE = /^[\x21-\x7e]{1,64}$/;
 /** Who is away, per hub (one server), for AWAY, WHO flags and RPL_AWAY: node-local, IRC-only. */
@@ -649,6 +646,7 @@ export class IrcProtocol implements ProtocolAdapter {
     let text = p[1];
     if (text.startsWith("\x01")) {
       // CTCP: ACTION (/me) is a message; every other request (VERSION, PING, DCC, …) is dropped.
+      // deno-lint-ignore no-control-regex
       const m = /^\x01ACTION (.*?)\x01?$/s.exec(text);
       if (!m) return quiet ? undefined : this.#send([], label);
       text = "/me " + m[1];

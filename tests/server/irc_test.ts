@@ -119,7 +119,7 @@ Deno.test("IRC: PASS creates the account named by NICK when registration is open
     await c.expectClosed();
   }
   // The chat/1 side logs in with the password the IRC client chose.
-  await using w = await WireClient.login(ts.port, ts.certPem, "carol", {
+  await using _w = await WireClient.login(ts.port, ts.certPem, "carol", {
     password: "first-password",
   });
 });
