@@ -846,6 +846,8 @@ export class ChatService {
       message: "The password of this account was changed; log in with the new one",
       except: this.#hub.ref(s.connId),
     });
+  }
+
   /** The rooms a session is in with who is online in each, now (no store read). */
   roomsOnline(s: ServiceSession): { room: string; users: string[] }[] {
     const out: { room: string; users: string[] }[] = [];

@@ -401,9 +401,13 @@ export class IrcProtocol implements ProtocolAdapter {
   async #welcome(): Promise<void> {
     const u = this.s.user!;
     const l = this.s.limits;
-    const rooms = await this.s.service.rooms(this.s);
+    const topics = new Map<string, string>();
+    for (const r of this.s.service.roomsOnline(this.s)) {
+      try {
+        topics.set(r.room, (await this.s.service.topic(r.room)).topic);
+      } catch { /* archived meanwhile */ }
+    }
     if (this.s.closed) return;
-    const topics = new Map(rooms.map((r) => [r.name, r.topic]));
     const tokens = [
       "AWAYLEN=" + AWAY_LEN,
       "CASEMAPPING=ascii",
