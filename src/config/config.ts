@@ -2,9 +2,15 @@
 import { ChatError } from "../errors.ts";
 import type { WireLimits } from "../protocol/frames.ts";
 
-/** Protocols a listener can serve (src/server/protocols.ts has one adapter per name). */
-export const PROTOCOL_NAMES = ["chat/1", "seed"] as const;
+/**
+ * What a listener can serve per ALPN id: a wire protocol (src/server/protocols.ts has one adapter
+ * per name), or `https`: the web app and its WebSocket (src/web/web_service.ts), which carries
+ * chat/1.
+ */
+export const PROTOCOL_NAMES = ["chat/1", "seed", "https"] as const;
 export type ProtocolName = typeof PROTOCOL_NAMES[number];
+/** The names that are a session protocol (everything but `https`). */
+export type SessionProtocolName = Exclude<ProtocolName, "https">;
 
 /**
  * One listening socket. TLS always; after the handshake the protocol is chosen by the client's
@@ -18,9 +24,13 @@ export interface ListenerConfig {
   alpn: Readonly<Record<string, ProtocolName>>;
 }
 
-/** The chat port's protocols: chat/1 by ALPN, the seed text protocol without ALPN. */
+/**
+ * The chat port's protocols: chat/1 by ALPN, the web app for browsers (ALPN `http/1.1`), the seed
+ * text protocol without ALPN.
+ */
 export const DEFAULT_ALPN: Readonly<Record<string, ProtocolName>> = Object.freeze({
   "chat/1": "chat/1",
+  "http/1.1": "https",
   "": "seed",
 });
 

@@ -13,7 +13,10 @@ import { PasswordHasher } from "./password_hasher.ts";
 import { type ProtocolFactory, PROTOCOLS } from "./protocols.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
-import { LineTransport } from "./transport.ts";
+import { LineTransport, type MessageTransport } from "./transport.ts";
+import { WebSocketTransport } from "./websocket_transport.ts";
+import { WEB_ASSETS } from "../web/assets.gen.ts";
+import { WebService } from "../web/web_service.ts";
 
 const log = getLogger(["chat", "server"]);
 
@@ -33,6 +36,8 @@ export interface StartOptions {
   fanout?: Fanout;
   /** Monotonic time for pacing and waits (send queues, admission, stream gaps). */
   timers?: Timers;
+  /** The web app sends HSTS (set when the certificate is not self-signed). */
+  hsts?: boolean;
 }
 
 /** A bound listener and what it serves. */
@@ -41,6 +46,8 @@ interface Listening {
   listener: Deno.TlsListener;
   loop: Promise<void>;
   protocols: Map<string, ProtocolFactory>;
+  /** ALPN ids served as HTTPS (the web app; its WebSocket carries chat/1). */
+  https: Set<string>;
 }
 
 /** Live numbers for `chat admin stats` and benchmarks. */
@@ -109,6 +116,9 @@ export class ChatServer {
   #stopping = false;
   #closed: Promise<void> | null = null;
   #deps: SessionDeps;
+  #web: WebService;
+  /** Connections speaking HTTP (not yet, or never, a WebSocket session). */
+  #http = new Set<Deno.TlsConn>();
 
   private constructor(opts: StartOptions, listening: Listening[]) {
     this.config = opts.config;
@@ -164,6 +174,11 @@ export class ChatServer {
       if (lag > this.#lagMax) this.#lagMax = lag;
       if (lag > STALL_MS) this.#stalls++;
     }, LAG_TICK_MS);
+    this.#web = new WebService({
+      assets: WEB_ASSETS,
+      hsts: opts.hsts ?? false,
+      headTimeoutMs: l.handshakeTimeoutMs,
+    });
     for (const li of listening) li.loop = this.#accept(li);
   }
 
@@ -173,13 +188,18 @@ export class ChatServer {
     try {
       opts.config.listeners.forEach((lc, i) => {
         const protocols = new Map<string, ProtocolFactory>();
-        for (const [id, name] of Object.entries(lc.alpn)) protocols.set(id, PROTOCOLS[name]);
+        const https = new Set<string>();
+        for (const [id, name] of Object.entries(lc.alpn)) {
+          if (name === "https") https.add(id);
+          else protocols.set(id, PROTOCOLS[name]);
+        }
         if (i === 0 && opts.fallback) protocols.set("", opts.fallback);
         listening.push({
           config: lc,
           listener: bind(lc, opts.certPem, opts.keyPem),
           loop: Promise.resolve(),
           protocols,
+          https,
         });
       });
     } catch (err) {
@@ -278,8 +298,23 @@ export class ChatServer {
         conn.close();
         return;
       }
-      const factory = li.protocols.get(hs.alpnProtocol ?? "");
-      if (!factory) {
+      const alpn = hs.alpnProtocol ?? "";
+      let factory = li.protocols.get(alpn);
+      let transport: MessageTransport;
+      if (li.https.has(alpn)) {
+        // A browser: HTTP until it upgrades to the WebSocket, which carries chat/1.
+        this.#http.add(conn);
+        const upgrade = await this.#web.serve(conn).finally(() => this.#http.delete(conn));
+        if (!upgrade) return;
+        if (this.#stopping) {
+          conn.close();
+          return;
+        }
+        factory = PROTOCOLS["chat/1"];
+        transport = new WebSocketTransport(conn, remote, l.maxLineBytes, upgrade.leftover);
+      } else if (factory) {
+        transport = new LineTransport(conn, remote, l.maxLineBytes);
+      } else {
         conn.close(); // rustls refuses unlisted ids; only a client without ALPN lands here
         return;
       }
@@ -292,7 +327,7 @@ export class ChatServer {
           { fatal: true },
         )
         : null;
-      session = new Session(new LineTransport(conn, remote, l.maxLineBytes), this.#deps);
+      session = new Session(transport, this.#deps);
       const adapter = factory(session);
       session.setAdapter(adapter);
       this.#sessions.add(session);
@@ -473,7 +508,7 @@ export class ChatServer {
         li.listener.close();
       } catch { /* already closed */ }
     }
-    for (const conn of this.#handshaking.keys()) {
+    for (const conn of [...this.#handshaking.keys(), ...this.#http]) {
       try {
         conn.close();
       } catch { /* gone */ }
