@@ -133,10 +133,19 @@ function receive(f: Frame): void {
 
 // --- server frames ---------------------------------------------------------------------------
 
+/** The server said hello on this connection (a login may be sent). */
+let helloDone = false;
+
 async function onHello(hello: Frame): Promise<void> {
+  helloDone = true;
   state.registration = hello.registration;
   state.maxBodyBytes = hello.limits?.maxBodyBytes ?? state.maxBodyBytes;
   showRegistration();
+  await sendLogin();
+}
+
+/** Logs in on the open connection: the form's attempt, or again after a reconnect. */
+async function sendLogin(): Promise<void> {
   let frame: Record<string, unknown> | null;
   if (pendingLogin) {
     const p = pendingLogin;
@@ -154,8 +163,8 @@ async function onHello(hello: Frame): Promise<void> {
   if (ok.type !== "ok") {
     if (ok.code === "offline") return; // dropped meanwhile: the next hello tries again
     if (pendingLogin) {
+      pendingLogin = null;
       setText(byId("login-error"), ok.message ?? "Cannot log in");
-      conn.stop();
     } else {
       logOut(`Logged out: ${ok.message ?? ok.code}`);
     }
@@ -242,6 +251,7 @@ function onSendError(f: Frame): void {
 }
 
 function onState(s: LinkState, detail: string): void {
+  if (s !== "online") helloDone = false;
   const text =
     { connecting: "Connecting…", online: "Online", offline: "Reconnecting…", stopped: "" }[
       s
@@ -548,6 +558,7 @@ function showChat(): void {
 
 function logOut(message: string): void {
   conn.stop();
+  linkStarted = false;
   forget();
   state.loggedIn = false;
   state.convs.clear();
@@ -559,6 +570,7 @@ function logOut(message: string): void {
   setText(byId("login-error"), message);
   byId<HTMLInputElement>("login-password").value = "";
   byId("login-user").focus();
+  startLink();
 }
 
 function submitLogin(op: "login" | "register"): void {
@@ -571,6 +583,14 @@ function submitLogin(op: "login" | "register"): void {
   }
   setText(byId("login-error"), "");
   pendingLogin = { op, user, password, invite };
+  if (helloDone) void sendLogin();
+  else if (!linkStarted) startLink();
+}
+
+let linkStarted = false;
+
+function startLink(): void {
+  linkStarted = true;
   conn.start();
 }
 
@@ -752,3 +772,5 @@ function wire(): void {
 }
 
 wire();
+// Connect at once: the server's hello says whether the form offers registration.
+startLink();
