@@ -206,3 +206,66 @@ browserTest("browser: the CSP blocks an injected inline script", async () => {
   assertEquals(result.ran, undefined);
   assert(result.directive.startsWith("script-src"), result.directive);
 });
+
+browserTest(
+  "browser: a room with 1,000 messages renders them at once (docs/PERFORMANCE.md, target < 100 ms)",
+  async () => {
+    await using ts = await startTestServer();
+    await using seeder = await WireClient.login(ts.port, ts.certPem, "seeder", { register: true });
+    await using member = await WireClient.login(ts.port, ts.certPem, "reader", { register: true });
+    for (const c of [seeder, member]) {
+      c.send({ type: "join", room: "big", ref: "j" });
+      await c.expect((f) => f.type === "ok" && f.ref === "j");
+    }
+    const n = 1000;
+    const lines = [];
+    for (let i = 0; i < n; i++) {
+      const body = `message ${i}: ` + "lorem ipsum dolor sit amet ".repeat(1 + (i % 4));
+      lines.push(JSON.stringify({ type: "send", cid: `b${i}`, ref: `b${i}`, room: "big", body }));
+    }
+    await seeder.writeAll(lines.join("\n") + "\n");
+    await seeder.expect((f) => f.type === "ack" && f.ref === `b${n - 1}`, 30_000);
+    await using b = await launchBrowser();
+    const page = await b.user();
+    await logIn(page, ts.port, "reader");
+    await page.click("#room-list .conv[data-key='#big']");
+    await page.waitForSelector("#title:text-is('#big')");
+    while (!(await page.isVisible("#history-start"))) {
+      const before = await page.$$eval("#message-list .msg", (e) => e.length);
+      await page.click("#older");
+      await page.waitForFunction(
+        (k) =>
+          document.querySelectorAll("#message-list .msg").length > k ||
+          !document.querySelector("#history-start")!.hasAttribute("hidden"),
+        before,
+      );
+    }
+    assertEquals(await page.$$eval("#message-list .msg", (e) => e.length), n);
+    // First render of the room in a fresh page's DOM: away to #general, then back, timed.
+    await page.click("#room-list .conv[data-key='#general']");
+    const times = await page.evaluate(async () => {
+      const out: { render: number; frame: number }[] = [];
+      for (let run = 0; run < 5; run++) {
+        const away = document.querySelector<HTMLElement>("#room-list .conv[data-key='#general']")!;
+        away.click();
+        const t0 = performance.now();
+        document.querySelector<HTMLElement>("#room-list .conv[data-key='#big']")!.click();
+        void document.body.offsetHeight; // layout included
+        const render = performance.now() - t0;
+        await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+        out.push({ render, frame: performance.now() - t0 });
+      }
+      return out;
+    });
+    assertEquals(await page.$$eval("#message-list .msg", (e) => e.length), n);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const render = median(times.map((t) => t.render));
+    const frame = median(times.map((t) => t.frame));
+    console.log(
+      `first render of 1,000 messages: ${render.toFixed(1)} ms (DOM and layout), ` +
+        `${frame.toFixed(1)} ms to the next frame; runs ${JSON.stringify(times)}`,
+    );
+    // A regression guard with room for a loaded machine; the figure itself is in PERFORMANCE.md.
+    assert(render < 500, `render took ${render} ms`);
+  },
+);

@@ -488,6 +488,10 @@ function renderLists(): void {
   byId("room-list").replaceChildren(...rooms);
   byId("dm-list").replaceChildren(...dms);
   document.title = unread > 0 ? `(${unread}) chat` : "chat";
+  // On a phone the list is behind the menu button: it carries the total.
+  const menu = byId("menu");
+  setText(menu, unread > 0 ? `☰ ${unread}` : "☰");
+  menu.setAttribute("aria-label", unread > 0 ? `Conversations, ${unread} unread` : "Conversations");
 }
 
 function renderPeople(): void {
