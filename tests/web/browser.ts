@@ -1,7 +1,11 @@
-/// <reference lib="dom" />
 // Owns driving Debian's Chromium for the web tests: playwright-core with the system binary (no
 // browser download), a fresh profile per launch, one context per user, all closed on dispose.
 import { type Browser, type BrowserContext, chromium, type Page } from "playwright-core";
+
+// Functions passed to page.evaluate / waitForFunction run in the page: these are its globals
+// (Deno's type check has no DOM library, and mixing one in breaks Deno's own stream types).
+// deno-lint-ignore no-explicit-any
+declare const document: any;
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -81,9 +85,9 @@ export function shownBodies(page: Page): Promise<string[]> {
 export async function waitForBody(page: Page, body: string, timeout = 10_000): Promise<void> {
   await page.waitForFunction(
     (b) =>
-      [...document.querySelectorAll("#message-list .msg[data-id] .body")].some((e) =>
-        e.textContent === b
-      ),
+      [...document.querySelectorAll("#message-list .msg[data-id] .body")].some((
+        e: { textContent: string },
+      ) => e.textContent === b),
     body,
     { timeout },
   );

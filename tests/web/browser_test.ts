@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 // The web app in real Chromium against the real server over HTTPS and WSS on loopback.
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
@@ -6,6 +5,13 @@ import { tempDir } from "../harness/temp_dir.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { HAVE_CHROMIUM, launchBrowser, logIn, shownBodies, waitForBody } from "./browser.ts";
+
+// Functions passed to page.evaluate / waitForFunction run in the page: these are its globals
+// (Deno's type check has no DOM library, and mixing one in breaks Deno's own stream types).
+// deno-lint-ignore no-explicit-any
+declare const document: any;
+// deno-lint-ignore no-explicit-any
+declare const requestAnimationFrame: any;
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 const isType = (t: string) => (f: ServerFrame) => f.type === t;
@@ -61,7 +67,9 @@ browserTest(
     // Presence: the room lists who is online.
     await alice.click("#room-list .conv[data-key='#general']");
     await alice.waitForFunction(() =>
-      [...document.querySelectorAll("#people .person")].map((e) => e.textContent).join(",") ===
+      [...document.querySelectorAll("#people .person")].map((e: { textContent: string }) =>
+        e.textContent
+      ).join(",") ===
         "alice,bob,carol"
     );
   },
@@ -172,12 +180,12 @@ browserTest(
     await waitForBody(page, HOSTILE[HOSTILE.length - 1]);
     assertEquals(await shownBodies(page), HOSTILE);
     const report = await page.evaluate(() => ({
-      pwned: (window as unknown as { __pwned?: number }).__pwned,
+      pwned: (globalThis as unknown as { __pwned?: number }).__pwned,
       elements:
         document.querySelectorAll("#message-list img, #message-list script, #message-list b")
           .length,
       // The 10,000-character word wraps inside the list instead of widening the page.
-      overflow: document.documentElement.scrollWidth > globalThis.innerWidth,
+      overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth,
     }));
     assertEquals(report, { pwned: undefined, elements: 0, overflow: false });
     // U+202E (right-to-left override) is refused by the server: the message shows as not sent.
@@ -195,13 +203,16 @@ browserTest("browser: the CSP blocks an injected inline script", async () => {
   await page.goto(`https://127.0.0.1:${ts.port}/`);
   const result = await page.evaluate(async () => {
     const violation = new Promise<string>((resolve) =>
-      document.addEventListener("securitypolicyviolation", (e) => resolve(e.violatedDirective))
+      document.addEventListener(
+        "securitypolicyviolation",
+        (e: { violatedDirective: string }) => resolve(e.violatedDirective),
+      )
     );
     const s = document.createElement("script");
     s.textContent = "window.__inline = 1";
     document.body.append(s);
     const directive = await violation;
-    return { directive, ran: (window as unknown as { __inline?: number }).__inline };
+    return { directive, ran: (globalThis as unknown as { __inline?: number }).__inline };
   });
   assertEquals(result.ran, undefined);
   assert(result.directive.startsWith("script-src"), result.directive);
@@ -246,10 +257,10 @@ browserTest(
     const times = await page.evaluate(async () => {
       const out: { render: number; frame: number }[] = [];
       for (let run = 0; run < 5; run++) {
-        const away = document.querySelector<HTMLElement>("#room-list .conv[data-key='#general']")!;
+        const away = document.querySelector("#room-list .conv[data-key='#general']")!;
         away.click();
         const t0 = performance.now();
-        document.querySelector<HTMLElement>("#room-list .conv[data-key='#big']")!.click();
+        document.querySelector("#room-list .conv[data-key='#big']")!.click();
         void document.body.offsetHeight; // layout included
         const render = performance.now() - t0;
         await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
