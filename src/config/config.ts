@@ -83,6 +83,11 @@ export interface ServerConfig {
   busKeyFile: string | null;
   /** This node's name in the cluster, unique per node (null: `<hostname>-<pid>`). */
   nodeName: string | null;
+  /**
+   * Bearer token for `GET /metrics` on the web listener (Prometheus text); null (the default)
+   * turns `/metrics` off. At least 16 characters.
+   */
+  metricsToken: string | null;
   limits: ServerLimits;
 }
 
@@ -194,6 +199,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   busCertFile: null,
   busKeyFile: null,
   nodeName: null,
+  metricsToken: null,
   limits: DEFAULT_LIMITS,
 });
 
@@ -222,6 +228,7 @@ export const ENV_NAMES: Readonly<
   busCertFile: "CHAT_BUS_CERT",
   busKeyFile: "CHAT_BUS_KEY",
   nodeName: "CHAT_NODE_NAME",
+  metricsToken: "CHAT_METRICS_TOKEN",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -352,8 +359,12 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     busCertFile: optStr("busCertFile", merged.busCertFile),
     busKeyFile: optStr("busKeyFile", merged.busKeyFile),
     nodeName: merged.nodeName === null ? null : checkToken("nodeName", merged.nodeName),
+    metricsToken: merged.metricsToken === null ? null : str("metricsToken", merged.metricsToken),
     limits: Object.freeze(l),
   };
+  if (config.metricsToken !== null && !/^[\x21-\x7e]{16,}$/.test(config.metricsToken)) {
+    throw invalid("metricsToken", "must be at least 16 printable ASCII characters");
+  }
   if ((config.busCertFile === null) !== (config.busKeyFile === null)) {
     throw invalid("busCertFile/busKeyFile", "must be given together");
   }

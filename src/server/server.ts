@@ -100,6 +100,8 @@ export class ChatServer {
   #keyPem: string;
   #clock: Clock;
   #sessions = new Set<Session>();
+  /** Sessions on a WebSocket (for the per-transport session counts of /metrics). */
+  #webSessions = new WeakSet<Session>();
   /** Sockets accepted but not yet past the TLS handshake. */
   #handshaking = new Map<Deno.TlsConn, number>();
   #perAddress = new Map<string, number>();
@@ -174,10 +176,12 @@ export class ChatServer {
       if (lag > this.#lagMax) this.#lagMax = lag;
       if (lag > STALL_MS) this.#stalls++;
     }, LAG_TICK_MS);
+    const token = opts.config.metricsToken;
     this.#web = new WebService({
       assets: WEB_ASSETS,
       hsts: opts.hsts ?? false,
       headTimeoutMs: l.handshakeTimeoutMs,
+      ...(token !== null ? { metrics: { token, render: () => this.#metrics() } } : {}),
     });
     for (const li of listening) li.loop = this.#accept(li);
   }
@@ -245,6 +249,78 @@ export class ChatServer {
       hasher: this.hasher.stats,
       loop: { maxLagMs: Math.round(maxLag * 10) / 10, stalls: this.#stalls },
     };
+  }
+
+  /** The Prometheus text of `GET /metrics` (docs/OPERATIONS.md "Metrics"). */
+  async #metrics(): Promise<string> {
+    const st = this.stats;
+    const perProtocol = new Map<string, number>();
+    for (const s of this.#sessions) {
+      const key = `protocol="${s.adapter.name}",transport="${
+        this.#webSessions.has(s) ? "websocket" : "tls"
+      }"`;
+      perProtocol.set(key, (perProtocol.get(key) ?? 0) + 1);
+    }
+    const out: string[] = [];
+    const metric = (name: string, type: string, help: string, values: [string, number][]) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of values) out.push(`${name}${labels ? `{${labels}}` : ""} ${v}`);
+    };
+    metric("chat_connections", "gauge", "Open connections, handshakes included.", [[
+      "",
+      st.connections,
+    ]]);
+    metric("chat_sessions", "gauge", "Connections by protocol and transport.", [
+      ...perProtocol,
+    ]);
+    metric("chat_online_sessions", "gauge", "Logged-in sessions.", [["", st.sessions]]);
+    metric("chat_messages_stored_total", "counter", "Messages committed by this node.", [[
+      "",
+      st.messagesStored,
+    ]]);
+    metric("chat_deliveries_total", "counter", "Messages queued to recipients.", [[
+      "",
+      st.deliveries,
+    ]]);
+    metric("chat_send_queue_bytes", "gauge", "Unsent bytes over all send queues.", [[
+      "",
+      st.queuedBytes,
+    ]]);
+    metric("chat_send_queue_max_bytes", "gauge", "Unsent bytes of the fullest queue.", [[
+      "",
+      st.maxQueuedBytes,
+    ]]);
+    metric("chat_hash_queue", "gauge", "Password hashes waiting for a worker.", [[
+      "",
+      st.hasher.queued,
+    ]]);
+    metric("chat_hash_running", "gauge", "Password hashes running.", [["", st.hasher.running]]);
+    metric("chat_hash_busy_total", "counter", "Logins refused busy (hash queue full).", [[
+      "",
+      st.hasher.rejectedBusy,
+    ]]);
+    metric("chat_event_loop_lag_max_ms", "gauge", "Worst event-loop delay since the last read.", [[
+      "",
+      st.loop.maxLagMs,
+    ]]);
+    metric("chat_event_loop_stalls_total", "counter", "Event-loop delays over 20 ms.", [[
+      "",
+      st.loop.stalls,
+    ]]);
+    const store = await this.#store.storageStats();
+    metric("chat_store_messages", "gauge", "Stored messages.", [["", store.messages]]);
+    metric("chat_store_users", "gauge", "Accounts.", [["", store.users]]);
+    for (const [k, v] of Object.entries(store.engine.figures)) {
+      const snake = k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+      const counter = !k.endsWith("Bytes");
+      metric(
+        `chat_store_${snake}${counter ? "_total" : ""}`,
+        counter ? "counter" : "gauge",
+        `Storage engine (${store.engine.name}) figure ${k}.`,
+        [["", v]],
+      );
+    }
+    return out.join("\n") + "\n";
   }
 
   async #accept(li: Listening): Promise<void> {
@@ -328,6 +404,7 @@ export class ChatServer {
         )
         : null;
       session = new Session(transport, this.#deps);
+      if (transport instanceof WebSocketTransport) this.#webSessions.add(session);
       const adapter = factory(session);
       session.setAdapter(adapter);
       this.#sessions.add(session);

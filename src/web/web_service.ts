@@ -51,6 +51,8 @@ export interface WebServiceOptions {
   hsts: boolean;
   /** A request head must arrive within this long (the first and every later one). */
   headTimeoutMs: number;
+  /** `GET /metrics` with `Authorization: Bearer <token>`; absent: `/metrics` is 404. */
+  metrics?: { token: string; render: () => Promise<string> };
 }
 
 /** A connection that asked for the WebSocket and got `101`: the session takes it from here. */
@@ -132,7 +134,7 @@ export class WebService {
         }
         const keepAlive = req.version === "HTTP/1.1" &&
           !headerHas(req.headers.get("connection"), "close");
-        await writeAll(conn, this.#respond(req, keepAlive));
+        await writeAll(conn, await this.#respond(req, keepAlive));
         if (!keepAlive) {
           conn.close();
           return null;
@@ -169,9 +171,28 @@ export class WebService {
     await writeAll(conn, enc.encode(head));
   }
 
-  #respond(req: HttpRequest, keepAlive: boolean): Uint8Array {
+  async #respond(req: HttpRequest, keepAlive: boolean): Promise<Uint8Array> {
     if (req.method !== "GET" && req.method !== "HEAD") {
       return this.#plain(405, "Cannot serve: only GET and HEAD", keepAlive, { Allow: "GET, HEAD" });
+    }
+    const metrics = this.#opts.metrics;
+    if (req.path === "/metrics" && metrics) {
+      if (!sameSecret(req.headers.get("authorization") ?? "", `Bearer ${metrics.token}`)) {
+        return this.#plain(401, "Cannot serve /metrics: a bearer token is required", keepAlive, {
+          "WWW-Authenticate": 'Bearer realm="metrics"',
+        });
+      }
+      const body = enc.encode(await metrics.render());
+      const head = this.#head(
+        200,
+        {
+          "Content-Type": "text/plain; version=0.0.4; charset=utf-8",
+          "Cache-Control": "no-store",
+        },
+        body.length,
+        keepAlive,
+      );
+      return req.method === "HEAD" ? head : concatBytes([head, body]);
     }
     const file = this.#files.get(req.path === "/index.html" ? "/" : req.path);
     if (!file) return this.#plain(404, "Not found", keepAlive);
@@ -237,8 +258,18 @@ export class WebService {
   }
 }
 
+/** Compares secrets in time that depends on their lengths only. */
+function sameSecret(a: string, b: string): boolean {
+  const x = enc.encode(a);
+  const y = enc.encode(b);
+  let diff = x.length ^ y.length;
+  for (let i = 0; i < Math.max(x.length, y.length); i++) diff |= (x[i] ?? 0) ^ (y[i] ?? 0);
+  return diff === 0;
+}
+
 const REASONS: Record<number, string> = {
   200: "OK",
+  401: "Unauthorized",
   304: "Not Modified",
   400: "Bad Request",
   403: "Forbidden",
