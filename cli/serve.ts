@@ -99,6 +99,10 @@ export function registerServe(program: Command, ctx: CliContext): void {
       await setupLogging({ format: config.logFormat, level: config.logLevel });
       const server = await startServer(config, { fallback: ctx.fallbackProtocol });
       ctx.stdout(`chat: listening on port ${server.addr.port}\n`);
+      const url = Object.values(config.listeners[0].alpn).includes("https")
+        ? webUrl(config.host, server.addr.port)
+        : null;
+      if (url) ctx.stdout(`chat: web app at ${url} (open it in a browser)\n`);
       const stopped = new Promise<void>((resolve) => {
         const stop = () => {
           Deno.removeSignalListener("SIGINT", stop);
@@ -110,6 +114,16 @@ export function registerServe(program: Command, ctx: CliContext): void {
       });
       await stopped;
     });
+}
+
+/** The address to open in a browser (the chat listener serves the web app). */
+function webUrl(host: string, port: number): string {
+  const h = host === "" || host === "::" || host === "0.0.0.0"
+    ? "localhost"
+    : host.includes(":")
+    ? `[${host}]`
+    : host;
+  return `https://${h}:${port}/`;
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -2,9 +2,15 @@
 import { ChatError } from "../errors.ts";
 import type { WireLimits } from "../protocol/frames.ts";
 
-/** Protocols a listener can serve (src/server/protocols.ts has one adapter per name). */
-export const PROTOCOL_NAMES = ["chat/1", "seed", "irc"] as const;
+/**
+ * What a listener can serve per ALPN id: a wire protocol (src/server/protocols.ts has one adapter
+ * per name), or `https`: the web app and its WebSocket (src/web/web_service.ts), which carries
+ * chat/1.
+ */
+export const PROTOCOL_NAMES = ["chat/1", "seed", "irc", "https"] as const;
 export type ProtocolName = typeof PROTOCOL_NAMES[number];
+/** The names that are a session protocol (everything but `https`). */
+export type SessionProtocolName = Exclude<ProtocolName, "https">;
 
 /**
  * One listening socket. TLS unless `tls` is false; after the handshake the protocol is chosen by
@@ -30,9 +36,13 @@ export const IRC_ALPN: Readonly<Record<string, ProtocolName>> = Object.freeze({
   "irc": "irc",
 });
 
-/** The chat port's protocols: chat/1 by ALPN, the seed text protocol without ALPN. */
+/**
+ * The chat port's protocols: chat/1 by ALPN, the web app for browsers (ALPN `http/1.1`), the seed
+ * text protocol without ALPN.
+ */
 export const DEFAULT_ALPN: Readonly<Record<string, ProtocolName>> = Object.freeze({
   "chat/1": "chat/1",
+  "http/1.1": "https",
   "": "seed",
 });
 
@@ -90,6 +100,11 @@ export interface ServerConfig {
   busKeyFile: string | null;
   /** This node's name in the cluster, unique per node (null: `<hostname>-<pid>`). */
   nodeName: string | null;
+  /**
+   * Bearer token for `GET /metrics` on the web listener (Prometheus text); null (the default)
+   * turns `/metrics` off. At least 16 characters.
+   */
+  metricsToken: string | null;
   limits: ServerLimits;
 }
 
@@ -208,6 +223,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   busCertFile: null,
   busKeyFile: null,
   nodeName: null,
+  metricsToken: null,
   limits: DEFAULT_LIMITS,
 });
 
@@ -237,6 +253,7 @@ export const ENV_NAMES: Readonly<
   busCertFile: "CHAT_BUS_CERT",
   busKeyFile: "CHAT_BUS_KEY",
   nodeName: "CHAT_NODE_NAME",
+  metricsToken: "CHAT_METRICS_TOKEN",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -373,8 +390,12 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     busCertFile: optStr("busCertFile", merged.busCertFile),
     busKeyFile: optStr("busKeyFile", merged.busKeyFile),
     nodeName: merged.nodeName === null ? null : checkToken("nodeName", merged.nodeName),
+    metricsToken: merged.metricsToken === null ? null : str("metricsToken", merged.metricsToken),
     limits: Object.freeze(l),
   };
+  if (config.metricsToken !== null && !/^[\x21-\x7e]{16,}$/.test(config.metricsToken)) {
+    throw invalid("metricsToken", "must be at least 16 printable ASCII characters");
+  }
   if ((config.busCertFile === null) !== (config.busKeyFile === null)) {
     throw invalid("busCertFile/busKeyFile", "must be given together");
   }

@@ -78,6 +78,7 @@ export async function startServer(
       timers: opts.timers,
       fallback: opts.fallback ?? seedProtocol,
       fanout,
+      hsts: !cert.info.selfSigned,
     });
     const a = server.addr;
     log.info("Listening on {host} port {port} (TLS, ALPN chat/1)", {

@@ -13,7 +13,10 @@ import { PasswordHasher } from "./password_hasher.ts";
 import { type LineFraming, lineFraming, type ProtocolFactory, PROTOCOLS } from "./protocols.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
-import { LineTransport } from "./transport.ts";
+import { LineTransport, type MessageTransport } from "./transport.ts";
+import { WebSocketTransport } from "./websocket_transport.ts";
+import { WEB_ASSETS } from "../web/assets.gen.ts";
+import { WebService } from "../web/web_service.ts";
 
 const log = getLogger(["chat", "server"]);
 
@@ -33,6 +36,8 @@ export interface StartOptions {
   fanout?: Fanout;
   /** Monotonic time for pacing and waits (send queues, admission, stream gaps). */
   timers?: Timers;
+  /** The web app sends HSTS (set when the certificate is not self-signed). */
+  hsts?: boolean;
 }
 
 /** A protocol a listener serves under one ALPN id. */
@@ -48,6 +53,8 @@ interface Listening {
   listener: Deno.Listener;
   loop: Promise<void>;
   protocols: Map<string, Served>;
+  /** ALPN ids served as HTTPS (the web app; its WebSocket carries chat/1). */
+  https: Set<string>;
 }
 
 /** Live numbers for `chat admin stats` and benchmarks. */
@@ -100,6 +107,8 @@ export class ChatServer {
   #keyPem: string;
   #clock: Clock;
   #sessions = new Set<Session>();
+  /** Sessions on a WebSocket (for the per-transport session counts of /metrics). */
+  #webSessions = new WeakSet<Session>();
   /** Sockets accepted but not yet past the TLS handshake. */
   #handshaking = new Map<Deno.Conn, number>();
   #perAddress = new Map<string, number>();
@@ -116,6 +125,9 @@ export class ChatServer {
   #stopping = false;
   #closed: Promise<void> | null = null;
   #deps: SessionDeps;
+  #web: WebService;
+  /** Connections speaking HTTP (not yet, or never, a WebSocket session). */
+  #http = new Set<Deno.Conn>();
 
   private constructor(opts: StartOptions, listening: Listening[]) {
     this.config = opts.config;
@@ -171,6 +183,13 @@ export class ChatServer {
       if (lag > this.#lagMax) this.#lagMax = lag;
       if (lag > STALL_MS) this.#stalls++;
     }, LAG_TICK_MS);
+    const token = opts.config.metricsToken;
+    this.#web = new WebService({
+      assets: WEB_ASSETS,
+      hsts: opts.hsts ?? false,
+      headTimeoutMs: l.handshakeTimeoutMs,
+      ...(token !== null ? { metrics: { token, render: () => this.#metrics() } } : {}),
+    });
     for (const li of listening) li.loop = this.#accept(li);
   }
 
@@ -181,8 +200,10 @@ export class ChatServer {
       opts.config.listeners.forEach((lc, i) => {
         const l = opts.config.limits;
         const protocols = new Map<string, Served>();
+        const https = new Set<string>();
         for (const [id, name] of Object.entries(lc.alpn)) {
-          protocols.set(id, { create: PROTOCOLS[name], framing: lineFraming(name, l) });
+          if (name === "https") https.add(id);
+          else protocols.set(id, { create: PROTOCOLS[name], framing: lineFraming(name, l) });
         }
         if (i === 0 && opts.fallback) {
           protocols.set("", { create: opts.fallback, framing: lineFraming(undefined, l) });
@@ -192,6 +213,7 @@ export class ChatServer {
           listener: bind(lc, opts.certPem, opts.keyPem),
           loop: Promise.resolve(),
           protocols,
+          https,
         });
       });
     } catch (err) {
@@ -237,6 +259,78 @@ export class ChatServer {
       hasher: this.hasher.stats,
       loop: { maxLagMs: Math.round(maxLag * 10) / 10, stalls: this.#stalls },
     };
+  }
+
+  /** The Prometheus text of `GET /metrics` (docs/OPERATIONS.md "Metrics"). */
+  async #metrics(): Promise<string> {
+    const st = this.stats;
+    const perProtocol = new Map<string, number>();
+    for (const s of this.#sessions) {
+      const key = `protocol="${s.adapter.name}",transport="${
+        this.#webSessions.has(s) ? "websocket" : "tls"
+      }"`;
+      perProtocol.set(key, (perProtocol.get(key) ?? 0) + 1);
+    }
+    const out: string[] = [];
+    const metric = (name: string, type: string, help: string, values: [string, number][]) => {
+      out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+      for (const [labels, v] of values) out.push(`${name}${labels ? `{${labels}}` : ""} ${v}`);
+    };
+    metric("chat_connections", "gauge", "Open connections, handshakes included.", [[
+      "",
+      st.connections,
+    ]]);
+    metric("chat_sessions", "gauge", "Connections by protocol and transport.", [
+      ...perProtocol,
+    ]);
+    metric("chat_online_sessions", "gauge", "Logged-in sessions.", [["", st.sessions]]);
+    metric("chat_messages_stored_total", "counter", "Messages committed by this node.", [[
+      "",
+      st.messagesStored,
+    ]]);
+    metric("chat_deliveries_total", "counter", "Messages queued to recipients.", [[
+      "",
+      st.deliveries,
+    ]]);
+    metric("chat_send_queue_bytes", "gauge", "Unsent bytes over all send queues.", [[
+      "",
+      st.queuedBytes,
+    ]]);
+    metric("chat_send_queue_max_bytes", "gauge", "Unsent bytes of the fullest queue.", [[
+      "",
+      st.maxQueuedBytes,
+    ]]);
+    metric("chat_hash_queue", "gauge", "Password hashes waiting for a worker.", [[
+      "",
+      st.hasher.queued,
+    ]]);
+    metric("chat_hash_running", "gauge", "Password hashes running.", [["", st.hasher.running]]);
+    metric("chat_hash_busy_total", "counter", "Logins refused busy (hash queue full).", [[
+      "",
+      st.hasher.rejectedBusy,
+    ]]);
+    metric("chat_event_loop_lag_max_ms", "gauge", "Worst event-loop delay since the last read.", [[
+      "",
+      st.loop.maxLagMs,
+    ]]);
+    metric("chat_event_loop_stalls_total", "counter", "Event-loop delays over 20 ms.", [[
+      "",
+      st.loop.stalls,
+    ]]);
+    const store = await this.#store.storageStats();
+    metric("chat_store_messages", "gauge", "Stored messages.", [["", store.messages]]);
+    metric("chat_store_users", "gauge", "Accounts.", [["", store.users]]);
+    for (const [k, v] of Object.entries(store.engine.figures)) {
+      const snake = k.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+      const counter = !k.endsWith("Bytes");
+      metric(
+        `chat_store_${snake}${counter ? "_total" : ""}`,
+        counter ? "counter" : "gauge",
+        `Storage engine (${store.engine.name}) figure ${k}.`,
+        [["", v]],
+      );
+    }
+    return out.join("\n") + "\n";
   }
 
   async #accept(li: Listening): Promise<void> {
@@ -293,8 +387,24 @@ export class ChatServer {
         conn.close();
         return;
       }
-      const served = li.protocols.get(alpn);
-      if (!served) {
+      let served = li.protocols.get(alpn);
+      let transport: MessageTransport;
+      if (li.https.has(alpn)) {
+        // A browser: HTTP until it upgrades to the WebSocket, which carries chat/1.
+        this.#http.add(conn);
+        const upgrade = await this.#web.serve(conn).finally(() => this.#http.delete(conn));
+        if (!upgrade) return;
+        if (this.#stopping) {
+          conn.close();
+          return;
+        }
+        served = { create: PROTOCOLS["chat/1"], framing: lineFraming("chat/1", l) };
+        transport = new WebSocketTransport(conn, remote, l.maxLineBytes, upgrade.leftover);
+      } else if (served) {
+        transport = new LineTransport(conn, remote, served.framing.maxLineBytes, {
+          overlong: served.framing.overlong,
+        });
+      } else {
         conn.close(); // rustls refuses unlisted ids; only a client without ALPN lands here
         return;
       }
@@ -307,10 +417,8 @@ export class ChatServer {
           { fatal: true },
         )
         : null;
-      const transport = new LineTransport(conn, remote, served.framing.maxLineBytes, {
-        overlong: served.framing.overlong,
-      });
       session = new Session(transport, this.#deps);
+      if (transport instanceof WebSocketTransport) this.#webSessions.add(session);
       const adapter = served.create(session);
       session.setAdapter(adapter);
       this.#sessions.add(session);
@@ -492,7 +600,7 @@ export class ChatServer {
         li.listener.close();
       } catch { /* already closed */ }
     }
-    for (const conn of this.#handshaking.keys()) {
+    for (const conn of [...this.#handshaking.keys(), ...this.#http]) {
       try {
         conn.close();
       } catch { /* gone */ }

@@ -67,7 +67,7 @@ Deno.test("listeners: one on host:port by default; a listed first one takes host
   assertEquals(d.listeners, [{
     host: "127.0.0.1",
     port: 9000,
-    alpn: { "chat/1": "chat/1", "": "seed" },
+    alpn: { "chat/1": "chat/1", "http/1.1": "https", "": "seed" },
   }]);
   const c = resolveConfig(
     {

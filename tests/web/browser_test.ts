@@ -1,0 +1,283 @@
+// The web app in real Chromium against the real server over HTTPS and WSS on loopback.
+import { assert, assertEquals } from "../harness/assert.ts";
+import { startTestServer } from "../harness/test_server.ts";
+import { tempDir } from "../harness/temp_dir.ts";
+import { WireClient } from "../harness/wire_client.ts";
+import type { ServerFrame } from "../../src/protocol/frames.ts";
+import { HAVE_CHROMIUM, launchBrowser, logIn, shownBodies, waitForBody } from "./browser.ts";
+
+// Functions passed to page.evaluate / waitForFunction run in the page: these are its globals
+// (Deno's type check has no DOM library, and mixing one in breaks Deno's own stream types).
+// deno-lint-ignore no-explicit-any
+declare const document: any;
+// deno-lint-ignore no-explicit-any
+declare const requestAnimationFrame: any;
+
+type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
+const isType = (t: string) => (f: ServerFrame) => f.type === t;
+
+// Skipped without Chromium on a developer's machine; under CI=true they run (and fail) instead.
+const browserTest = (name: string, fn: () => Promise<void>) =>
+  Deno.test({ name, ignore: !HAVE_CHROMIUM && Deno.env.get("CI") !== "true", fn });
+
+browserTest(
+  "browser: two web users and a chat/1 user talk in #general; a DM arrives with an unread count",
+  async () => {
+    await using ts = await startTestServer();
+    await using b = await launchBrowser();
+    const alice = await b.user();
+    const bob = await b.user();
+    await logIn(alice, ts.port, "alice", { register: true });
+    await logIn(bob, ts.port, "bob", { register: true });
+    await using carol = await WireClient.login(ts.port, ts.certPem, "carol", { register: true });
+
+    // Enter sends; the message is pending until its ack, then sent.
+    await alice.fill("#compose", "hello from alice");
+    await alice.press("#compose", "Enter");
+    await waitForBody(alice, "hello from alice");
+    await waitForBody(bob, "hello from alice");
+    const got = await carol.expect(isType("msg")) as F<"msg">;
+    assertEquals([got.from, got.body, got.room], ["alice", "hello from alice", "general"]);
+
+    await carol.say("general", "hello from the terminal");
+    await waitForBody(alice, "hello from the terminal");
+    await waitForBody(bob, "hello from the terminal");
+    assertEquals(await shownBodies(bob), ["hello from alice", "hello from the terminal"]);
+
+    // Up recalls the last message sent.
+    await alice.press("#compose", "ArrowUp");
+    assertEquals(await alice.inputValue("#compose"), "hello from alice");
+    await alice.fill("#compose", "");
+
+    // Bob switches to a DM with alice by keyboard (Ctrl-K) and writes; alice sees an unread count.
+    await bob.keyboard.press("Control+k");
+    await bob.waitForSelector("#switcher[open]");
+    await bob.keyboard.type("@alice");
+    await bob.keyboard.press("Enter");
+    await bob.waitForSelector("#title:text-is('alice')");
+    await bob.keyboard.type("psst, alice");
+    await bob.keyboard.press("Enter");
+    await waitForBody(bob, "psst, alice");
+    await alice.waitForSelector("#dm-list .conv[data-key='@bob'] .badge:text-is('1')");
+    const dm = await carol.expectNone((f) => f.type === "msg" && f.body === "psst, alice");
+    void dm;
+    await alice.click("#dm-list .conv[data-key='@bob']");
+    await waitForBody(alice, "psst, alice");
+    assertEquals(await alice.$$("#dm-list .conv[data-key='@bob'] .badge"), []);
+
+    // Presence: the room lists who is online.
+    await alice.click("#room-list .conv[data-key='#general']");
+    await alice.waitForFunction(() =>
+      [...document.querySelectorAll("#people .person")].map((e: { textContent: string }) =>
+        e.textContent
+      ).join(",") ===
+        "alice,bob,carol"
+    );
+  },
+);
+
+browserTest(
+  "browser: a server restart mid-conversation loses nothing: pending sends go out once, backlogs resume",
+  async () => {
+    await using tmp = await tempDir("chat-web-restart-");
+    const first = await startTestServer({ dataDir: tmp.path });
+    const port = first.port;
+    await using b = await launchBrowser();
+    const alice = await b.user();
+    const bob = await b.user();
+    await logIn(alice, port, "alice", { register: true });
+    await logIn(bob, port, "bob", { register: true });
+    await alice.fill("#compose", "before the restart");
+    await alice.press("#compose", "Enter");
+    await waitForBody(bob, "before the restart");
+
+    await first.stop();
+    await alice.waitForSelector("body[data-link=offline], body[data-link=connecting]");
+    // Written while the server is down: visibly pending, sent after the reconnect.
+    await alice.fill("#compose", "during the restart");
+    await alice.press("#compose", "Enter");
+    await alice.waitForSelector("#message-list .msg.pending .body:text-is('during the restart')");
+
+    await using second = await startTestServer({ dataDir: tmp.path, config: { port } });
+    await using carol = await WireClient.login(port, second.certPem, "carol", { register: true });
+    await carol.say("general", "after the restart");
+    await waitForBody(alice, "during the restart", 20_000);
+    await waitForBody(bob, "during the restart", 20_000);
+    await waitForBody(bob, "after the restart", 20_000);
+    await waitForBody(alice, "after the restart", 20_000);
+    // Each message once, everywhere, in the store's (id) order: whether alice's resend or
+    // carol's message committed first is a race the test does not fix.
+    carol.send({ type: "history", room: "general", ref: "h" });
+    const h = await carol.expect(isType("history")) as F<"history">;
+    const stored = h.messages.map((m) => m.body);
+    assertEquals(
+      [...stored].sort(),
+      ["after the restart", "before the restart", "during the restart"],
+    );
+    assertEquals(await shownBodies(alice), stored);
+    assertEquals(await shownBodies(bob), stored);
+  },
+);
+
+browserTest("browser: back-paging reaches the first message of a long room, in order", async () => {
+  await using ts = await startTestServer();
+  await using seeder = await WireClient.login(ts.port, ts.certPem, "seeder", { register: true });
+  const n = 230;
+  const lines = [];
+  for (let i = 0; i < n; i++) {
+    lines.push(
+      JSON.stringify({ type: "send", cid: `s${i}`, ref: `s${i}`, room: "general", body: `m${i}` }),
+    );
+  }
+  await seeder.writeAll(lines.join("\n") + "\n");
+  await seeder.expect((f) => f.type === "ack" && f.ref === `s${n - 1}`, 20_000);
+  await using b = await launchBrowser();
+  const page = await b.user();
+  await logIn(page, ts.port, "reader", { register: true });
+  await waitForBody(page, `m${n - 1}`);
+  const count = () => page.$$eval("#message-list .msg", (e) => e.length);
+  while (!(await page.isVisible("#history-start"))) {
+    const before = await count();
+    await page.click("#older");
+    await page.waitForFunction(
+      (k) =>
+        document.querySelectorAll("#message-list .msg").length > k ||
+        !document.querySelector("#history-start")!.hasAttribute("hidden"),
+      before,
+    );
+  }
+  const bodies = await shownBodies(page);
+  assertEquals(bodies, Array.from({ length: n }, (_, i) => `m${i}`));
+  assertEquals(await page.textContent("#history-start"), "This is the start of #general.");
+});
+
+const HOSTILE = [
+  "<script>window.__pwned = 1</script>",
+  '<img src=x onerror="window.__pwned = 1">',
+  "<b>bold?</b> &amp; &lt;entity&gt;",
+  "w".repeat(10_000),
+  "مرحبا بالعالم — שלום עולם",
+];
+
+browserTest(
+  "browser: hostile names and bodies render as inert text; a bidi override is refused and shown as not sent",
+  async () => {
+    // Bodies up to 12,000 bytes, so a 10,000-character word is a legal message.
+    await using ts = await startTestServer({
+      limits: { maxBodyBytes: 12_000, maxLineBytes: 16_384 },
+    });
+    await using b = await launchBrowser();
+    const page = await b.user({ width: 360, height: 700 });
+    // A name with markup is refused by the server; the refusal is shown as text.
+    await page.goto(`https://127.0.0.1:${ts.port}/`);
+    await page.fill("#login-user", "<img src=x onerror=alert(1)>");
+    await page.fill("#login-password", "password-x");
+    await page.click("#register-submit");
+    await page.waitForFunction(() => document.querySelector("#login-error")!.textContent !== "");
+    assertEquals(await page.$$("#login-error *"), []);
+    await logIn(page, ts.port, "victim", { register: true });
+    await using evil = await WireClient.login(ts.port, ts.certPem, "mallory", { register: true });
+    for (const body of HOSTILE) assertEquals((await evil.say("general", body)).type, "ack");
+    await waitForBody(page, HOSTILE[HOSTILE.length - 1]);
+    assertEquals(await shownBodies(page), HOSTILE);
+    const report = await page.evaluate(() => ({
+      pwned: (globalThis as unknown as { __pwned?: number }).__pwned,
+      elements:
+        document.querySelectorAll("#message-list img, #message-list script, #message-list b")
+          .length,
+      // The 10,000-character word wraps inside the list instead of widening the page.
+      overflow: document.documentElement.scrollWidth > document.documentElement.clientWidth,
+    }));
+    assertEquals(report, { pwned: undefined, elements: 0, overflow: false });
+    // U+202E (right-to-left override) is refused by the server: the message shows as not sent.
+    await page.fill("#compose", "invoice \u202Efdp.exe");
+    await page.press("#compose", "Enter");
+    await page.waitForSelector("#message-list .msg.failed");
+    assert((await page.textContent("#message-list .msg.failed .state"))!.startsWith("Not sent:"));
+  },
+);
+
+browserTest("browser: the CSP blocks an injected inline script", async () => {
+  await using ts = await startTestServer();
+  await using b = await launchBrowser();
+  const page = await b.user();
+  await page.goto(`https://127.0.0.1:${ts.port}/`);
+  const result = await page.evaluate(async () => {
+    const violation = new Promise<string>((resolve) =>
+      document.addEventListener(
+        "securitypolicyviolation",
+        (e: { violatedDirective: string }) => resolve(e.violatedDirective),
+      )
+    );
+    const s = document.createElement("script");
+    s.textContent = "window.__inline = 1";
+    document.body.append(s);
+    const directive = await violation;
+    return { directive, ran: (globalThis as unknown as { __inline?: number }).__inline };
+  });
+  assertEquals(result.ran, undefined);
+  assert(result.directive.startsWith("script-src"), result.directive);
+});
+
+browserTest(
+  "browser: a room with 1,000 messages renders them at once (docs/PERFORMANCE.md, target < 100 ms)",
+  async () => {
+    await using ts = await startTestServer();
+    await using seeder = await WireClient.login(ts.port, ts.certPem, "seeder", { register: true });
+    await using member = await WireClient.login(ts.port, ts.certPem, "reader", { register: true });
+    for (const c of [seeder, member]) {
+      c.send({ type: "join", room: "big", ref: "j" });
+      await c.expect((f) => f.type === "ok" && f.ref === "j");
+    }
+    const n = 1000;
+    const lines = [];
+    for (let i = 0; i < n; i++) {
+      const body = `message ${i}: ` + "lorem ipsum dolor sit amet ".repeat(1 + (i % 4));
+      lines.push(JSON.stringify({ type: "send", cid: `b${i}`, ref: `b${i}`, room: "big", body }));
+    }
+    await seeder.writeAll(lines.join("\n") + "\n");
+    await seeder.expect((f) => f.type === "ack" && f.ref === `b${n - 1}`, 30_000);
+    await using b = await launchBrowser();
+    const page = await b.user();
+    await logIn(page, ts.port, "reader");
+    await page.click("#room-list .conv[data-key='#big']");
+    await page.waitForSelector("#title:text-is('#big')");
+    while (!(await page.isVisible("#history-start"))) {
+      const before = await page.$$eval("#message-list .msg", (e) => e.length);
+      await page.click("#older");
+      await page.waitForFunction(
+        (k) =>
+          document.querySelectorAll("#message-list .msg").length > k ||
+          !document.querySelector("#history-start")!.hasAttribute("hidden"),
+        before,
+      );
+    }
+    assertEquals(await page.$$eval("#message-list .msg", (e) => e.length), n);
+    // First render of the room in a fresh page's DOM: away to #general, then back, timed.
+    await page.click("#room-list .conv[data-key='#general']");
+    const times = await page.evaluate(async () => {
+      const out: { render: number; frame: number }[] = [];
+      for (let run = 0; run < 5; run++) {
+        const away = document.querySelector("#room-list .conv[data-key='#general']")!;
+        away.click();
+        const t0 = performance.now();
+        document.querySelector("#room-list .conv[data-key='#big']")!.click();
+        void document.body.offsetHeight; // layout included
+        const render = performance.now() - t0;
+        await new Promise((r) => requestAnimationFrame(() => setTimeout(r, 0)));
+        out.push({ render, frame: performance.now() - t0 });
+      }
+      return out;
+    });
+    assertEquals(await page.$$eval("#message-list .msg", (e) => e.length), n);
+    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    const render = median(times.map((t) => t.render));
+    const frame = median(times.map((t) => t.frame));
+    console.log(
+      `first render of 1,000 messages: ${render.toFixed(1)} ms (DOM and layout), ` +
+        `${frame.toFixed(1)} ms to the next frame; runs ${JSON.stringify(times)}`,
+    );
+    // A regression guard with room for a loaded machine; the figure itself is in PERFORMANCE.md.
+    assert(render < 500, `render took ${render} ms`);
+  },
+);
