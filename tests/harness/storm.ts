@@ -67,6 +67,9 @@ export class StormSender {
     while (off < bytes.length) off += await this.#conn.write(bytes.subarray(off));
   }
 
+  /** The `bye` code the server sent before closing, if any. */
+  bye: string | null = null;
+
   async #read(): Promise<void> {
     const split = new LineSplitter(1 << 20);
     const buf = new Uint8Array(65536);
@@ -82,7 +85,7 @@ export class StormSender {
           else if (f.type === "ack") this.#answered(f.ref!, () => this.acked.set(f.cid, f.id));
           else if (f.type === "error" && f.ref !== undefined && f.ref !== "login") {
             this.#answered(f.ref, () => this.refused.set(f.ref!, f.code));
-          }
+          } else if (f.type === "bye") this.bye = f.code;
         }
       }
     } catch { /* reset */ }

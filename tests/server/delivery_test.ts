@@ -127,6 +127,10 @@ Deno.test("delivery: SIGTERM mid-storm answers every send the server read; acked
     CHAT_LIMIT_MESSAGES_PER_SECOND: "100000",
     CHAT_LIMIT_MESSAGE_BURST: "100000",
     CHAT_LIMIT_REGISTRATIONS_PER_ADDRESS: "100",
+    // The senders read the whole storm; a big queue keeps a busy machine from cutting one as a
+    // slow consumer (its queued acks would then be dropped with it, as on a broken network).
+    CHAT_LIMIT_SEND_QUEUE_BYTES: String(64 * 1024 * 1024),
+    CHAT_LIMIT_SHUTDOWN_GRACE_MS: "20000",
   };
   try {
     const senders: StormSender[] = [];
@@ -141,6 +145,7 @@ Deno.test("delivery: SIGTERM mid-storm answers every send the server read; acked
       }
       srv.kill("SIGTERM");
       await Promise.all(senders.map((s) => s.closed()));
+      assertEquals(senders.map((s) => s.bye), senders.map(() => "shutdown"), "every sender got bye");
       const status = await srv.wait();
       assertEquals([status.code, status.signal], [0, null]);
     }
