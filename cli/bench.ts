@@ -13,10 +13,16 @@ deliveries (every body carries sender, sequence number and send time; all must b
   chat bench HOST:PORT --ca ca.pem -n 100 -s 100        a running server, verified by a CA
   chat bench HOST:PORT --fingerprint sha256:AB:CD:…     … or by its certificate's pin
   chat bench 127.0.0.1:6697 --protocol irc --ca c.pem   an IRC server (NICK/USER/JOIN/PRIVMSG)
+  chat bench --spawn-nodes 3 -n 1000 -s 10 -m 100      a throwaway cluster: PostgreSQL, NATS, 3 nodes
+  chat bench A:7443,B:7443 --ca ca.pem                  a running cluster, clients spread over it
 
 --spawn starts \`chat serve\` on 127.0.0.1 with a temporary data directory, limits raised for
 the benchmark (message rate, connections and registrations per address), accounts seeded into
 the database (cheap hashes unless --seed-users real), and FULL sync; it is removed afterwards.
+--spawn-nodes N starts a throwaway PostgreSQL (or uses --store postgres://…), a nats-server and N
+\`chat serve\` nodes on them, seeds the accounts once, and spreads the clients over the nodes
+round-robin (client i on node i mod N), as HOST:PORT,HOST:PORT does for a running cluster. CPU is
+summed over the nodes and also shown per part (each node, nats-server, PostgreSQL).
 The certificate is always verified: there is no switch to turn that off.
 With --idle-steps the server's RSS is read twice at each step: as soon as no byte arrived for
 --settle-ms (the burst's garbage still counted) and after --memory-settle more of idleness (V8
@@ -28,8 +34,13 @@ export function registerBench(program: Command, ctx: CliContext): void {
   const collect = (v: string, prev: string[]) => [...prev, v];
   program.command("bench")
     .description("Load-test a chat (or IRC) server and check every delivery")
-    .argument("[target]", "HOST:PORT of a running server (or use --spawn)")
+    .argument(
+      "[target]",
+      "HOST:PORT of a running server, or several of a cluster separated by commas (or use --spawn)",
+    )
     .option("--spawn", "start a throwaway server on loopback for this run")
+    .option("--spawn-nodes <n>", "start a throwaway cluster of N nodes (PostgreSQL and NATS)")
+    .option("--store <url>", "with --spawn-nodes: use this postgres:// database instead")
     .option("--protocol <name>", "chat (chat/1), seed (text protocol) or irc", "chat")
     .option("-n, --clients <n>", "connections, one user each", "100")
     .option("--rooms <n>", "spread clients over this many rooms", "1")
@@ -46,7 +57,10 @@ export function registerBench(program: Command, ctx: CliContext): void {
     .option("--seed-users <cost>", "with --spawn: cheap or real argon2id cost", "cheap")
     .option("--server-cpus <list>", "with --spawn: pin the server (taskset -c), e.g. 0")
     .option("--bench-cpus <list>", "pin this process (taskset), e.g. 1")
-    .option("--server-pid <pid>", "read the RSS of this server process (/proc)")
+    .option(
+      "--server-pid <pid>",
+      "read RSS and CPU of this server process (/proc; pids with commas)",
+    )
     .option("--idle-steps <list>", "connect in stages, RSS after each, e.g. 1000,5000")
     .option(
       "--memory-settle <ms>",

@@ -10,7 +10,16 @@ type ConnectFlags = Omit<ConnectOptions, "address">;
 export function registerConnect(program: Command, ctx: CliContext): void {
   program.command("connect")
     .description("Chat from a terminal, or send and listen from scripts")
-    .argument("[address]", "HOST[:PORT] of the server (default localhost:7443; IPv6 as [::1]:7443)")
+    .argument(
+      "[address]",
+      "HOST[:PORT] of the server (default localhost:7443; IPv6 as [::1]:7443); several " +
+        "servers of one cluster separated by commas",
+    )
+    .option(
+      "--server <host:port>",
+      "another server of the same cluster, tried in turn (repeatable)",
+      (v: string, prev: string[] = []) => [...prev, v],
+    )
     .option("-u, --user <name>", "user name (default: $CHAT_USER, else asked)")
     .option("--register", "create the account first")
     .option("--password-stdin", "read the password from the first line of stdin")
@@ -31,7 +40,10 @@ export function registerConnect(program: Command, ctx: CliContext): void {
         "\nstdin is sent as a message. The password comes from --password-stdin, CHAT_PASSWORD," +
         "\nor a hidden prompt. Servers with a self-signed certificate are trusted on first use" +
         "\n(remembered in ~/.config/chat/known_servers; CHAT_CONFIG_DIR overrides the directory)." +
+        "\nWith several servers (or a name with several addresses), each reconnect tries them in" +
+        "\nturn, starting from the one that worked last." +
         "\nExamples:\n  chat connect chat.example.com\n" +
+        "  chat connect node1.example.com,node2.example.com\n" +
         "  CHAT_PASSWORD=… chat connect -u bot --room ops --send 'deploy done'\n" +
         "  chat connect -u bot --listen --json | jq .body",
     )

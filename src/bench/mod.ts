@@ -6,6 +6,7 @@ import type { AuthMode, ProtocolAdapter } from "./adapter.ts";
 import { IRC_ADAPTER } from "./irc_adapter.ts";
 import type { Endpoint } from "./line_client.ts";
 import { NATIVE_ADAPTER } from "./native_adapter.ts";
+import { type LocalEngine, startLocalNats, startLocalPostgres } from "./local_engines.ts";
 import { fetchPinnedCert } from "./pin.ts";
 import { formatReport, progressBar } from "./report.ts";
 import { type BenchResult, runBench, type Workload } from "./runner.ts";
@@ -32,6 +33,10 @@ export const ADAPTERS: Readonly<Record<string, ProtocolAdapter>> = {
 export interface BenchFlags {
   target?: string;
   spawn?: boolean;
+  /** Start this many `chat serve` nodes on PostgreSQL and a nats-server (a cluster). */
+  spawnNodes?: string;
+  /** With --spawn-nodes: a postgres:// URL to use instead of a throwaway PostgreSQL. */
+  store?: string;
   protocol: string;
   clients: string;
   rooms: string;
@@ -122,6 +127,33 @@ async function pinSelf(cpus: string): Promise<void> {
   }
 }
 
+/**
+ * The live stats of every node, with the figures the report reads combined: the worst loop lag,
+ * stalls and commits summed; each node's own under `nodes`.
+ */
+async function clusterStats(servers: SpawnedServer[]): Promise<unknown> {
+  const all = await Promise.all(servers.map((s) => s.stats()));
+  const loops = all.map((s) => s?.loop).filter((l) => l !== undefined);
+  type Writes = { batches: number; writes: number };
+  const writes = all.map((s) => (s as { writes?: Writes | null } | null)?.writes)
+    .filter((w): w is Writes => !!w);
+  return {
+    loop: loops.length === all.length && loops.length > 0
+      ? {
+        maxLagMs: Math.max(...loops.map((l) => l!.maxLagMs)),
+        stalls: loops.reduce((n, l) => n + l!.stalls, 0),
+      }
+      : undefined,
+    writes: writes.length
+      ? {
+        batches: writes.reduce((n, w) => n + w.batches, 0),
+        writes: writes.reduce((n, w) => n + w.writes, 0),
+      }
+      : null,
+    nodes: all,
+  };
+}
+
 /** Runs `chat bench`; returns the exit code (1 when anything was lost, duplicated or refused). */
 export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> {
   const adapter = ADAPTERS[f.protocol];
@@ -158,71 +190,136 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
   const idleSteps = f.idleSteps
     ? f.idleSteps.split(",").map((s) => count("idle-steps", s.trim(), 1))
     : undefined;
-  if (f.spawn === !!f.target) {
-    throw new ChatError("usage", "Cannot run bench: give either --spawn or HOST:PORT");
+  const nodeCount = f.spawnNodes === undefined ? 0 : count("spawn-nodes", f.spawnNodes, 1, 16);
+  const spawning = !!f.spawn || nodeCount > 0;
+  if (spawning === !!f.target || (f.spawn && nodeCount > 0)) {
+    throw new ChatError(
+      "usage",
+      "Cannot run bench: give one of --spawn, --spawn-nodes N or HOST:PORT[,HOST:PORT…]",
+    );
+  }
+  if (f.store !== undefined && !/^postgres(ql)?:\/\//i.test(f.store)) {
+    throw new ChatError("usage", "Cannot run bench: --store must be a postgres:// URL");
+  }
+  if (f.store !== undefined && nodeCount === 0) {
+    throw new ChatError("usage", "Cannot run bench: --store goes with --spawn-nodes");
   }
   if (f.benchCpus) await pinSelf(f.benchCpus);
 
   const stormUsers = stormRate > 0 ? 200 : 0;
-  let server: SpawnedServer | null = null;
-  let endpoint: Endpoint;
+  const servers: SpawnedServer[] = [];
+  const engines: LocalEngine[] = [];
+  const cleanup = async () => {
+    for (const s of servers) await s.stop();
+    for (const e of engines.reverse()) await e.stop();
+  };
+  let endpoints: Endpoint[];
   let rssKb: (() => Promise<number | null>) | undefined;
   let serverStats: (() => Promise<unknown>) | undefined;
   let cpuSeconds: (() => Promise<number | null>) | undefined;
-  if (f.spawn) {
-    if (adapter === IRC_ADAPTER) {
-      throw new ChatError(
-        "usage",
-        "Cannot run bench: --spawn starts a chat server; IRC needs HOST:PORT",
-      );
+  const cpuParts: Record<string, () => Promise<number | null>> = {};
+  try {
+    if (spawning) {
+      if (adapter === IRC_ADAPTER) {
+        throw new ChatError(
+          "usage",
+          "Cannot run bench: --spawn starts a chat server; IRC needs HOST:PORT",
+        );
+      }
+      let cluster: { store: string; bus: string } | undefined;
+      if (nodeCount > 0) {
+        let store = f.store;
+        if (store === undefined) {
+          if (!f.json) io.stderr("chat bench: starting PostgreSQL…\n");
+          const pg = await startLocalPostgres();
+          engines.push(pg);
+          cpuParts.postgres = pg.cpuSeconds;
+          store = pg.url;
+        }
+        const nats = await startLocalNats();
+        engines.push(nats);
+        cpuParts["nats-server"] = nats.cpuSeconds;
+        cluster = { store, bus: nats.url };
+      }
+      const n = Math.max(1, nodeCount);
+      if (!f.json) io.stderr(`chat bench: starting ${n === 1 ? "a server" : `${n} nodes`}…\n`);
+      for (let i = 0; i < n; i++) {
+        // Accounts are written once, into the first node's store (the cluster's shared one).
+        servers.push(
+          await spawnServer({
+            limits: {
+              ...benchLimits(workload.clients + stormUsers),
+              ...parseLimits(f.serverLimit),
+            },
+            users: i > 0 ? [] : [
+              {
+                prefix: f.userPrefix,
+                count: workload.clients + 1,
+                password: f.password,
+                cost: f.seedUsers as "cheap" | "real",
+              },
+              { prefix: "storm", count: stormUsers, password: f.password, cost: "real" },
+            ],
+            cpus: f.serverCpus,
+            entry: f.serverEntry,
+            denoFlags: f.serverDenoFlags?.split(" ").filter((x) => x),
+            synchronous: f.sync as "FULL" | "NORMAL",
+            cluster: cluster && { ...cluster, nodeName: `bench${i}` },
+          }),
+        );
+      }
+      endpoints = servers.map((s) => ({ host: s.host, port: s.port, caCerts: [s.certPem] }));
+      const sum = async (get: (s: SpawnedServer) => Promise<number | null>) => {
+        const all = await Promise.all(servers.map(get));
+        return all.some((v) => v === null) ? null : all.reduce((a, b) => a! + b!, 0);
+      };
+      rssKb = () => sum((s) => s.rssKb());
+      cpuSeconds = () => sum((s) => s.cpuSeconds());
+      serverStats = servers.length === 1 ? servers[0].stats : () => clusterStats(servers);
+      if (servers.length > 1) {
+        for (const [i, s] of servers.entries()) cpuParts[`node${i}`] = s.cpuSeconds;
+      }
+    } else {
+      if (f.ca && f.fingerprint) {
+        throw new ChatError("usage", "Cannot run bench: give --ca or --fingerprint, not both");
+      }
+      const ca = f.ca ? [await Deno.readTextFile(f.ca)] : undefined;
+      endpoints = [];
+      for (const t of f.target!.split(",").map((x) => x.trim()).filter((x) => x)) {
+        const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(t);
+        if (!m) {
+          throw new ChatError("usage", "Cannot run bench: a target must be HOST:PORT");
+        }
+        const host = m[1];
+        const port = count("port", m[2], 1, 65535);
+        const caCerts = f.fingerprint
+          ? [
+            await fetchPinnedCert(
+              host,
+              port,
+              f.fingerprint,
+              adapter === NATIVE_ADAPTER ? ["chat/1"] : [],
+            ),
+          ]
+          : ca;
+        endpoints.push({ host, port, caCerts });
+      }
+      if (endpoints.length === 0) {
+        throw new ChatError("usage", "Cannot run bench: a target must be HOST:PORT");
+      }
+      if (f.serverPid) {
+        const pids = f.serverPid.split(",").map((p) => count("server-pid", p.trim(), 1));
+        const sum = async (read: (pid: number) => Promise<number | null>) => {
+          const all = await Promise.all(pids.map(read));
+          return all.some((v) => v === null) ? null : all.reduce((a, b) => a! + b!, 0);
+        };
+        rssKb = () => sum(readRssKb);
+        cpuSeconds = () => sum(readCpuSeconds);
+      }
     }
-    if (!f.json) io.stderr("chat bench: starting a server…\n");
-    server = await spawnServer({
-      limits: { ...benchLimits(workload.clients + stormUsers), ...parseLimits(f.serverLimit) },
-      users: [
-        {
-          prefix: f.userPrefix,
-          count: workload.clients + 1,
-          password: f.password,
-          cost: f.seedUsers as "cheap" | "real",
-        },
-        { prefix: "storm", count: stormUsers, password: f.password, cost: "real" },
-      ],
-      cpus: f.serverCpus,
-      entry: f.serverEntry,
-      denoFlags: f.serverDenoFlags?.split(" ").filter((x) => x),
-      synchronous: f.sync as "FULL" | "NORMAL",
-    });
-    endpoint = { host: server.host, port: server.port, caCerts: [server.certPem] };
-    rssKb = server.rssKb;
-    serverStats = server.stats;
-    cpuSeconds = server.cpuSeconds;
-  } else {
-    const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(f.target!);
-    if (!m) throw new ChatError("usage", "Cannot run bench: the target must be HOST:PORT");
-    const host = m[1];
-    const port = count("port", m[2], 1, 65535);
-    let caCerts: string[] | undefined;
-    if (f.ca && f.fingerprint) {
-      throw new ChatError("usage", "Cannot run bench: give --ca or --fingerprint, not both");
-    }
-    if (f.ca) caCerts = [await Deno.readTextFile(f.ca)];
-    if (f.fingerprint) {
-      caCerts = [
-        await fetchPinnedCert(
-          host,
-          port,
-          f.fingerprint,
-          adapter === NATIVE_ADAPTER ? ["chat/1"] : [],
-        ),
-      ];
-    }
-    endpoint = { host, port, caCerts };
-    if (f.serverPid) {
-      const pid = count("server-pid", f.serverPid, 1);
-      rssKb = () => readRssKb(pid);
-      cpuSeconds = () => readCpuSeconds(pid);
-    }
+  } catch (err) {
+    await cleanup();
+    throw err;
   }
 
   const bar = io.stderrIsTerminal && !f.json ? progressBar(io.stderr) : null;
@@ -230,11 +327,12 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
   try {
     result = await runBench({
       adapter,
-      endpoint,
+      endpoint: endpoints[0],
+      endpoints,
       workload,
       userPrefix: f.userPrefix,
       password: f.password,
-      auth: (f.spawn ? "login" : f.auth) as AuthMode,
+      auth: (spawning ? "login" : f.auth) as AuthMode,
       loginConcurrency: count("login-concurrency", f.loginConcurrency, 1),
       loginTimeoutMs: count("login-timeout", f.loginTimeout, 1),
       drainTimeoutMs: count("drain-timeout", f.drainTimeout, 1),
@@ -249,16 +347,17 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
       rssKb,
       serverStats,
       cpuSeconds,
+      cpuParts,
       progress: bar?.update,
     });
   } finally {
     bar?.done();
-    await server?.stop();
+    await cleanup();
   }
   if (f.json) io.stdout(JSON.stringify(result, null, 2) + "\n");
   else {
     io.stdout(formatReport(result));
-    if (f.spawn && f.seedUsers === "cheap") {
+    if (spawning && f.seedUsers === "cheap") {
       io.stdout(
         "note            accounts were seeded with a cheap argon2id hash; real logins cost " +
           "~50-70 ms of server CPU each (--seed-users real)\n",

@@ -54,6 +54,15 @@ export function formatReport(r: BenchResult): string {
           : ""),
     );
   }
+  if (s.cpuMicrosPerDelivery !== null) {
+    lines.push(`server CPU/del  ${s.cpuMicrosPerDelivery} µs per delivery (all nodes)`);
+  }
+  const parts = Object.entries(s.cpuParts ?? {});
+  if (parts.length) {
+    lines.push(
+      `CPU by part     ${parts.map(([k, v]) => `${k} ${v ?? "n/a"} s`).join(", ")} (send phase)`,
+    );
+  }
   if (s.loop) {
     lines.push(
       `server loop     worst lag ${s.loop.maxLagMs} ms, ${num(s.loop.stalls)} stalls over 20 ms ` +

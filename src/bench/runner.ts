@@ -26,6 +26,8 @@ export interface Workload {
 export interface RunOptions {
   adapter: ProtocolAdapter;
   endpoint: Endpoint;
+  /** The nodes of a cluster: client i connects to node i mod n (round-robin) [endpoint]. */
+  endpoints?: Endpoint[];
   workload: Workload;
   userPrefix: string;
   password: string;
@@ -55,8 +57,10 @@ export interface RunOptions {
   loginStorm?: { rate: number; prefix: string; count: number; password: string };
   /** Resident memory of the server in KiB, when the bench can see the process. */
   rssKb?: () => Promise<number | null>;
-  /** CPU seconds the server process has used, when the bench can see it. */
+  /** CPU seconds the server process has used (every node's, summed), when the bench can see it. */
   cpuSeconds?: () => Promise<number | null>;
+  /** CPU seconds of each part (a node, nats-server, PostgreSQL), reported one by one. */
+  cpuParts?: Record<string, () => Promise<number | null>>;
   /** The server's own counters at the end of the run, when the bench can ask for them. */
   serverStats?: () => Promise<unknown>;
   /** Called about five times a second while it runs. */
@@ -131,6 +135,10 @@ export interface BenchResult {
      * were not the limit (it often is: one core decrypting TLS for thousands of clients).
      */
     deliveriesPerCpuSecond: number | null;
+    /** Server CPU per delivery in µs (the inverse, summed over the nodes). */
+    cpuMicrosPerDelivery: number | null;
+    /** CPU seconds of each part during the send phase (`RunOptions.cpuParts`). */
+    cpuParts: Record<string, number | null>;
   };
   /** The server's live stats after the send phase (a spawned chat server only). */
   serverStats: unknown;
@@ -222,9 +230,10 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   };
   const runId = crypto.randomUUID().slice(0, 8);
   const bufBytes = bufBytesFor(N);
+  const endpoints = o.endpoints?.length ? o.endpoints : [o.endpoint];
   const open = (i: number, room: number, user: string) =>
     o.adapter.open({
-      endpoint: o.endpoint,
+      endpoint: endpoints[i % endpoints.length],
       index: i,
       credentials: { user, password: o.password, mode: o.auth },
       room,
@@ -324,6 +333,12 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   const payload = Math.max(w.payload, MIN_PAYLOAD_BYTES);
   let sent = 0;
   const cpu0 = o.cpuSeconds ? await o.cpuSeconds() : null;
+  const readParts = async () => {
+    const out: Record<string, number | null> = {};
+    for (const [k, f] of Object.entries(o.cpuParts ?? {})) out[k] = await f();
+    return out;
+  };
+  const parts0 = await readParts();
   // Reading the stats also restarts the server's worst-lag window (chat servers only).
   const stats0 = o.serverStats ? await o.serverStats() as { loop?: ServerLoop } | null : null;
   const t0 = performance.now();
@@ -430,6 +445,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   sending = false;
   // The send phase ends here: server CPU and stats before waiting for slow storm logins.
   const cpu1 = o.cpuSeconds ? await o.cpuSeconds() : null;
+  const parts1 = await readParts();
   const serverStats = o.serverStats ? await o.serverStats() : null;
   await sender;
   await prober;
@@ -459,7 +475,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   const errorCount = Object.values(errors).reduce((a, b) => a + b, 0);
   return {
     protocol: o.adapter.name,
-    target: `${o.endpoint.host}:${o.endpoint.port}`,
+    target: endpoints.map((e) => `${e.host}:${e.port}`).join(","),
     workload: w,
     login: {
       clients: loggedIn,
@@ -498,6 +514,16 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
       deliveriesPerCpuSecond: sendCpuSeconds
         ? Math.round(tracker.delivered / sendCpuSeconds)
         : null,
+      cpuMicrosPerDelivery: sendCpuSeconds && tracker.delivered
+        ? round((sendCpuSeconds * 1e6) / tracker.delivered, 3)
+        : null,
+      cpuParts: Object.fromEntries(
+        Object.keys(parts1).map((k) => {
+          const a = parts0[k];
+          const b = parts1[k];
+          return [k, a === null || b === null || a === undefined ? null : round(b - a, 2)];
+        }),
+      ),
     },
     serverStats,
     probe: probe ? summarize(probeLatency) : null,

@@ -116,8 +116,14 @@ export function serveCommand(entry: string | undefined): { cmd: string; args: st
   return { cmd: exe, args };
 }
 
-export async function seedDatabase(dataDir: string, users: SeedUsers[]): Promise<void> {
-  const store = await openStore(storeSpec({ dataDir, dbSynchronous: "NORMAL" }));
+/** Writes the accounts into the data dir's SQLite database, or into `store` (a postgres:// URL). */
+export async function seedDatabase(
+  dataDir: string,
+  users: SeedUsers[],
+  store?: string,
+): Promise<void> {
+  if (users.every((u) => u.count <= 0)) return;
+  const db = await openStore(storeSpec({ dataDir, dbSynchronous: "NORMAL", store }));
   try {
     for (const u of users) {
       if (u.count <= 0) continue;
@@ -137,13 +143,13 @@ export async function seedDatabase(dataDir: string, users: SeedUsers[]): Promise
       for (let i = 0; i < u.count; i += BATCH) {
         const jobs: Promise<unknown>[] = [];
         for (let k = i; k < Math.min(u.count, i + BATCH); k++) {
-          jobs.push(store.createUser({ name: `${u.prefix}${k}`, passwordHash, ts }));
+          jobs.push(db.createUser({ name: `${u.prefix}${k}`, passwordHash, ts }));
         }
         await Promise.all(jobs);
       }
     }
   } finally {
-    await store.close();
+    await db.close();
   }
 }
 
@@ -160,12 +166,14 @@ export async function spawnServer(opts: {
   synchronous?: "FULL" | "NORMAL";
   /** Extra flags for `deno run` (e.g. `--cpu-prof --cpu-prof-dir=DIR` to profile the server). */
   denoFlags?: string[];
+  /** A node of a cluster: its store (postgres://, seeded there), bus (nats://) and name. */
+  cluster?: { store: string; bus: string; nodeName: string };
 }): Promise<SpawnedServer> {
   const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   const cleanup = () => Deno.remove(dataDir, { recursive: true }).catch(() => {});
   let child: Deno.ChildProcess | null = null;
   try {
-    await seedDatabase(dataDir, opts.users);
+    await seedDatabase(dataDir, opts.users, opts.cluster?.store);
     const configPath = join(dataDir, "bench-config.json");
     await Deno.writeTextFile(
       configPath,
@@ -175,6 +183,7 @@ export async function spawnServer(opts: {
         logLevel: "warning",
         dbSynchronous: opts.synchronous ?? "FULL",
         limits: opts.limits,
+        ...(opts.cluster ?? {}),
       }),
     );
     const serve = serveCommand(opts.entry);

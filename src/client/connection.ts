@@ -19,6 +19,7 @@ import { decodeServerFrame, encodeClientFrame } from "../protocol/native_codec.t
 import { checkBody } from "../protocol/text_rules.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
 import { sanitize } from "./render.ts";
+import { type Candidate, describeCandidate, ServerList } from "./server_list.ts";
 import { dialTls } from "./tls_dial.ts";
 import type { TrustPolicy } from "./trust.ts";
 
@@ -55,8 +56,8 @@ export type ConnectionEvent =
   | { type: "down"; code: string; message: string }
   /** The next reconnect attempt is scheduled. */
   | { type: "retry"; attempt: number; delayMs: number; reason: string }
-  /** Logged in (again, when `reconnect`). */
-  | { type: "up"; reconnect: boolean }
+  /** Logged in (again, when `reconnect`); `server` is where (`name:port (address)`). */
+  | { type: "up"; reconnect: boolean; server?: string }
   /** The session is over for good; `error` says why when it was not `close()`. */
   | { type: "closed"; error: ChatError | null };
 
@@ -64,6 +65,11 @@ export type ConnectionEvent =
 export interface ChatConnectionOptions {
   host: string;
   port: number;
+  /**
+   * Several servers (or names with several addresses) of one cluster: each connection attempt
+   * is a round over them (`ServerList`), and `host`/`port` are not used [just `host:port`].
+   */
+  servers?: ServerList;
   /** An extra trusted CA in PEM (`--ca`). */
   caPem?: string;
   policy: TrustPolicy;
@@ -206,6 +212,7 @@ export class ChatConnection {
   #pingSent = false;
   #keepalive: ReturnType<typeof setInterval> | undefined;
   #backoff: Backoff;
+  #servers: ServerList;
   /** When the current session logged in, and how many sessions in a row ended soon after. */
   #upAt = 0;
   #quickDrops = 0;
@@ -224,6 +231,7 @@ export class ChatConnection {
     this.#creds = { ...opts.credentials };
     this.#splitter = new LineSplitter(opts.maxLineBytes ?? 16 * 1024 * 1024);
     this.#backoff = new Backoff(opts.reconnect);
+    this.#servers = opts.servers ?? new ServerList([{ host: opts.host, port: opts.port }]);
     this.closed = new Promise((r) => this.#closedResolve = r);
   }
 
@@ -231,12 +239,12 @@ export class ChatConnection {
   static async open(opts: ChatConnectionOptions): Promise<ChatConnection> {
     const c = new ChatConnection(opts);
     try {
-      await c.#establish(false);
+      await c.#connect(false);
     } catch (err) {
       c.#finish(null, true);
       throw err;
     }
-    c.#emit({ type: "up", reconnect: false });
+    c.#emit({ type: "up", reconnect: false, server: c.remote });
     return c;
   }
 
@@ -258,6 +266,12 @@ export class ChatConnection {
   /** The server's name/version and registration policy. */
   get server(): { name: string; registration: string } {
     return { name: this.#hello?.server ?? "", registration: this.#hello?.registration ?? "" };
+  }
+
+  /** Where the session is (or was last) logged in: `name:port`, and the address when it differs. */
+  get remote(): string {
+    const c = this.#servers.current;
+    return c ? describeCandidate(c) : "";
   }
 
   /** True while logged in on a live connection. */
@@ -389,13 +403,42 @@ export class ChatConnection {
 
   // ---- connection life ----
 
-  async #establish(reconnect: boolean): Promise<boolean> {
+  /**
+   * One connection attempt: a round over the servers' addresses, starting from the one that
+   * worked last, until one logs in. A refusal the catalogue says never to retry ends the round at
+   * once (a changed certificate, a wrong password), except `cert_unknown` and `not_chat_server`,
+   * which only rule that address out. When nothing logged in, the round fails with a retryable
+   * error if any address gave one (a node may come back), else with the first refusal.
+   */
+  async #connect(reconnect: boolean): Promise<boolean> {
+    const { candidates, errors } = await this.#servers.round();
+    let retryable: ChatError | undefined = errors[0];
+    let refused: ChatError | undefined;
+    for (const c of candidates) {
+      if (this.#closing) throw this.#closedError("connect");
+      try {
+        const up = await this.#establish(reconnect, c);
+        this.#servers.markGood(c);
+        return up;
+      } catch (err) {
+        const e = err instanceof ChatError ? err : this.#explain(err);
+        if (retryAfterError(e.code).kind !== "never") retryable = e;
+        else if (e.code === "cert_unknown" || e.code === "not_chat_server") refused ??= e;
+        else throw e;
+      }
+    }
+    throw retryable ?? refused ??
+      new ChatError("connect_failed", "Cannot connect: no server address to try");
+  }
+
+  async #establish(reconnect: boolean, at: Candidate): Promise<boolean> {
     this.#state = "connecting";
     this.#bye = null;
     this.#serverError = null;
     const { socket } = await dialTls({
-      host: this.#opts.host,
-      port: this.#opts.port,
+      host: at.host,
+      port: at.port,
+      address: at.address,
       caPem: this.#opts.caPem,
       policy: this.#opts.policy,
     });
@@ -586,7 +629,9 @@ export class ChatConnection {
       this.#retryWake = null;
       if (this.#closing) break;
       try {
-        if (await this.#establish(true)) this.#emit({ type: "up", reconnect: true });
+        if (await this.#connect(true)) {
+          this.#emit({ type: "up", reconnect: true, server: this.remote });
+        }
         return;
       } catch (err) {
         const e = err instanceof ChatError ? err : new ChatError("internal", String(err));

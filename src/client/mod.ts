@@ -9,6 +9,7 @@ import {
 } from "./connection.ts";
 import { KnownServers, knownServersPath, parseFingerprint, serverKey } from "./known_servers.ts";
 import { sanitize } from "./render.ts";
+import { ServerList, type ServerName } from "./server_list.ts";
 import { listen, readLines, type ScriptOutput, sendLines, sendOne } from "./script.ts";
 import { Terminal } from "./terminal.ts";
 import { TerminalUi } from "./terminal_ui.ts";
@@ -20,8 +21,10 @@ export const DEFAULT_PORT = 7443;
 
 /** Options of `chat connect`, as parsed from the command line. */
 export interface ConnectOptions {
-  /** `HOST[:PORT]`, `[IPv6]:PORT`; default `localhost:7443`. */
+  /** `HOST[:PORT]`, `[IPv6]:PORT`, or several separated by commas; default `localhost:7443`. */
   address?: string;
+  /** More servers of the same cluster (`--server`, repeatable), tried after `address`. */
+  server?: string[];
   user?: string;
   register?: boolean;
   passwordStdin?: boolean;
@@ -69,6 +72,26 @@ export function parseAddress(address: string | undefined): { host: string; port:
   return { host, port };
 }
 
+/**
+ * The servers of `address` (comma-separated) and then of each `--server`, in that order, without
+ * repeats; `localhost:7443` when none is given.
+ */
+export function parseAddresses(address: string | undefined, more: string[] = []): ServerName[] {
+  const parts = [address ?? "", ...more].flatMap((a) => a.split(",")).map((a) => a.trim())
+    .filter((a) => a !== "");
+  if (parts.length === 0) return [parseAddress(undefined)];
+  const seen = new Set<string>();
+  const out: ServerName[] = [];
+  for (const p of parts) {
+    const n = parseAddress(p);
+    const key = serverKey(n.host, n.port);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(n);
+  }
+  return out;
+}
+
 /** Buffers connection events until someone subscribes (events start before the UI exists). */
 class EventHub {
   #buffer: ConnectionEvent[] = [];
@@ -87,8 +110,8 @@ type Mode = "interactive" | "send" | "listen" | "stdin";
 
 /** Runs `chat connect`; returns the exit code (errors are thrown as ChatError). */
 export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<number> {
-  const { host, port } = parseAddress(opts.address);
-  const key = serverKey(host, port);
+  const names = parseAddresses(opts.address, opts.server);
+  const servers = new ServerList(names);
   if (opts.send !== undefined && opts.listen) {
     throw new ChatError("usage", "Cannot connect: use either --send or --listen, not both");
   }
@@ -120,20 +143,33 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
   const term = new Terminal();
   const caPem = opts.ca === undefined ? undefined : await readCa(opts.ca);
   const known = await KnownServers.load(knownServersPath(io.env));
+  // Asking is for the start only: once the session runs (the chat screen owns the terminal), a
+  // server never accepted before is refused (`cert_unknown`) and another one is tried.
+  let mayAsk = ttyIn;
   const policy = new TrustPolicy({
     known,
     pinned,
     caFile: opts.ca,
     warn: (text) => io.stderr(text),
     prompt: ttyIn
-      ? (question) => term.confirm(`${question}Trust this server and remember it (yes/no)? `)
+      ? (question) => {
+        if (!mayAsk) {
+          return Promise.reject(
+            new ChatError(
+              "cert_unknown",
+              "Cannot connect: a server not accepted at start showed a certificate never seen " +
+                "before; connect to it alone once to accept it",
+            ),
+          );
+        }
+        return term.confirm(`${question}Trust this server and remember it (yes/no)? `);
+      }
       : undefined,
   });
 
-  // Verify the server before asking for a password (like ssh's host key check).
+  // Verify the servers before asking for a password (like ssh's host key check).
   if (ttyIn && (opts.user === undefined || passwordFromEnv(io) === undefined)) {
-    const { socket } = await dialTls({ host, port, caPem, policy });
-    socket.destroy();
+    await verifyServers(servers, caPem, policy, io);
   }
 
   const stdinLines = mode === "stdin" || (opts.passwordStdin && !ttyIn)
@@ -167,8 +203,7 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
   // A script waiting for an ack gives up after about a minute and a half of failed reconnects.
   const maxAttempts = mode === "send" || mode === "stdin" ? 8 : undefined;
   const conn = await openWithPrompts({
-    host,
-    port,
+    servers,
     caPem,
     policy,
     creds,
@@ -177,6 +212,7 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
     ask: ttyIn,
     maxAttempts,
   });
+  mayAsk = false;
   try {
     switch (mode) {
       case "send": {
@@ -197,13 +233,19 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
           ? ` (#${opts.room.replace(/^#/, "").toLowerCase()})`
           : "";
         io.stderr(
-          sanitize(`chat: listening as ${conn.user} on ${key}${scope}; Ctrl-C stops`) + "\n",
+          sanitize(`chat: listening as ${conn.user} on ${conn.remote}${scope}; Ctrl-C stops`) +
+            "\n",
         );
         await listen(conn, events, io, { json: opts.json ?? false, filter, stop: stopSignal() });
         return ExitCode.ok;
       }
       case "interactive": {
-        const ui = new TerminalUi({ conn, term: withKeys(term), color: useColor(io), server: key });
+        const ui = new TerminalUi({
+          conn,
+          term: withKeys(term),
+          color: useColor(io),
+          server: serverKey(names[0].host, names[0].port),
+        });
         events.subscribe((ev) => ui.onEvent(ev));
         const onResize = () => ui.redraw();
         const onTerm = () => ui.requestQuit();
@@ -227,6 +269,49 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
   }
 }
 
+/**
+ * Checks each server named (the first address of it that answers) against the trust policy,
+ * asking about new ones; a name that cannot be reached now is skipped with a line on stderr, and
+ * when none can be reached the first failure is thrown.
+ */
+async function verifyServers(
+  servers: ServerList,
+  caPem: string | undefined,
+  policy: TrustPolicy,
+  io: ConnectIo,
+): Promise<void> {
+  const { candidates, errors } = await servers.round();
+  const failures = [...errors];
+  let verified = 0;
+  for (const n of servers.names) {
+    const mine = candidates.filter((c) => c.host === n.host && c.port === n.port);
+    let last: ChatError | undefined;
+    for (const c of mine) {
+      try {
+        const { socket } = await dialTls({
+          host: c.host,
+          port: c.port,
+          address: c.address,
+          caPem,
+          policy,
+        });
+        socket.destroy();
+        last = undefined;
+        verified++;
+        break;
+      } catch (err) {
+        if (!(err instanceof ChatError) || err.code !== "connect_failed") throw err;
+        last = err;
+      }
+    }
+    if (last) failures.push(last);
+  }
+  if (verified === 0 && failures.length > 0) throw failures[0];
+  if (servers.names.length > 1) {
+    for (const f of failures) io.stderr(`chat: ${sanitize(f.message)} (tried again when needed)\n`);
+  }
+}
+
 function passwordFromEnv(io: ConnectIo): string | undefined {
   const pw = io.env("CHAT_PASSWORD");
   return pw === undefined || pw === "" ? undefined : pw;
@@ -244,8 +329,7 @@ async function confirmPassword(term: Terminal, password: string): Promise<void> 
  * registration that needs an invite asks for the code.
  */
 async function openWithPrompts(a: {
-  host: string;
-  port: number;
+  servers: ServerList;
   caPem?: string;
   policy: TrustPolicy;
   creds: Credentials;
@@ -258,8 +342,9 @@ async function openWithPrompts(a: {
   for (let attempt = 0;; attempt++) {
     try {
       return await ChatConnection.open({
-        host: a.host,
-        port: a.port,
+        host: a.servers.names[0].host,
+        port: a.servers.names[0].port,
+        servers: a.servers,
         caPem: a.caPem,
         policy: a.policy,
         credentials: creds,

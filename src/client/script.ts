@@ -60,7 +60,9 @@ export function statusLine(ev: ConnectionEvent): string | null {
     case "retry":
       return `chat: reconnecting in ${(ev.delayMs / 1000).toFixed(1)} s (attempt ${ev.attempt})\n`;
     case "up":
-      return ev.reconnect ? "chat: reconnected\n" : null;
+      return ev.reconnect
+        ? `chat: reconnected${ev.server ? ` to ${sanitize(ev.server)}` : ""}\n`
+        : null;
     case "notice":
       return `chat: server: ${sanitize(ev.message)} (${sanitize(ev.code)})\n`;
     default:

@@ -228,7 +228,7 @@ export class TerminalUi {
       case "up":
         if (ev.reconnect) {
           this.#state = "connected";
-          this.#system(`Reconnected to ${this.#server}`, STYLE.notice);
+          this.#system(`Reconnected to ${sanitize(ev.server ?? this.#server)}`, STYLE.notice);
           this.#refreshStatus();
           this.#refreshWho();
         }

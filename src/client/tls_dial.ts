@@ -11,8 +11,11 @@ import type { PeerFacts, TrustPolicy } from "./trust.ts";
 
 /** Where to connect and whom to trust. */
 export interface DialOptions {
+  /** The server's name: checked against the certificate, sent as SNI, the known_servers key. */
   host: string;
   port: number;
+  /** The IP address to connect to (one of those `host` resolves to) [host itself]. */
+  address?: string;
   /** PEM of an extra trusted CA (`--ca FILE`); without it the system roots are used. */
   caPem?: string;
   policy: TrustPolicy;
@@ -94,10 +97,14 @@ function handshake(
 ): Promise<Dialed & { der: Uint8Array }> {
   const key = serverKey(opts.host, opts.port);
   const ip = isIP(opts.host) !== 0;
+  // Errors name the address too when it is not the name typed (one name, several nodes).
+  const where = opts.address === undefined || opts.address === opts.host
+    ? key
+    : `${key} (${opts.address})`;
   return new Promise((resolve, reject) => {
     let done = false;
     const socket = tls.connect({
-      host: opts.host,
+      host: opts.address ?? opts.host,
       port: opts.port,
       servername: ip ? undefined : opts.host,
       ALPNProtocols: [ALPN_CHAT1],
@@ -121,13 +128,13 @@ function handshake(
       reject(err);
     };
     const timer = setTimeout(
-      () => fail(new ChatError("connect_failed", `Cannot connect to ${key}: timed out`)),
+      () => fail(new ChatError("connect_failed", `Cannot connect to ${where}: timed out`)),
       opts.timeoutMs ?? 10_000,
     );
-    socket.once("error", (err) => fail(connectError(key, err)));
+    socket.once("error", (err) => fail(connectError(where, err)));
     socket.once(
       "close",
-      () => fail(new ChatError("connect_failed", `Cannot connect to ${key}: closed`)),
+      () => fail(new ChatError("connect_failed", `Cannot connect to ${where}: closed`)),
     );
     socket.once("secureConnect", async () => {
       try {
@@ -167,7 +174,7 @@ function handshake(
           der: new Uint8Array(cert.raw),
         });
       } catch (err) {
-        fail(connectError(key, err));
+        fail(connectError(where, err));
       }
     });
   });

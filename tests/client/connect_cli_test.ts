@@ -185,7 +185,7 @@ Deno.test("connect --listen survives a server restart: one-line notices, every m
     await using ivy = await WireClient.login(port, ts2.certPem, "ivy");
     for (let i = 1; i <= 3; i++) await ivy.say("general", `during ${i}`, `d${i}`);
   }
-  await p.waitFor("stderr", (l) => l === "chat: reconnected", "the reconnect notice");
+  await p.waitFor("stderr", (l) => l.startsWith("chat: reconnected to "), "the reconnect notice");
   {
     await using ivy = await WireClient.login(port, ts2.certPem, "ivy");
     await ivy.say("general", "after", "a1");
@@ -229,4 +229,29 @@ Deno.test("--ca FILE trusts a server signed by that CA (nothing remembered) and 
   );
   assertEquals(refused.code, 1);
   assertMatch(refused.stderr, /not signed by the CA in .*ca\.pem.*\[cert_untrusted\]\n$/);
+});
+
+Deno.test("connect with two servers, the first down: --send goes to the second (comma list and --server)", async () => {
+  await using ts = await startTestServer();
+  await using cfg = await tempDir();
+  await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
+  const fp = await fingerprintOf(ts.certPem);
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const dead = (l.addr as Deno.NetAddr).port;
+  l.close();
+  const forms = [
+    [`127.0.0.1:${dead},127.0.0.1:${ts.port}`],
+    [`127.0.0.1:${dead}`, "--server", `127.0.0.1:${ts.port}`],
+  ];
+  for (const [i, form] of forms.entries()) {
+    const r = await runChat(
+      [...form, "-u", "amy", ...(i === 0 ? ["--register"] : []), "--trust-fingerprint", fp]
+        .concat(["--send", `form ${i}`, "--json"]),
+      { env: envFor(cfg.path, "password-amy") },
+    );
+    assertEquals(r.code, 0, r.stderr);
+    const ack = JSON.parse(r.stdout);
+    const m = await bob.expect((f) => f.type === "msg" && f.body === `form ${i}`);
+    assertEquals(m.type === "msg" && m.id, ack.id);
+  }
 });

@@ -7,50 +7,10 @@ import { NATS_AVAILABLE, NatsServer } from "../harness/nats.ts";
 import { pgAvailable, startPostgres } from "../harness/postgres.ts";
 import { assertExactlyOnceInOrder, receivedMessages, StormSender } from "../harness/storm.ts";
 import { WireClient } from "../harness/wire_client.ts";
-import { ChildServer } from "../faults/helpers.ts";
-import { generateSelfSigned, writeKeyPairFiles } from "../../src/tls/certificate.ts";
+import { startChildNodes } from "../harness/child_cluster.ts";
 import { ERRORS } from "../../src/error_catalogue.ts";
 
 const ignore = !NATS_AVAILABLE || !pgAvailable();
-
-const ENV = {
-  CHAT_LIMIT_MESSAGES_PER_SECOND: "100000",
-  CHAT_LIMIT_MESSAGE_BURST: "100000",
-  CHAT_LIMIT_REGISTRATIONS_PER_ADDRESS: "1000",
-  CHAT_LIMIT_SHUTDOWN_GRACE_MS: "500",
-};
-
-/** Three child nodes sharing `store` and `bus`, one certificate for all (as behind a balancer). */
-async function startNodes(store: string, bus: string, n = 3) {
-  const pair = await generateSelfSigned();
-  const dirs: string[] = [];
-  const nodes: ChildServer[] = [];
-  for (let i = 0; i < n; i++) {
-    const dir = await Deno.makeTempDir({ prefix: `chat-node${i}-` });
-    await Deno.chmod(dir, 0o700);
-    await writeKeyPairFiles(dir, pair);
-    dirs.push(dir);
-  }
-  const dispose = async () => {
-    for (const s of nodes) await s[Symbol.asyncDispose]();
-    for (const d of dirs) await Deno.remove(d, { recursive: true });
-  };
-  try {
-    for (let i = 0; i < n; i++) {
-      nodes.push(
-        await ChildServer.start({
-          dataDir: dirs[i],
-          env: ENV,
-          args: ["--store", store, "--bus", bus, "--node-name", `p${i}`],
-        }),
-      );
-    }
-  } catch (err) {
-    await dispose();
-    throw err;
-  }
-  return { nodes, certPem: pair.certPem, [Symbol.asyncDispose]: dispose };
-}
 
 Deno.test({
   name:
@@ -59,7 +19,7 @@ Deno.test({
   async fn() {
     await using pg = await startPostgres();
     await using nats = await NatsServer.start();
-    await using c = await startNodes(await pg.createDatabase(), nats.url);
+    await using c = await startChildNodes(await pg.createDatabase(), nats.url);
     const [p0, p1, p2] = c.nodes;
     const readers = [
       await WireClient.login(p1.port, c.certPem, "kr1", { register: true }),
@@ -124,7 +84,7 @@ Deno.test({
   async fn() {
     await using pg = await startPostgres();
     await using nats = await NatsServer.start();
-    await using c = await startNodes(await pg.createDatabase(), nats.url);
+    await using c = await startChildNodes(await pg.createDatabase(), nats.url);
     const clients = await Promise.all(
       c.nodes.map((n, i) => WireClient.login(n.port, c.certPem, `pr${i}`, { register: true })),
     );
