@@ -145,7 +145,11 @@ Deno.test("delivery: SIGTERM mid-storm answers every send the server read; acked
       }
       srv.kill("SIGTERM");
       await Promise.all(senders.map((s) => s.closed()));
-      assertEquals(senders.map((s) => s.bye), senders.map(() => "shutdown"), "every sender got bye");
+      assertEquals(
+        senders.map((s) => s.bye),
+        senders.map(() => "shutdown"),
+        "every sender got bye",
+      );
       const status = await srv.wait();
       assertEquals([status.code, status.signal], [0, null]);
     }
