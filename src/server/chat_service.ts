@@ -253,9 +253,11 @@ export class ChatService {
       ? resume.dm
       : undefined;
     const dm = dmStream(user.id);
-    s.track(dm, resumeDm !== undefined);
+    // Every stream holds its live messages until the `ok` is out (nothing may precede it); those
+    // not resumed are released right after it, from their starting position.
+    s.track(dm, true);
     this.#hub.addSession(s);
-    for (const r of rooms) this.#enter(s, r, wanted.has(r.name));
+    for (const r of rooms) this.#enter(s, r, true);
     // Where live delivery starts in each stream: the login's `latest` (see Hub.follow).
     const starts = await Promise.all([
       this.#hub.follow(dm),
@@ -265,6 +267,10 @@ export class ChatService {
     online(rooms.map((r) => r.name), {
       rooms: Object.fromEntries(rooms.map((r, i) => [r.name, starts[i + 1]])),
       dm: starts[0],
+    });
+    if (resumeDm === undefined) s.caughtUp(dm, starts[0]);
+    rooms.forEach((r, i) => {
+      if (!wanted.has(r.name)) s.caughtUp(roomStream(r.id), starts[i + 1]);
     });
     void this.#catchUpAll(s, [
       ...rooms.filter((r) => wanted.has(r.name)).map((r) => ({
@@ -416,14 +422,17 @@ export class ChatService {
     const stream = roomStream(r.id);
     const room = r;
     const fresh = !s.rooms.has(room.id);
-    if (fresh) this.#enter(s, room, since !== undefined);
+    // Nothing this connection was already sent is sent again (`join since` on a room it is in).
+    const already = fresh ? 0 : s.sentThrough(stream);
+    // The joiner holds the room's live messages until its `ok` is out.
+    if (fresh) this.#enter(s, room, true);
     else if (since !== undefined) s.track(stream, true);
     // The user's other sessions follow the membership, live from now (no catch-up).
     const others = [...this.#hub.sessionsOf(s.userId)].filter((o) =>
       o !== s && !(o as ServiceSession).rooms.has(room.id)
     ) as ServiceSession[];
     for (const o of others) this.#enter(o, room, false);
-    await Promise.all(
+    const starts = await Promise.all(
       [...(fresh ? [s] : []), ...others].map(() => this.#hub.follow(stream)),
     );
     if (s.closed) return;
@@ -433,9 +442,8 @@ export class ChatService {
       private: room.private === true,
     });
     if (since !== undefined) {
-      // Nothing this connection was already sent is sent again.
-      await this.#catchUp(s, stream, Math.max(since, s.sentThrough(stream)), { room: room.name });
-    }
+      await this.#catchUp(s, stream, Math.max(since, already), { room: room.name });
+    } else if (fresh) s.caughtUp(stream, starts[0]);
   }
 
   /** Creates a room for `join`, within the create policy and the limits (see `join`). */

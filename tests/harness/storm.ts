@@ -60,6 +60,14 @@ export class StormSender {
 
   #loginDone!: () => void;
   #loggedIn = new Promise<void>((r) => this.#loginDone = r);
+  #joined: (() => void) | null = null;
+
+  /** Joins (creating) a room, so a storm can go where only this sender reads it. */
+  async join(room: string): Promise<void> {
+    const done = new Promise<void>((r) => this.#joined = r);
+    await this.#write(JSON.stringify({ type: "join", room, ref: "join" }) + "\n");
+    await done;
+  }
 
   async #write(text: string): Promise<void> {
     const bytes = enc.encode(text);
@@ -82,6 +90,7 @@ export class StormSender {
           if (line[9] === 0x6d && line[10] === 0x73) continue;
           const f = JSON.parse(dec.decode(line)) as ServerFrame & { ref?: string };
           if (f.type === "ok" && f.ref === "login") this.#loginDone();
+          else if (f.type === "ok" && f.ref === "join") this.#joined?.();
           else if (f.type === "ack") this.#answered(f.ref!, () => this.acked.set(f.cid, f.id));
           else if (f.type === "error" && f.ref !== undefined && f.ref !== "login") {
             this.#answered(f.ref, () => this.refused.set(f.ref!, f.code));
