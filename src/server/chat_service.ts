@@ -57,6 +57,13 @@ export interface ServiceSession extends HubMember {
   fail(err: unknown): void;
   /** A turn to issue a store write in request order (see Session.nextTurn). */
   nextTurn(): { wait: Promise<void>; pass: () => void };
+  /**
+   * The session entered a room it did not ask for (another session of its user joined it, or
+   * someone else added the user), in the turn its messages start; see ProtocolAdapter.
+   */
+  entered?(room: string, users: string[], topic: string): void;
+  /** The session left a room it did not ask to leave (`by`: who removed the user). */
+  left?(room: string, by?: string): void;
 }
 
 /** Result of a send: what to acknowledge. */
@@ -84,6 +91,11 @@ export class ChatService {
   #roomsById = new Map<number, RoomRecord>();
   #roomsByName = new Map<string, RoomRecord>();
   #userNames = new Map<number, string>();
+  /**
+   * Who set each room's topic and when, as far as this process saw it (topic events of every
+   * node since start; not stored, so unknown after a restart). For IRC's RPL_TOPICWHOTIME.
+   */
+  #topicSetBy = new Map<number, { by: string; ts: number }>();
   /** Room creations per user (`roomCreateBurst` / `roomCreateRefillMs`). */
   #creations: KeyedBuckets;
   /** Messages stored since start, for stats. */
@@ -103,8 +115,12 @@ export class ChatService {
       heads: (keys) => this.#store.streamHeads(keys),
       backfill: (stream, afterId, beforeId) => this.#backfill(stream, afterId, beforeId),
       changed: (ev) => {
-        if (ev.kind === "room_changed") this.#forgetRoom(ev.roomId, ev.name);
-        else this.#userNames.delete(ev.userId);
+        if (ev.kind === "room_changed") {
+          this.#forgetRoom(ev.roomId, ev.name);
+          // Changed otherwise (the admin tool, an archive): who set the topic is not known.
+          if (ev.topic) this.#topicSetBy.set(ev.roomId, { by: ev.topic.by, ts: ev.topic.ts });
+          else this.#topicSetBy.delete(ev.roomId);
+        } else this.#userNames.delete(ev.userId);
       },
       membership: (ev) => this.#membership(ev),
       forgetAll: () => {
@@ -431,7 +447,10 @@ export class ChatService {
     const others = [...this.#hub.sessionsOf(s.userId)].filter((o) =>
       o !== s && !(o as ServiceSession).rooms.has(room.id)
     ) as ServiceSession[];
-    for (const o of others) this.#enter(o, room, false);
+    for (const o of others) {
+      this.#enter(o, room, false);
+      o.entered?.(room.name, this.#hub.online(room.id), room.topic);
+    }
     const starts = await Promise.all(
       [...(fresh ? [s] : []), ...others].map(() => this.#hub.follow(stream)),
     );
@@ -504,6 +523,7 @@ export class ChatService {
       if (!sess.rooms?.delete(r.id)) continue;
       if (sess.untrack(stream)) this.#hub.unfollow(stream);
       if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, sess, "leave");
+      if (sess !== s) sess.left?.(r.name);
     }
     return { room: r.name };
   }
@@ -637,7 +657,9 @@ export class ChatService {
 
   /**
    * Sets a room's topic under the `roomTopic` policy: `anyone` (any member), `owner` (its
-   * creator, or an administrator), `admin` (checked by the command table). Audited.
+   * creator, or an administrator), `admin` (checked by the command table). Audited. Every node
+   * forgets the cached room, and the room's members but `s` are shown the new topic (a `topic`
+   * hub event: IRC's TOPIC).
    */
   async setTopic(
     s: ServiceSession,
@@ -659,7 +681,13 @@ export class ChatService {
     const topic = checkTopic(rawTopic, "set topic");
     await this.#store.updateRoom(r.id, { topic });
     await this.#auditBy(s, "rooms.topic", r.name, { topic });
-    this.invalidateRoom(r.name);
+    this.#hub.fanout.publish({
+      kind: "room_changed",
+      roomId: r.id,
+      name: r.name,
+      topic: { text: topic, by: s.userName, ts: this.#clock() },
+      origin: this.#hub.ref(s.connId),
+    });
     return { room: r.name, topic };
   }
 
@@ -694,6 +722,7 @@ export class ChatService {
         if (sess.untrack(stream)) this.#hub.unfollow(stream);
         if (this.#hub.unsubscribe(sess, ev.roomId) && r) this.#announce(r, sess, "leave");
         sess.notice({ type: "membership", room: ev.room, event: "removed", by: ev.by });
+        sess.left?.(ev.room, ev.by);
       }
       return;
     }
@@ -702,6 +731,7 @@ export class ChatService {
       for (const sess of sessions) {
         if (sess.closed || sess.rooms.has(r.id)) continue;
         this.#enter(sess, r, false);
+        sess.entered?.(r.name, this.#hub.online(r.id), r.topic);
         void this.#hub.follow(stream).catch(() => {/* the store is down: no live delivery */});
         sess.notice({ type: "membership", room: r.name, event: "added", by: ev.by });
       }
@@ -860,18 +890,25 @@ export class ChatService {
   roomsOnline(s: ServiceSession): { room: string; users: string[] }[] {
     const out: { room: string; users: string[] }[] = [];
     for (const id of s.rooms) {
-      const r = this.#roomsById.get(id);
-      if (r) out.push({ room: r.name, users: this.#hub.online(id) });
+      // The cache forgets a changed room (a topic set) until it is read again; the hub knows it.
+      const name = this.#roomsById.get(id)?.name ?? this.#hub.roomName(id);
+      if (name !== undefined) out.push({ room: name, users: this.#hub.online(id) });
     }
     return out.sort((a, b) => a.room < b.room ? -1 : 1);
   }
 
-  /** The topic of a room ("" when it has none); `no_such_room` when it does not exist. */
-  async topic(rawName: string): Promise<{ room: string; topic: string }> {
+  /**
+   * The topic of a room ("" when it has none), with who set it and when when this process knows
+   * (see #topicSetBy); `no_such_room` when it does not exist.
+   */
+  async topic(
+    rawName: string,
+  ): Promise<{ room: string; topic: string; setBy?: { by: string; ts: number } }> {
     const name = checkRoomName(rawName);
     const r = await this.#room(name);
     if (!r || r.archived) throw new ChatError("no_such_room", `Cannot use ${name}: no such room`);
-    return { room: r.name, topic: r.topic };
+    const setBy = this.#topicSetBy.get(r.id);
+    return { room: r.name, topic: r.topic, ...(setBy ? { setBy } : {}) };
   }
 
   /**

@@ -46,8 +46,17 @@ export type FanoutEvent =
     /** Who did it, as shown to the user (a user name, or `admin`). */
     by: string;
   }
-  /** A room's record changed (topic, archived): caches must forget it. */
-  | { kind: "room_changed"; roomId: number; name: string }
+  /**
+   * A room's record changed (topic, archived): caches must forget it. `topic`: a user set the
+   * topic (who, when), shown to the room's members; `origin` is the session that set it.
+   */
+  | {
+    kind: "room_changed";
+    roomId: number;
+    name: string;
+    topic?: { text: string; by: string; ts: number };
+    origin?: ConnRef;
+  }
   /** A user's record changed (name, role, disabled, removed): caches must forget it. */
   | { kind: "user_changed"; userId: number }
   /**

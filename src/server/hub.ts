@@ -18,7 +18,9 @@ export type HubEvent =
     quit?: boolean;
     /** Names online in the room after the change (computed once, on first use). */
     online: () => string[];
-  };
+  }
+  /** A user set a room's topic (`ts`: when). */
+  | { kind: "topic"; room: string; topic: string; user: string; ts: number };
 
 /** Turns hub events into a protocol's bytes; null when that protocol does not show the event. */
 export interface EventEncoder {
@@ -193,6 +195,13 @@ export class Hub {
         this.#source?.membership(ev);
         return;
       case "room_changed":
+        this.#source?.changed(ev);
+        if (ev.topic) {
+          const { text, by, ts } = ev.topic;
+          const topic: HubEvent = { kind: "topic", room: ev.name, topic: text, user: by, ts };
+          this.#toRoom(ev.roomId, topic, ev.origin ?? { node: "", conn: -1 }, 0);
+        }
+        return;
       case "user_changed":
         this.#source?.changed(ev);
         return;

@@ -120,6 +120,11 @@ function encodeFor(mask: number, ev: HubEvent): Uint8Array | null {
   const source = hostmask(ev.user);
   const tags: Record<string, string> = {};
   if (mask & TAG_ACCOUNT) tags.account = ev.user;
+  if (ev.kind === "topic") {
+    if (mask & TAG_TIME) tags.time = new Date(ev.ts).toISOString();
+    const params = [channelOf(ev.room), safeText(ev.topic)];
+    return lineBytes([{ tags, source, command: "TOPIC", params }]);
+  }
   if (ev.event === "join") {
     return lineBytes([{ tags, source, command: "JOIN", params: [channelOf(ev.room)] }]);
   }
@@ -136,6 +141,3 @@ const ENCODERS: EventEncoder[] = [];
 export function ircEncoder(mask: number): EventEncoder {
   return ENCODERS[mask] ??= { encodeEvent: (ev) => encodeFor(mask, ev) };
 }
-
-/** Before registration ends an IRC client is shown nothing (its burst is the start). */
-export const SILENT_ENCODER: EventEncoder = { encodeEvent: () => null };

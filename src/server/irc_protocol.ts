@@ -15,7 +15,6 @@ import {
   lineBytes,
   messageLines,
   safeText,
-  SILENT_ENCODER,
   TAG_ACCOUNT,
   TAG_MSGID,
   TAG_TIME,
@@ -63,12 +62,19 @@ function registry(hub: Hub): AwayRegistry {
   return r;
 }
 
+/** A topic with who set it and when (milliseconds), when known. */
+interface Topic {
+  topic: string;
+  setBy?: { by: string; ts: number };
+}
+
 /** What a dispatched request needs when its reply comes back. */
 interface Pending {
   command: string;
   target: string;
   label?: string;
-  topic?: string;
+  /** A JOIN: the channel's topic, and who set it when known. */
+  topic?: Topic;
   /** CHATHISTORY subcommand and target. */
   sub?: string;
   /** A send: the body as stored. */
@@ -81,7 +87,8 @@ interface Pending {
  * 1. Registration ends with 001-005 and 422 once NICK and USER came, CAP negotiation ended, and
  *    the account logged in: SASL PLAIN (before CAP END), or PASS with NICK as the account name.
  *    With open registration a PASS for a name with no account creates it (see docs/IRC.md).
- *    The nick is the account name (001 says so); deliveries start with the registration burst.
+ *    The nick is the account name (001 says so). Messages that arrive between the login and the
+ *    end of registration are held (`holdDeliveries`) and follow the registration burst.
  * 2. Every request goes through `session.dispatch` (login state, limits, reply order); the
  *    protocol's own replies (PONG, CAP, numerics) are written in the same order
  *    (`writeInOrder`), so a PING answers after everything sent before it.
@@ -111,11 +118,14 @@ export class IrcProtocol implements ProtocolAdapter {
   constructor(s: Session) {
     this.s = s;
     s.paceMessages = true;
+    s.holdDeliveries(); // released after the registration burst (#welcome)
   }
 
-  /** Deliveries' encoder: by negotiated tags; silent until the registration burst. */
+  /**
+   * Deliveries' encoder: by negotiated tags. (Messages held before the end of registration carry
+   * the tags negotiated when they arrived.)
+   */
   get encoder(): EventEncoder {
-    if (!this.#registered) return SILENT_ENCODER;
     return ircEncoder(this.#mask);
   }
 
@@ -401,10 +411,10 @@ export class IrcProtocol implements ProtocolAdapter {
   async #welcome(): Promise<void> {
     const u = this.s.user!;
     const l = this.s.limits;
-    const topics = new Map<string, string>();
+    const topics = new Map<string, Topic>();
     for (const r of this.s.service.roomsOnline(this.s)) {
       try {
-        topics.set(r.room, (await this.s.service.topic(r.room)).topic);
+        topics.set(r.room, await this.s.service.topic(r.room));
       } catch { /* archived meanwhile */ }
     }
     if (this.s.closed) return;
@@ -435,20 +445,53 @@ export class IrcProtocol implements ProtocolAdapter {
     ];
     // The burst and the switch to live deliveries in one turn: nothing slips between them.
     for (const r of this.s.service.roomsOnline(this.s)) {
-      out.push(...this.#joinLines(r.room, r.users, topics.get(r.room) ?? ""));
+      out.push(...this.#joinLines(r.room, r.users, topics.get(r.room) ?? { topic: "" }));
     }
     this.#registered = true;
     this.#registry.sessions.add(this);
     this.s.write(this.#bytes(out));
+    this.s.releaseDeliveries(); // what arrived since the login, after the channels' JOINs
   }
 
-  #joinLines(room: string, users: string[], topic: string): IrcMessage[] {
+  #joinLines(room: string, users: string[], t: Topic): IrcMessage[] {
     const chan = channelOf(room);
     const me = this.#me;
     const out: IrcMessage[] = [{ source: hostmask(me), command: "JOIN", params: [chan] }];
-    if (topic) out.push(this.#numeric("332", chan, safeText(topic)));
+    out.push(...this.#topicLines(chan, t, false));
     out.push(...this.#namesLines(chan, users));
     return out;
+  }
+
+  /** RPL_TOPIC and RPL_TOPICWHOTIME (when known), or RPL_NOTOPIC when `noTopic`. */
+  #topicLines(chan: string, t: Topic, noTopic: boolean): IrcMessage[] {
+    if (!t.topic) return noTopic ? [this.#numeric("331", chan, "No topic is set")] : [];
+    const out = [this.#numeric("332", chan, safeText(t.topic))];
+    if (t.setBy) {
+      const secs = String(Math.floor(t.setBy.ts / 1000));
+      out.push(this.#numeric("333", chan, t.setBy.by, secs));
+    }
+    return out;
+  }
+
+  /**
+   * Another session of this account joined a room, or someone added the account: JOIN, topic and
+   * NAMES, as for a JOIN of this client's own (written at once: the room's messages follow).
+   */
+  roomEntered(room: string, users: string[], topic: string): void {
+    if (!this.#registered) return; // the registration burst will list it
+    this.s.write(this.#bytes(this.#joinLines(room, users, { topic })));
+  }
+
+  /** Another session of this account parted (PART), or someone removed the account (KICK). */
+  roomLeft(room: string, by?: string): void {
+    if (!this.#registered) return;
+    const me = this.#me;
+    const chan = channelOf(room);
+    this.s.write(this.#bytes([
+      by === undefined
+        ? { source: hostmask(me), command: "PART", params: [chan] }
+        : { source: hostmask(by), command: "KICK", params: [chan, me, `Removed by ${by}`] },
+    ]));
   }
 
   #namesLines(chan: string, users: string[]): IrcMessage[] {
@@ -503,7 +546,7 @@ export class IrcProtocol implements ProtocolAdapter {
       case "WHO":
         return this.#names(p, label, bytes, "WHO");
       case "TOPIC":
-        return this.#topic(p, label);
+        return this.#topic(p, label, bytes);
       case "PRIVMSG":
       case "NOTICE":
         return this.#privmsg(m.command, p, label, bytes);
@@ -547,9 +590,9 @@ export class IrcProtocol implements ProtocolAdapter {
       const room = this.#room(chan, label);
       if (room === null) continue;
       if (joined.has(room.toLowerCase())) continue; // already in it: nothing to do
-      let topic = "";
+      let topic: Topic = { topic: "" };
       try {
-        topic = (await this.s.service.topic(room)).topic;
+        topic = await this.s.service.topic(room);
       } catch { /* a new room, or a bad name the join reports */ }
       await this.#dispatch({ op: "join", room }, {
         command: "JOIN",
@@ -598,29 +641,22 @@ export class IrcProtocol implements ProtocolAdapter {
     }, bytes);
   }
 
-  async #topic(p: string[], label: string | undefined): Promise<void> {
+  async #topic(p: string[], label: string | undefined, bytes: number): Promise<void> {
     const chan = p[0];
     if (!chan) return this.#send([this.#numeric("461", "TOPIC", "Not enough parameters")], label);
     const room = this.#room(chan, label);
     if (room === null) return;
     if (p.length > 1) {
-      // Topics are set by administrators (chat admin), not from a chat connection.
-      return this.#send(
-        [this.#numeric("482", clean(chan), "You're not channel operator")],
+      // Set (an empty text clears it) under the server's roomTopic policy; refusals are 482.
+      return this.#dispatch({ op: "topic", room, topic: p[1] }, {
+        command: "TOPIC",
+        target: clean(chan),
         label,
-      );
+      }, bytes);
     }
     try {
       const t = await this.s.service.topic(room);
-      const c = channelOf(t.room);
-      this.#send(
-        [
-          t.topic
-            ? this.#numeric("332", c, safeText(t.topic))
-            : this.#numeric("331", c, "No topic is set"),
-        ],
-        label,
-      );
+      this.#send(this.#topicLines(channelOf(t.room), t, true), label);
     } catch {
       this.#send([this.#numeric("403", clean(chan), "No such channel")], label);
     }
@@ -869,7 +905,14 @@ export class IrcProtocol implements ProtocolAdapter {
     switch (frame.type) {
       case "ok":
         if (frame.op === "join") {
-          return this.#joinLines(frame.room!, frame.users ?? [], p.topic ?? "");
+          return this.#joinLines(frame.room!, frame.users ?? [], p.topic ?? { topic: "" });
+        }
+        if (frame.op === "topic") {
+          // The change as every member sees it (the others through the hub's topic event).
+          const params = [channelOf(frame.room!), safeText(frame.topic ?? "")];
+          const tags: Record<string, string> = {};
+          if (this.#caps.has("account-tag")) tags.account = me;
+          return [{ tags, source: hostmask(me), command: "TOPIC", params }];
         }
         if (frame.op === "part") {
           return [{ source: hostmask(me), command: "PART", params: [channelOf(frame.room!)] }];

@@ -41,7 +41,10 @@ const TABLE: Partial<Record<ErrorCode, ErrorReply | Record<string, ErrorReply>>>
   },
   not_authenticated: { numeric: "451", params: () => [] }, // ERR_NOTREGISTERED
   already_authenticated: { numeric: "462", params: () => [] }, // ERR_ALREADYREGISTERED
-  forbidden: { numeric: "481", params: () => [] }, // ERR_NOPRIVILEGES
+  forbidden: {
+    TOPIC: { numeric: "482", params: target }, // ERR_CHANOPRIVSNEEDED: the policy refused
+    "*": { numeric: "481", params: () => [] }, // ERR_NOPRIVILEGES
+  },
   auth_failed: {
     AUTHENTICATE: { numeric: "904", params: () => [] }, // ERR_SASLFAIL
     "*": { numeric: "464", params: () => [] }, // ERR_PASSWDMISMATCH

@@ -16,6 +16,7 @@ export const SERVER_NAME = "chat/0.1.0";
 export const NATIVE_ENCODER: EventEncoder = {
   encodeEvent(ev: HubEvent): Uint8Array | null {
     if (ev.kind === "msg") return encodeServerFrame({ type: "msg", ...ev.msg });
+    if (ev.kind === "topic") return null; // chat/1 reads topics with `rooms`
     return encodeServerFrame({ type: "presence", room: ev.room, user: ev.user, event: ev.event });
   },
 };

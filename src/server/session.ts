@@ -39,6 +39,14 @@ export interface ProtocolAdapter {
   encodeReply(frame: ServerFrame, req: Request | null): Uint8Array | null;
   /** Keepalive probe after inbound silence. */
   ping(): void;
+  /**
+   * The session entered a room it did not ask for (another session of its user joined it, or
+   * someone else added the user), with who is online there and its topic. Called in the turn
+   * the session starts getting the room's messages, so what it writes comes before them.
+   */
+  roomEntered?(room: string, users: string[], topic: string): void;
+  /** The session left a room it did not ask to leave (`by`: who removed the user, if not a part). */
+  roomLeft?(room: string, by?: string): void;
 }
 
 /** Everything a session needs from the server. */
@@ -155,6 +163,9 @@ export class Session implements HubMember, CommandContext {
   /** Requests read and not yet answered in full, and who waits for none to be left. */
   #open = 0;
   #settledWaiters: (() => void)[] = [];
+  /** Deliveries held until `releaseDeliveries` (null: not holding), and their bytes. */
+  #heldOut: Uint8Array[] | null = null;
+  #heldOutBytes = 0;
   /** Time of the last message received. */
   lastRx: number;
   pingSent = false;
@@ -562,7 +573,8 @@ export class Session implements HubMember, CommandContext {
   deliver(stream: StreamKey | null, bytes: Uint8Array, lastId: number): void {
     if (this.#closed) return;
     if (stream === null) {
-      this.write(bytes, true); // presence: may wait to share a write
+      // Presence while held is dropped: what the protocol writes on release tells the state.
+      if (this.#heldOut === null) this.write(bytes, true); // may wait to share a write
       return;
     }
     const pos = this.#pos(stream);
@@ -577,7 +589,46 @@ export class Session implements HubMember, CommandContext {
       return;
     }
     if (lastId > pos.sent) pos.sent = lastId;
-    if (bytes.length > 0) this.write(bytes);
+    if (bytes.length === 0) return;
+    if (this.#heldOut === null) return this.write(bytes);
+    this.#heldOut.push(bytes);
+    this.#heldOutBytes += bytes.length;
+    if (this.#heldOutBytes > this.#deps.limits.sendQueueBytes) {
+      // The same bound as the send queue: a client that never ends its registration is cut.
+      this.close("slow_consumer", "", false);
+    }
+  }
+
+  /**
+   * Holds this session's messages (rooms and direct messages, in delivery order) instead of
+   * writing them, until `releaseDeliveries`; presence meanwhile is dropped. For a protocol whose
+   * client is online before it can be shown anything (IRC, between SASL success and the end of
+   * registration). Held bytes count against `sendQueueBytes`: past it the session is cut as a slow
+   * consumer. MUST be called before login.
+   */
+  holdDeliveries(): void {
+    this.#heldOut ??= [];
+  }
+
+  /**
+   * Writes what was held and delivers live from now. Call in the turn the protocol's own preamble
+   * (IRC's registration burst) is written, so nothing slips between them.
+   */
+  releaseDeliveries(): void {
+    const held = this.#heldOut;
+    this.#heldOut = null;
+    this.#heldOutBytes = 0;
+    for (const b of held ?? []) this.write(b);
+  }
+
+  /** See ProtocolAdapter.roomEntered. */
+  entered(room: string, users: string[], topic: string): void {
+    if (!this.#closed) this.#adapter.roomEntered?.(room, users, topic);
+  }
+
+  /** See ProtocolAdapter.roomLeft. */
+  left(room: string, by?: string): void {
+    if (!this.#closed) this.#adapter.roomLeft?.(room, by);
   }
 
   /** Overflows of the hold of `stream` so far (a catch-up read must start after the last one). */

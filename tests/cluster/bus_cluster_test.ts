@@ -6,6 +6,7 @@ import { startCluster, waitUntil } from "../harness/cluster.ts";
 import { NATS_AVAILABLE, NatsServer } from "../harness/nats.ts";
 import { assertExactlyOnceInOrder, receivedMessages, StormSender } from "../harness/storm.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { IrcClient } from "../harness/irc_client.ts";
 
 const ignore = !NATS_AVAILABLE;
 const FAST = { messagesPerSecond: 100_000, messageBurst: 100_000 };
@@ -256,5 +257,32 @@ Deno.test({
         await r.closed;
       }
     }
+  },
+});
+
+Deno.test({
+  name: "cluster: a topic set on one node reaches IRC users on another as TOPIC, with 333",
+  ignore,
+  async fn() {
+    await using nats = await NatsServer.start();
+    await using c = await startCluster({
+      nats,
+      nodes: 2,
+      config: { ircPort: 0, roomTopic: "anyone" },
+    });
+    const [n0, n1] = c.nodes;
+    await using setter = await WireClient.login(n0.port, c.certPem, "tom", { register: true });
+    // una's account, made over chat/1; she then reads over IRC on the other node.
+    await (await WireClient.login(n1.port, c.certPem, "una", { register: true }))[
+      Symbol.asyncDispose
+    ]();
+    await using irc = await IrcClient.sasl(n1.server.addrs[1].port, c.certPem, "una");
+    setter.send({ type: "topic", room: "general", topic: "release week" });
+    await setter.expect((f) => f.type === "ok" && f.op === "topic");
+    const seen = await irc.expectCommand("TOPIC", 10_000);
+    assertEquals([seen.source, ...seen.params], ["tom!tom@chat", "#general", "release week"]);
+    irc.send("TOPIC #general");
+    assertEquals((await irc.expectCommand("332")).params[2], "release week");
+    assertEquals((await irc.expectCommand("333")).params[2], "tom");
   },
 });

@@ -1,5 +1,5 @@
 // Owns in-process clusters for tests: N ChatServers on loopback, one shared store, one NATS.
-import { resolveConfig, type ServerLimits } from "../../src/config/config.ts";
+import { resolveConfig, type ServerConfig, type ServerLimits } from "../../src/config/config.ts";
 import { ChatServer } from "../../src/server/server.ts";
 import { NatsFanout } from "../../src/server/nats_fanout.ts";
 import { generateSelfSigned } from "../../src/tls/certificate.ts";
@@ -48,6 +48,8 @@ export async function startCluster(
     nodes?: number;
     limits?: Partial<ServerLimits>;
     heartbeatMs?: number;
+    /** Settings for every node (e.g. `ircPort: 0`: each node's IRC listener is `addrs[1]`). */
+    config?: Partial<Omit<ServerConfig, "limits">>;
   },
 ): Promise<TestCluster> {
   const tmp = await tempDir("chat-cluster-");
@@ -63,6 +65,7 @@ export async function startCluster(
     port: 0,
     dataDir: tmp.path,
     logLevel: "error",
+    ...opts.config,
     limits: { ...TEST_LIMITS, ...opts.limits },
   });
   const nodes: ClusterNode[] = [];

@@ -226,8 +226,8 @@ Deno.test("IRC: JOIN, PART, TOPIC, WHO, MODE, LIST and presence as JOIN/PART/QUI
   assertEquals((await c.expectCommand("403")).params.slice(0, 2), ["ivy", "nochan"]);
   c.send("TOPIC #ops");
   assertEquals((await c.expectCommand("331")).params.slice(0, 2), ["ivy", "#ops"]);
-  c.send("TOPIC #ops :new topic");
-  await c.expectCommand("482");
+  c.send("TOPIC #ops :new topic"); // ivy created #ops: its owner may
+  assertEquals((await c.expectCommand("TOPIC")).params, ["#ops", "new topic"]);
   c.send("MODE #ops");
   assertEquals((await c.expectCommand("324")).params.slice(0, 3), ["ivy", "#ops", "+nt"]);
   c.send("MODE #ops b");
@@ -267,6 +267,159 @@ Deno.test("IRC: JOIN, PART, TOPIC, WHO, MODE, LIST and presence as JOIN/PART/QUI
   await c.expectCommand("404");
   c.send("FROBNICATE");
   assertEquals((await c.expectCommand("421")).params.slice(0, 2), ["ivy", "FROBNICATE"]);
+});
+
+Deno.test("IRC: TOPIC sets the topic under the roomTopic policy: TOPIC to the channel, 332/333, 482 when refused", async () => {
+  await using ts = await server(); // roomTopic: owner (the default)
+  await account(ts, "tina");
+  await account(ts, "ugo");
+  await using owner = await IrcClient.sasl(ts.irc, ts.certPem, "tina", { caps: ["server-time"] });
+  await using other = await IrcClient.sasl(ts.irc, ts.certPem, "ugo", { caps: ["server-time"] });
+  owner.send("JOIN #plans"); // created by tina: she owns it
+  await owner.expectCommand("366");
+  other.send("JOIN #plans");
+  await other.expectCommand("366");
+  await owner.expect((m) => m.command === "JOIN" && m.source === "ugo!ugo@chat");
+  const before = Math.floor(Date.now() / 1000);
+  // The setter gets the TOPIC as confirmation, and so does every member (RFC 2812 §3.2.4).
+  owner.send("TOPIC #plans :ship on Friday");
+  const mine = await owner.expectCommand("TOPIC");
+  assertEquals([mine.source, ...mine.params], ["tina!tina@chat", "#plans", "ship on Friday"]);
+  const seen = await other.expectCommand("TOPIC");
+  assertEquals([seen.source, ...seen.params], ["tina!tina@chat", "#plans", "ship on Friday"]);
+  assert(seen.tags?.time, "server-time on the broadcast TOPIC");
+  // A query: RPL_TOPIC, then RPL_TOPICWHOTIME <client> <channel> <nick> <setat>.
+  other.send("TOPIC #plans");
+  assertEquals((await other.expectCommand("332")).params, ["ugo", "#plans", "ship on Friday"]);
+  const who = await other.expectCommand("333");
+  assertEquals(who.params.slice(0, 3), ["ugo", "#plans", "tina"]);
+  const setAt = Number(who.params[3]);
+  assert(setAt >= before && setAt <= Date.now() / 1000 + 1, `setat ${who.params[3]}`);
+  // A member who is not the owner: the policy refuses, ERR_CHANOPRIVSNEEDED; nothing changes.
+  other.send("TOPIC #plans :my topic");
+  assertEquals((await other.expectCommand("482")).params.slice(0, 2), ["ugo", "#plans"]);
+  // The stored topic is what chat/1 reads, and what a JOIN shows (332 and 333).
+  await using w = await WireClient.login(ts.port, ts.certPem, "vera", { register: true });
+  w.send({ type: "rooms" });
+  const rooms = await w.expect((f) => f.type === "rooms") as Extract<
+    ServerFrame,
+    { type: "rooms" }
+  >;
+  assertEquals(rooms.rooms.find((r) => r.name === "plans")?.topic, "ship on Friday");
+  await using late = await IrcClient.sasl(ts.irc, ts.certPem, "vera");
+  late.send("JOIN #plans");
+  assertEquals((await late.expectCommand("332")).params[2], "ship on Friday");
+  assertEquals((await late.expectCommand("333")).params[2], "tina");
+  await late.expectCommand("366");
+  assertEquals((await other.barrier()).filter((m) => m.command === "TOPIC"), []);
+});
+
+Deno.test("IRC: with roomTopic admin, TOPIC from a room's owner is 482", async () => {
+  await using ts = await server({ config: { roomTopic: "admin" } });
+  await account(ts, "wade");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "wade");
+  c.send("JOIN #mine");
+  await c.expectCommand("366");
+  c.send("TOPIC #mine :nope");
+  assertEquals((await c.expectCommand("482")).params.slice(0, 2), ["wade", "#mine"]);
+  c.send("TOPIC #mine");
+  await c.expectCommand("331");
+});
+
+Deno.test("IRC: with roomTopic anyone, a member sets the topic and a non-member gets 442", async () => {
+  await using ts = await server({ config: { roomTopic: "anyone" } });
+  await account(ts, "adam");
+  await account(ts, "bea");
+  await using owner = await IrcClient.sasl(ts.irc, ts.certPem, "adam");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "bea");
+  owner.send("JOIN #open");
+  await owner.expectCommand("366");
+  c.send("TOPIC #open :from outside");
+  assertEquals((await c.expectCommand("442")).params.slice(0, 2), ["bea", "#open"]);
+  c.send("TOPIC #general :anyone may");
+  assertEquals((await c.expectCommand("TOPIC")).params, ["#general", "anyone may"]);
+  const seen = await owner.expectCommand("TOPIC");
+  assertEquals([seen.source, ...seen.params], ["bea!bea@chat", "#general", "anyone may"]);
+});
+
+Deno.test("IRC: a room joined or parted by another session of the same account shows JOIN with NAMES, then PART", async () => {
+  await using ts = await server();
+  await account(ts, "xena");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "xena", { caps: ["message-tags"] });
+  await using same = await WireClient.login(ts.port, ts.certPem, "xena");
+  await using peer = await WireClient.login(ts.port, ts.certPem, "yuri", { register: true });
+  peer.send({ type: "join", room: "design" });
+  await peer.expect((f) => f.type === "ok" && f.op === "join");
+  // The chat/1 session joins: the IRC connection is moved into the room and told so.
+  same.send({ type: "join", room: "design" });
+  await same.expect((f) => f.type === "ok" && f.op === "join");
+  const join = await c.expect((m) => m.command === "JOIN" && m.params[0] === "#design");
+  assertEquals(join.source, "xena!xena@chat");
+  const names = await c.expectCommand("353");
+  assertEquals(names.params.slice(2, 3), ["#design"]);
+  assertEquals(names.params[3].split(" ").sort(), ["xena", "yuri"]);
+  assertEquals((await c.expectCommand("366")).params.slice(0, 2), ["xena", "#design"]);
+  // It gets the room's messages, and it may talk there.
+  await peer.say("design", "welcome aboard");
+  const got = await c.expectCommand("PRIVMSG");
+  assertEquals(got.params, ["#design", "welcome aboard"]);
+  c.send("PRIVMSG #design :thanks");
+  await peer.expect((f) => f.type === "msg" && f.body === "thanks");
+  // Its JOIN of the channel it is in already says nothing more.
+  c.send("JOIN #design");
+  assertEquals((await c.barrier()).filter((m) => m.params[0] === "#design"), []);
+  // The chat/1 session parts: the IRC connection leaves too.
+  same.send({ type: "part", room: "design" });
+  await same.expect((f) => f.type === "ok" && f.op === "part");
+  const part = await c.expectCommand("PART");
+  assertEquals([part.source, ...part.params], ["xena!xena@chat", "#design"]);
+  c.send("PRIVMSG #design :still here?");
+  await c.expectCommand("404");
+});
+
+Deno.test("IRC: messages between SASL success and the end of registration follow the burst, each once", async () => {
+  await using ts = await server();
+  await account(ts, "zoe");
+  await using w = await WireClient.login(ts.port, ts.certPem, "abe", { register: true });
+  await using c = await IrcClient.connect(ts.irc, ts.certPem);
+  c.send("CAP LS 302");
+  await c.expect((m) => m.command === "CAP" && m.params[1] === "LS");
+  c.send("CAP REQ :sasl message-tags");
+  await c.expect((m) => m.command === "CAP" && m.params[1] === "ACK");
+  c.send("NICK zoe");
+  c.send("USER zoe 0 * :Zoe");
+  c.send("AUTHENTICATE PLAIN");
+  await c.expectCommand("AUTHENTICATE");
+  c.send("AUTHENTICATE " + btoa("\0zoe\0password-zoe"));
+  await c.expectCommand("903");
+  // zoe is online (SASL succeeded) but not registered (no CAP END yet): these are committed and
+  // fanned out now (the ack comes after the fan-out).
+  const room = await w.say("general", "said while zoe registers") as { id: number };
+  w.send({ type: "send", cid: "d1", to: "zoe", body: "a direct one meanwhile" });
+  const dm = await w.expect((f) => f.type === "ack") as { id: number };
+  await c.barrier();
+  assertEquals(c.raw.filter((l) => l.includes("PRIVMSG")), [], "nothing before 001");
+  c.send("CAP END");
+  await c.expectCommand("001");
+  await c.expectCommand("366"); // the burst: JOIN #general, NAMES
+  const first = await c.expectCommand("PRIVMSG");
+  assertEquals([first.params, first.tags?.msgid], [
+    ["#general", "said while zoe registers"],
+    String(room.id),
+  ]);
+  const second = await c.expectCommand("PRIVMSG");
+  assertEquals([second.params, second.tags?.msgid], [
+    ["zoe", "a direct one meanwhile"],
+    String(dm.id),
+  ]);
+  // Live from here, and nothing twice.
+  await w.say("general", "after registration");
+  assertEquals((await c.expectCommand("PRIVMSG")).params[1], "after registration");
+  const rest = await c.barrier();
+  assertEquals(rest.filter((m) => m.command === "PRIVMSG"), []);
+  const lines = c.raw.map((l) => l.replace(/^@\S+ /, ""));
+  const at = (re: RegExp) => lines.findIndex((l) => re.test(l));
+  assert(at(/ 366 zoe #general /) < at(/PRIVMSG #general :said while/), lines.join("\n"));
 });
 
 Deno.test("IRC: CHATHISTORY LATEST, BEFORE, AFTER, AROUND, BETWEEN and TARGETS in batches", async () => {
