@@ -46,6 +46,22 @@ export type FanoutEvent =
     /** Who did it, as shown to the user (a user name, or `admin`). */
     by: string;
   }
+  /**
+   * A user's read marker moved (docs/PROTOCOL.md §7.1): their other sessions, on every node, get
+   * a `read` frame. `room` names a room, `with` the DM peer (as the user sees it); `unread` is
+   * counted through `through`.
+   */
+  | {
+    kind: "read";
+    userId: number;
+    roomId: number;
+    room?: string;
+    with?: string;
+    id: number;
+    unread: number;
+    through: number;
+    origin: ConnRef;
+  }
   /** A room's record changed (topic, archived): caches must forget it. */
   | { kind: "room_changed"; roomId: number; name: string }
   /** A user's record changed (name, role, disabled, removed): caches must forget it. */
