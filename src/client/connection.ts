@@ -11,10 +11,12 @@ import {
   type ResumePoint,
   type RoomInfo,
   type ServerFrame,
+  type UnreadMap,
   type WireLimits,
   type WireMessage,
 } from "../protocol/frames.ts";
 import { LineSplitter } from "../protocol/line_decoder.ts";
+import type { ReadFrame } from "../protocol/unread.ts";
 import { decodeServerFrame, encodeClientFrame } from "../protocol/native_codec.ts";
 import { checkBody } from "../protocol/text_rules.ts";
 import { Backoff, type BackoffOptions } from "./backoff.ts";
@@ -50,6 +52,10 @@ export type ConnectionEvent =
   | { type: "resumed"; room?: string; dm?: boolean; count: number; more: boolean }
   /** The set of joined rooms changed. */
   | { type: "rooms"; rooms: string[] }
+  /** The login's read markers (docs/PROTOCOL.md §7.1), after every (re)connect. */
+  | { type: "markers"; user: string; markers?: UnreadMap; latest?: ResumePoint }
+  /** Another session of this user moved a read marker. */
+  | { type: "read"; frame: ReadFrame }
   /** An error the server sent that answers no request. */
   | { type: "notice"; code: string; message: string }
   /** The connection was lost; a reconnect follows unless `closed` comes next. */
@@ -485,6 +491,7 @@ export class ChatConnection {
       this.#upAt = this.#clock();
       this.#startKeepalive();
       this.#emit({ type: "rooms", rooms });
+      this.#emit({ type: "markers", user: this.#user, markers: ok.markers, latest: ok.latest });
       // Rooms never seen before (first login, or joined elsewhere): note where live traffic
       // starts, so a later resume neither repeats old history nor skips anything.
       for (const r of [...this.#resuming]) {
@@ -756,6 +763,9 @@ export class ChatConnection {
       case "resumed":
         this.#onResumed(f);
         return;
+      case "read":
+        this.#emit({ type: "read", frame: f });
+        return;
       case "membership": {
         // Someone added us to a room or removed us from one (docs/PROTOCOL.md §7).
         const room = sanitize(String(f.room));
@@ -893,6 +903,15 @@ export class ChatConnection {
   }
 
   // ---- frames out ----
+
+  /** Moves this user's read marker in a room or DM conversation (§7.1); resolves with the `ok`. */
+  async markRead(
+    target: { room: string; with?: undefined } | { with: string; room?: undefined },
+    id: number,
+  ): Promise<ReadFrame> {
+    // An `error` answer rejects (as for every request).
+    return await this.#request({ type: "read", ...target, id }) as unknown as ReadFrame;
+  }
 
   #request(frame: ClientFrame): Promise<ServerFrame> {
     if (this.#state === "closed") return Promise.reject(this.#closedError(frame.type));

@@ -2,6 +2,7 @@
 // into screen lines; the slash commands live in one table checked in one place.
 import { ChatError } from "../errors.ts";
 import type { WireMessage } from "../protocol/frames.ts";
+import { convKey, messageKey, UnreadCounts } from "../protocol/unread.ts";
 import type { ChatConnection, ConnectionEvent } from "./connection.ts";
 import type { Key } from "./keys.ts";
 import { LineEditor } from "./line_editor.ts";
@@ -117,7 +118,10 @@ export class TerminalUi {
   #target: Target = { kind: "room", name: "general" };
   #online = new Map<string, Set<string>>();
   #users = new Set<string>();
-  #activity = new Map<string, number>();
+  /** Unread counts from the server's read markers (docs/PROTOCOL.md §7.1). */
+  #unread = new UnreadCounts();
+  /** Newest message id shown per conversation key (what `read` moves the marker to). */
+  #newest = new Map<string, number>();
   #shown = new Shown();
   #state = "connected";
   #quit = false;
@@ -185,6 +189,14 @@ export class TerminalUi {
     switch (ev.type) {
       case "msg":
         this.#showMessage(ev.msg);
+        return;
+      case "markers":
+        this.#unread.reset(ev.user, ev.markers, ev.latest);
+        this.#refreshStatus();
+        return;
+      case "read":
+        this.#unread.marker(ev.frame);
+        this.#refreshStatus();
         return;
       case "presence": {
         const set = this.#onlineIn(ev.room);
@@ -491,11 +503,10 @@ export class TerminalUi {
       : m.to !== undefined && [m.from, m.to].some((u) =>
         u.toLowerCase() === (this.#target as { user: string }).user.toLowerCase()
       );
-    if (!here && m.from.toLowerCase() !== this.#conn.user.toLowerCase()) {
-      const key = m.room !== undefined ? `#${m.room}` : `@${m.from}`;
-      this.#activity.set(key, (this.#activity.get(key) ?? 0) + 1);
-      this.#refreshStatus();
-    }
+    const key = messageKey(m, this.#conn.user);
+    this.#newest.set(key, Math.max(this.#newest.get(key) ?? 0, m.id));
+    if (this.#unread.message(m)) this.#refreshStatus();
+    if (here) this.#readHere();
     this.#line(formatMessage(m, { me: this.#conn.user, currentRoom: this.#currentRoom() }));
   }
 
@@ -516,12 +527,15 @@ export class TerminalUi {
       }:`,
     );
     for (const m of page.messages) {
+      const key = messageKey(m, this.#conn.user);
+      this.#newest.set(key, Math.max(this.#newest.get(key) ?? 0, m.id));
       if (!explicit && this.#shown.has(m.id)) continue;
       this.#shown.add(m.id);
       this.#users.add(m.from);
       this.#line(formatMessage(m, { me: this.#conn.user, currentRoom: this.#currentRoom() }));
     }
     this.#system(`End of history of ${where}`);
+    this.#readHere();
   }
 
   async #startupContext(): Promise<void> {
@@ -547,9 +561,23 @@ export class TerminalUi {
 
   #switchTo(t: Target): void {
     this.#target = t;
-    this.#activity.delete(t.kind === "room" ? `#${t.name}` : `@${t.user}`);
+    this.#readHere();
     this.#refreshStatus();
     this.#refreshInput();
+  }
+
+  /** The conversation on screen is read up to its newest message shown: move the marker. */
+  #readHere(): void {
+    const t = this.#target;
+    const q = t.kind === "room" ? { room: t.name } : { with: t.user };
+    const key = convKey(q);
+    const id = this.#newest.get(key) ?? 0;
+    if (id === 0 || !this.#unread.readUpTo(key, id)) return;
+    this.#refreshStatus();
+    this.#conn.markRead(q, id).then((r) => {
+      this.#unread.marker(r);
+      this.#refreshStatus();
+    }, () => {/* offline: the next login's markers tell the truth */});
   }
 
   #currentRoom(): string | undefined {
@@ -580,9 +608,10 @@ export class TerminalUi {
     ];
     const unsent = this.#conn.unacknowledged;
     if (unsent > 0) status.push({ text: ` [sending ${unsent}]` });
-    if (this.#activity.size > 0) {
-      const act = [...this.#activity].map(([k, n]) => `${k}(${n})`).join(" ");
-      status.push({ text: ` [act: ${act}]` });
+    const unread = this.#unread.nonZero();
+    if (unread.size > 0) {
+      const act = [...unread].map(([k, n]) => `${k}(${n})`).join(" ");
+      status.push({ text: ` [unread: ${act}]` });
     }
     this.#screen.setStatus(status);
   }

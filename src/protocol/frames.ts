@@ -33,6 +33,8 @@ export type ClientFrame =
   | { type: "send"; ref?: string; cid: string; body: string; room?: string; to?: string }
   | { type: "history"; ref?: string; room?: string; with?: string; limit?: number; before?: number }
   | { type: "passwd"; ref?: string; old: string; new: string }
+  | { type: "read"; ref?: string; room?: string; with?: string; id: number }
+  | { type: "search"; ref?: string; text: string; room?: string; limit?: number }
   | { type: "ping"; ref?: string }
   | { type: "pong"; ref?: string }
   | { type: "quit"; ref?: string };
@@ -71,6 +73,18 @@ export interface RoomInfo {
   private: boolean;
 }
 
+/** A read marker and the unread count behind it (docs/PROTOCOL.md §7.1). */
+export interface ReadState {
+  read: number;
+  count: number;
+}
+
+/** The login `ok`'s `unread`: per joined room, and per DM peer with unread messages. */
+export interface UnreadMap {
+  rooms: Record<string, ReadState>;
+  dm: Record<string, ReadState>;
+}
+
 /** Frames the server sends. */
 export type ServerFrame =
   | {
@@ -93,6 +107,14 @@ export type ServerFrame =
     /** For join: the room is private. */
     private?: boolean;
     topic?: string;
+    /** For login/register: read markers and unread counts (§7.1). */
+    markers?: UnreadMap;
+    /** For read: the unread count through `through`. */
+    unread?: number;
+    /** For read: the DM peer; `id` the marker now stored, `unread` counted through `through`. */
+    with?: string;
+    id?: number;
+    through?: number;
   }
   | {
     type: "ack";
@@ -117,6 +139,16 @@ export type ServerFrame =
     messages: WireMessage[];
     more: boolean;
   }
+  /** Another session of the user moved a read marker (§7.1). */
+  | {
+    type: "read";
+    room?: string;
+    with?: string;
+    id: number;
+    unread: number;
+    through: number;
+  }
+  | { type: "search"; ref?: string; messages: WireMessage[]; more: boolean }
   | { type: "resumed"; room?: string; dm?: boolean; count: number; more: boolean }
   /** Conversations with their newest message's time (IRC's CHATHISTORY TARGETS only). */
   | {

@@ -28,6 +28,8 @@ export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string
   send: { cid: S(), body: S(), room: S(false), to: S(false) },
   history: { room: S(false), with: S(false), limit: I(false), before: I(false) },
   passwd: { old: S(), new: S() },
+  read: { room: S(false), with: S(false), id: I() },
+  search: { text: S(), room: S(false), limit: I(false) },
   ping: {},
   pong: {},
   quit: {},

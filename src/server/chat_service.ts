@@ -2,7 +2,13 @@
 import { ChatError } from "../errors.ts";
 import type { ServerConfig } from "../config/config.ts";
 import { checkTopic } from "../admin/admin_service.ts";
-import type { ResumePoint, RoomInfo, ServerFrame, WireMessage } from "../protocol/frames.ts";
+import type {
+  ResumePoint,
+  RoomInfo,
+  ServerFrame,
+  UnreadMap,
+  WireMessage,
+} from "../protocol/frames.ts";
 import { checkBody, checkCid, checkRoomName, checkUserName } from "../protocol/text_rules.ts";
 import {
   dmStream,
@@ -23,6 +29,13 @@ import { type Clock, KeyedBuckets } from "./token_bucket.ts";
 const BACKLOG_SLICE_BYTES = 64 * 1024;
 
 export const DEFAULT_ROOM = "general";
+
+/** DM conversations with unread messages listed in the login `ok` (the newest first). */
+const DM_MARKERS_MAX = 200;
+
+/** `search` results: default and largest `limit`. */
+const SEARCH_DEFAULT = 20;
+const SEARCH_MAX = 100;
 
 /** Rooms read per store call while a `rooms` page is filled. */
 const ROOMS_READ = 200;
@@ -123,6 +136,17 @@ export class ChatService {
         } else this.#userNames.delete(ev.userId);
       },
       membership: (ev) => this.#membership(ev),
+      read: (ev, sessions) => {
+        for (const sess of sessions as ServiceSession[]) {
+          sess.notice({
+            type: "read",
+            ...(ev.room !== undefined ? { room: ev.room } : { with: ev.with }),
+            id: ev.id,
+            unread: ev.unread,
+            through: ev.through,
+          });
+        }
+      },
       forgetAll: () => {
         this.#roomsById.clear();
         this.#roomsByName.clear();
@@ -247,7 +271,7 @@ export class ChatService {
     s: ServiceSession,
     user: UserRecord,
     resume: ResumePoint | undefined,
-    online: (rooms: string[], latest: ResumePoint) => void,
+    online: (rooms: string[], latest: ResumePoint, markers: UnreadMap) => void,
   ): Promise<void> {
     this.#userNames.set(user.id, user.name);
     const general = (await this.#room(DEFAULT_ROOM))!;
@@ -280,10 +304,13 @@ export class ChatService {
       ...rooms.map((r) => this.#hub.follow(roomStream(r.id))),
     ]);
     if (s.closed) return;
+    // Unread counts through `latest`: what arrives live after it is the client's to count.
+    const markers = await this.#markers(user.id, rooms, starts.slice(1), starts[0]);
+    if (s.closed) return;
     online(rooms.map((r) => r.name), {
       rooms: Object.fromEntries(rooms.map((r, i) => [r.name, starts[i + 1]])),
       dm: starts[0],
-    });
+    }, markers);
     if (resumeDm === undefined) s.caughtUp(dm, starts[0]);
     rooms.forEach((r, i) => {
       if (!wanted.has(r.name)) s.caughtUp(roomStream(r.id), starts[i + 1]);
@@ -296,6 +323,120 @@ export class ChatService {
       })),
       ...(resumeDm !== undefined ? [{ stream: dm, from: resumeDm, info: { dm: true } }] : []),
     ]);
+  }
+
+  /** The login's read markers and unread counts (docs/PROTOCOL.md §7.1). */
+  async #markers(
+    userId: number,
+    rooms: RoomRecord[],
+    through: number[],
+    dmThrough: number,
+  ): Promise<UnreadMap> {
+    const counts = await this.#store.unreadCounts(userId, {
+      rooms: new Map(rooms.map((r, i) => [r.id, through[i]])),
+      dmThrough,
+      dmLimit: DM_MARKERS_MAX,
+    });
+    const out: UnreadMap = { rooms: {}, dm: {} };
+    for (const c of counts) {
+      const state = { read: c.readId, count: c.unread };
+      const room = await this.#roomById(c.roomId);
+      if (!room) continue;
+      if (room.kind === "room") out.rooms[room.name] = state;
+      else {
+        const [a, b] = ChatService.#dmPeers(room.name);
+        out.dm[await this.#userName(a === userId ? b : a)] = state;
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Moves the user's read marker in a room they are in, or in their DM conversation `with`,
+   * forward to `id` (clamped to the conversation's newest message); answers with the marker now
+   * stored and the unread count behind it. When it moved, the user's other sessions on every
+   * node are told (a `read` frame).
+   */
+  async markRead(
+    s: ServiceSession,
+    req: { room?: string; with?: string; id: number },
+  ): Promise<{ room?: string; with?: string; id: number; unread: number; through: number }> {
+    // Taken before the first await: markers are written in the order the requests arrived.
+    const turn = s.nextTurn();
+    let written: Promise<{ readId: number; moved: boolean }>;
+    let roomId: number;
+    let label: { room?: string; with?: string };
+    let head: number;
+    try {
+      if ((req.room === undefined) === (req.with === undefined)) {
+        throw new ChatError("bad_frame", "Cannot mark read: give exactly one of room or with");
+      }
+      if (!Number.isSafeInteger(req.id) || req.id < 0) {
+        throw new ChatError("bad_frame", "Cannot mark read: id must be a message id");
+      }
+      if (req.room !== undefined) {
+        const r = await this.#memberRoom(s, req.room);
+        roomId = r.id;
+        label = { room: r.name };
+      } else {
+        const dm = await this.#dmRoom(s, req.with!);
+        roomId = dm.room.id;
+        label = { with: dm.peer.name };
+      }
+      head = (await this.#store.latestIds(s.userId, [roomId])).rooms.get(roomId) ?? 0;
+      await turn.wait;
+      written = this.#store.setReadMarker(s.userId, roomId, Math.min(req.id, head));
+    } finally {
+      turn.pass();
+    }
+    const { readId, moved } = await written;
+    const [count] = await this.#store.unreadCounts(s.userId, { rooms: new Map([[roomId, head]]) });
+    const answer = { ...label, id: readId, unread: count?.unread ?? 0, through: head };
+    if (moved) {
+      this.#hub.fanout.publish({
+        kind: "read",
+        userId: s.userId,
+        roomId,
+        ...answer,
+        origin: this.#hub.ref(s.connId),
+      });
+    }
+    return answer;
+  }
+
+  /**
+   * Full-text search over the rooms the user is a member of and their own DM conversations
+   * (docs/PROTOCOL.md §7.2), newest first, trimmed to a quarter of the send queue like `history`.
+   */
+  async search(
+    s: ServiceSession,
+    req: { text: string; room?: string; limit?: number },
+  ): Promise<{ messages: WireMessage[]; more: boolean }> {
+    const limit = req.limit ?? SEARCH_DEFAULT;
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > SEARCH_MAX) {
+      throw new ChatError("bad_frame", `Cannot search: limit must be 1-${SEARCH_MAX}`);
+    }
+    const roomId = req.room !== undefined ? (await this.#memberRoom(s, req.room)).id : undefined;
+    const rows = await this.#store.searchMessages({
+      text: req.text,
+      roomId,
+      memberId: s.userId,
+      limit: limit + 1,
+    });
+    const budget = this.#config.limits.sendQueueBytes / 4;
+    const messages: WireMessage[] = [];
+    let bytes = 0;
+    let more = rows.length > limit;
+    for (const m of rows.slice(0, limit)) {
+      const w = await this.toWire(m);
+      bytes += jsonSize(w);
+      if (bytes > budget && messages.length > 0) {
+        more = true;
+        break;
+      }
+      messages.push(w);
+    }
+    return { messages, more };
   }
 
   async #catchUpAll(

@@ -174,6 +174,20 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
       reply.send({ type: "history", ...await c.service.history(c.session, r) });
     },
   },
+  read: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      reply.send({ type: "ok", op: "read", ...await c.service.markRead(c.session, r) });
+    },
+  },
+  search: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, r, reply) => {
+      reply.send({ type: "search", ...await c.service.search(c.session, r) });
+    },
+  },
   history_range: {
     preAuth: false,
     postAuth: true,

@@ -47,6 +47,22 @@ export type FanoutEvent =
     by: string;
   }
   /**
+   * A user's read marker moved (docs/PROTOCOL.md §7.1): their other sessions, on every node, get
+   * a `read` frame. `room` names a room, `with` the DM peer (as the user sees it); `unread` is
+   * counted through `through`.
+   */
+  | {
+    kind: "read";
+    userId: number;
+    roomId: number;
+    room?: string;
+    with?: string;
+    id: number;
+    unread: number;
+    through: number;
+    origin: ConnRef;
+  }
+  /**
    * A room's record changed (topic, archived): caches must forget it. `topic`: a user set the
    * topic (who, when), shown to the room's members; `origin` is the session that set it.
    */

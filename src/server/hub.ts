@@ -57,6 +57,8 @@ export interface HubSource {
   changed(ev: Extract<FanoutEvent, { kind: "room_changed" | "user_changed" }>): void;
   /** A user joined or left a room by someone else's hand: move their sessions here. */
   membership(ev: Extract<FanoutEvent, { kind: "membership" }>): void;
+  /** A user's read marker moved: tell their sessions here (but the one that moved it). */
+  read?(ev: Extract<FanoutEvent, { kind: "read" }>, sessions: HubMember[]): void;
   /** Events may have been lost: forget every cached record. */
   forgetAll?(): void;
   /** Of these users, those whose account was disabled or removed (a kick may have been lost). */
@@ -194,6 +196,11 @@ export class Hub {
       case "membership":
         this.#source?.membership(ev);
         return;
+      case "read": {
+        const to = [...this.sessionsOf(ev.userId)].filter((m) => !this.#isOrigin(m, ev.origin));
+        if (to.length > 0) this.#source?.read?.(ev, to);
+        return;
+      }
       case "room_changed":
         this.#source?.changed(ev);
         if (ev.topic) {

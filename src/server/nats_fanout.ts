@@ -162,6 +162,7 @@ export class NatsFanout implements Fanout {
         return `${this.#prefix}.room.${ev.roomId}`;
       case "kick":
       case "user_changed":
+      case "read":
         return `${this.#prefix}.user.${ev.userId}`;
       default:
         return `${this.#prefix}.ctl`;

@@ -509,8 +509,8 @@ export class Session implements HubMember, CommandContext {
         protocol: this.#adapter.name,
       });
       try {
-        await this.#deps.service.attach(this, user, req.resume, (rooms, latest) => {
-          reply.send({ type: "ok", op: req.op, user: user.name, rooms, latest });
+        await this.#deps.service.attach(this, user, req.resume, (rooms, latest, markers) => {
+          reply.send({ type: "ok", op: req.op, user: user.name, rooms, latest, markers });
         });
       } catch (err) {
         // Not online after all (the store refused a write, e.g. on a full disk): back to logged

@@ -22,8 +22,8 @@ interface Table {
 }
 
 /**
- * Every table with data, parents first. There is no read-state table: read positions live in the
- * clients (they resume by id), so there is nothing more to carry.
+ * Every table with data, parents first. Read markers are copied (the server keeps them, §7.1);
+ * resume positions live in the clients (they resume by id), so there is nothing more to carry.
  */
 export const TABLES: readonly Table[] = [
   {
@@ -51,6 +51,12 @@ export const TABLES: readonly Table[] = [
     cols: ["id", "room_id", "sender_id", "body", "cid", "ts"],
     key: ["id"],
     ints: ["id", "room_id", "sender_id", "ts"],
+  },
+  {
+    name: "read_markers",
+    cols: ["user_id", "room_id", "message_id"],
+    key: ["user_id", "room_id"],
+    ints: ["user_id", "room_id", "message_id"],
   },
   {
     name: "invites",

@@ -180,6 +180,16 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE rooms ADD COLUMN owner_id INTEGER;
   CREATE INDEX rooms_owner ON rooms(owner_id);
   `,
+  // 6: read markers (docs/PROTOCOL.md §7.1): per user, the newest message read in each room and
+  // DM conversation. message_id has no foreign key: a prune may delete the message it names.
+  `
+  CREATE TABLE read_markers (
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    room_id INTEGER NOT NULL REFERENCES rooms(id),
+    message_id INTEGER NOT NULL,
+    PRIMARY KEY (user_id, room_id)
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** The schema version this build writes. */

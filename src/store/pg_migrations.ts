@@ -96,6 +96,17 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     CREATE INDEX rooms_owner ON rooms(owner_id);
     `,
   },
+  // 3: read markers (SQLite's migration 6). Additive: older nodes never read the table.
+  {
+    sql: `
+    CREATE TABLE read_markers (
+      user_id BIGINT NOT NULL REFERENCES users(id),
+      room_id BIGINT NOT NULL REFERENCES rooms(id),
+      message_id BIGINT NOT NULL,
+      PRIMARY KEY (user_id, room_id)
+    );
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -17,6 +17,7 @@ import type {
   StoredMessage,
   StreamKey,
   StreamLink,
+  UnreadCount,
   UserRecord,
 } from "./store.ts";
 
@@ -628,6 +629,7 @@ export class PostgresStore implements Store {
           params: [id],
         },
         { text: "DELETE FROM memberships WHERE user_id = $1", params: [id] },
+        { text: "DELETE FROM read_markers WHERE user_id = $1", params: [id] },
       ],
       finish: () => {},
     });
@@ -932,6 +934,76 @@ export class PostgresStore implements Store {
     return { rooms: new Map(roomIds.map((r) => [r, top.get(r) ?? 0])), dm };
   }
 
+  // read markers
+
+  setReadMarker(
+    userId: number,
+    roomId: number,
+    messageId: number,
+  ): Promise<{ readId: number; moved: boolean }> {
+    // The conditional upsert compares with the newest committed marker, so concurrent moves
+    // from several nodes keep the highest.
+    return this.#enqueue({
+      steps: [{
+        text: `WITH old AS (
+                 SELECT message_id FROM read_markers WHERE user_id = $1 AND room_id = $2
+               ), up AS (
+                 INSERT INTO read_markers(user_id, room_id, message_id)
+                 SELECT $1, $2, $3::bigint WHERE $3::bigint > 0
+                 ON CONFLICT (user_id, room_id) DO UPDATE SET message_id = EXCLUDED.message_id
+                 WHERE read_markers.message_id < EXCLUDED.message_id
+                 RETURNING message_id
+               )
+               SELECT (SELECT message_id FROM up) AS moved_to,
+                      (SELECT message_id FROM old) AS before`,
+        params: [userId, roomId, messageId],
+      }],
+      finish: ([rows]) => {
+        const r = rows[0];
+        if (r.moved_to !== null) return { readId: Number(r.moved_to), moved: true };
+        return { readId: r.before === null ? 0 : Number(r.before), moved: false };
+      },
+    });
+  }
+
+  async unreadCounts(
+    userId: number,
+    q: { rooms: Map<number, number>; dmThrough?: number; dmLimit?: number },
+  ): Promise<UnreadCount[]> {
+    const ids = [...q.rooms.keys()];
+    const rows = ids.length === 0 ? [] : await this.#q(
+      `SELECT q.room_id, coalesce(rm.message_id, 0) AS read_id,
+         (SELECT count(*) FROM messages m WHERE m.room_id = q.room_id
+            AND m.id > coalesce(rm.message_id, 0) AND m.id <= q.through
+            AND m.sender_id <> $3) AS n
+       FROM unnest($1::bigint[], $2::bigint[]) AS q(room_id, through)
+       LEFT JOIN read_markers rm ON rm.user_id = $3 AND rm.room_id = q.room_id`,
+      [idArray(ids), idArray([...q.rooms.values()]), userId],
+    );
+    const byRoom = new Map(rows.map((r) => [Number(r.room_id), r]));
+    const out: UnreadCount[] = ids.map((roomId) => {
+      const r = byRoom.get(roomId);
+      return { roomId, readId: Number(r?.read_id ?? 0), unread: Number(r?.n ?? 0) };
+    });
+    if (q.dmThrough !== undefined) {
+      const dms = await this.#q(
+        `SELECT * FROM (
+           SELECT mb.room_id, coalesce(rm.message_id, 0) AS read_id,
+             (SELECT count(*) FROM messages m WHERE m.room_id = mb.room_id
+                AND m.id > coalesce(rm.message_id, 0) AND m.id <= $1 AND m.sender_id <> $2) AS n
+           FROM memberships mb JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
+           LEFT JOIN read_markers rm ON rm.user_id = mb.user_id AND rm.room_id = mb.room_id
+           WHERE mb.user_id = $2
+         ) d WHERE n > 0 ORDER BY room_id DESC LIMIT $3`,
+        [q.dmThrough, userId, q.dmLimit ?? 200],
+      );
+      for (const r of dms) {
+        out.push({ roomId: Number(r.room_id), readId: Number(r.read_id), unread: Number(r.n) });
+      }
+    }
+    return out;
+  }
+
   async history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage> {
     const rows = await this.#q(
       `SELECT ${MSG_COLS} FROM messages WHERE room_id = $1 AND id < $2
@@ -1054,12 +1126,17 @@ export class PostgresStore implements Store {
 
   /** PostgreSQL text search over the `search` vector (GIN index); see searchWords and tsQuery. */
   async searchMessages(
-    q: { text: string; roomId?: number; sinceTs?: number; limit: number },
+    q: { text: string; roomId?: number; sinceTs?: number; memberId?: number; limit: number },
   ): Promise<MessageRecord[]> {
     const query = tsQuery(q.text);
     if (query === null) return [];
     const params: Param[] = [query];
-    const where = filterSql({ roomId: q.roomId, sinceTs: q.sinceTs }, params);
+    let where = filterSql({ roomId: q.roomId, sinceTs: q.sinceTs }, params);
+    if (q.memberId !== undefined) {
+      params.push(q.memberId);
+      where += ` AND room_id IN (SELECT mb.room_id FROM memberships mb
+        JOIN rooms r ON r.id = mb.room_id AND NOT r.archived WHERE mb.user_id = $${params.length})`;
+    }
     params.push(q.limit);
     return (await this.#q(
       `SELECT ${MSG_COLS} FROM messages

@@ -18,6 +18,7 @@ import type {
   StoredMessage,
   StreamKey,
   StreamLink,
+  UnreadCount,
   UserRecord,
 } from "./store.ts";
 
@@ -420,6 +421,7 @@ export class SqliteStore implements Store {
          WHERE id = ?`,
       ).run(id);
       this.#stmt("DELETE FROM memberships WHERE user_id = ?").run(id);
+      this.#stmt("DELETE FROM read_markers WHERE user_id = ?").run(id);
     }, { savepoint: true });
   }
 
@@ -718,6 +720,74 @@ export class SqliteStore implements Store {
     );
   }
 
+  // read markers
+
+  setReadMarker(
+    userId: number,
+    roomId: number,
+    messageId: number,
+  ): Promise<{ readId: number; moved: boolean }> {
+    return this.#writes.enqueue(() => {
+      const old = this.#get(
+        "SELECT message_id FROM read_markers WHERE user_id = ? AND room_id = ?",
+        userId,
+        roomId,
+      );
+      const before = old ? Number(old.message_id) : 0;
+      if (messageId <= before) return { readId: before, moved: false };
+      this.#stmt(
+        `INSERT INTO read_markers(user_id, room_id, message_id) VALUES (?, ?, ?)
+         ON CONFLICT(user_id, room_id) DO UPDATE SET message_id = excluded.message_id`,
+      ).run(userId, roomId, messageId);
+      return { readId: messageId, moved: true };
+    });
+  }
+
+  unreadCounts(
+    userId: number,
+    q: { rooms: Map<number, number>; dmThrough?: number; dmLimit?: number },
+  ): Promise<UnreadCount[]> {
+    const out: UnreadCount[] = [];
+    for (const [roomId, through] of q.rooms) {
+      const r = this.#get(
+        `SELECT coalesce((SELECT message_id FROM read_markers WHERE user_id = ? AND room_id = ?), 0)
+           AS read_id`,
+        userId,
+        roomId,
+      )!;
+      const readId = Number(r.read_id);
+      const n = this.#get(
+        `SELECT count(*) AS n FROM messages
+         WHERE room_id = ? AND id > ? AND id <= ? AND sender_id <> ?`,
+        roomId,
+        readId,
+        through,
+        userId,
+      )!;
+      out.push({ roomId, readId, unread: Number(n.n) });
+    }
+    if (q.dmThrough !== undefined) {
+      const rows = this.#all(
+        `SELECT * FROM (
+           SELECT mb.room_id AS room_id, coalesce(rm.message_id, 0) AS read_id,
+             (SELECT count(*) FROM messages m WHERE m.room_id = mb.room_id
+                AND m.id > coalesce(rm.message_id, 0) AND m.id <= ? AND m.sender_id <> ?) AS n
+           FROM memberships mb JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
+           LEFT JOIN read_markers rm ON rm.user_id = mb.user_id AND rm.room_id = mb.room_id
+           WHERE mb.user_id = ?
+         ) WHERE n > 0 ORDER BY room_id DESC LIMIT ?`,
+        q.dmThrough,
+        userId,
+        userId,
+        q.dmLimit ?? 200,
+      );
+      for (const r of rows) {
+        out.push({ roomId: Number(r.room_id), readId: Number(r.read_id), unread: Number(r.n) });
+      }
+    }
+    return Promise.resolve(out);
+  }
+
   history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage> {
     const rows = this.#all(
       "SELECT * FROM messages WHERE room_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
@@ -872,13 +942,18 @@ export class SqliteStore implements Store {
   }
 
   searchMessages(
-    q: { text: string; roomId?: number; sinceTs?: number; limit: number },
+    q: { text: string; roomId?: number; sinceTs?: number; memberId?: number; limit: number },
   ): Promise<MessageRecord[]> {
     const match = ftsQuery(q.text);
     if (match === null) return Promise.resolve([]);
     // Catch the index up first, so a search sees every committed message.
     while (this.indexSearch() === SEARCH_INDEX_BATCH) { /* next batch */ }
-    const { where, params } = filterSql({ roomId: q.roomId, sinceTs: q.sinceTs }, "m.");
+    let { where, params } = filterSql({ roomId: q.roomId, sinceTs: q.sinceTs }, "m.");
+    if (q.memberId !== undefined) {
+      where += ` AND m.room_id IN (SELECT mb.room_id FROM memberships mb
+        JOIN rooms r ON r.id = mb.room_id AND r.archived = 0 WHERE mb.user_id = ?)`;
+      params = [...params, q.memberId];
+    }
     return Promise.resolve(
       this.#all(
         `SELECT m.* FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid

@@ -156,6 +156,15 @@ export interface EngineStats {
   figures: Record<string, number>;
 }
 
+/** A user's read marker in one room or DM conversation, and what is unread behind it. */
+export interface UnreadCount {
+  roomId: number;
+  /** The marker: id of the newest message read there (0: none). */
+  readId: number;
+  /** Messages with readId < id <= the through id asked for, sent by someone else. */
+  unread: number;
+}
+
 /** Page of history. */
 export interface HistoryPage {
   messages: MessageRecord[];
@@ -252,6 +261,28 @@ export interface Store {
   /** Newest `limit` messages of a room with id < beforeId (or newest), returned oldest first. */
   history(roomId: number, limit: number, beforeId?: number): Promise<HistoryPage>;
 
+  // read markers (docs/PROTOCOL.md §7.1)
+  /**
+   * Moves the user's marker in a room or DM conversation forward to `messageId` (a lower or equal
+   * id leaves it); resolves after commit with the marker now stored and whether this call moved
+   * it. Like every write, applied in call order.
+   */
+  setReadMarker(
+    userId: number,
+    roomId: number,
+    messageId: number,
+  ): Promise<{ readId: number; moved: boolean }>;
+  /**
+   * The user's markers and unread counts: one entry for every room of `q.rooms` (roomId → the id
+   * to count through), in that order, and, when `q.dmThrough` is given, one for each DM
+   * conversation the user is a member of that has an unread message up to it, newest
+   * conversation (highest room id) first, at most `q.dmLimit` (default 200).
+   */
+  unreadCounts(
+    userId: number,
+    q: { rooms: Map<number, number>; dmThrough?: number; dmLimit?: number },
+  ): Promise<UnreadCount[]>;
+
   // invites
   createInvite(
     i: {
@@ -281,9 +312,10 @@ export interface Store {
   /**
    * Full-text search, newest first. `text` is plain words, all of which must occur (case and
    * accents ignored); a word ending in `*` matches as a prefix. No other query syntax applies.
+   * `memberId`: only rooms and DM conversations that user is a member of (archived rooms not).
    */
   searchMessages(
-    q: { text: string; roomId?: number; sinceTs?: number; limit: number },
+    q: { text: string; roomId?: number; sinceTs?: number; memberId?: number; limit: number },
   ): Promise<MessageRecord[]>;
   /**
    * Deletes messages with `ts < beforeTs` (in the room, when given), in several short

@@ -62,6 +62,9 @@ async function fill(s: Store): Promise<{ top: number }> {
     cid: "3",
     ts: 40,
   });
+  await s.setReadMarker(ann.id, general.id, top);
+  await s.setReadMarker(ann.id, dm.id, 2);
+  await s.setReadMarker(cy.id, general.id, top); // removed with the account
   await s.removeUser(cy.id);
   await s.createInvite({
     codeHash: "h1",
@@ -92,6 +95,9 @@ async function snapshot(s: Store) {
     general: (await s.messagesAfter(general.id, 0, 10)).map((m) => [m.id, m.body, m.senderId]),
     dm: (await s.directMessagesAfter(1, 0, 10)).map((m) => [m.id, m.body]),
     search: (await s.searchMessages({ text: "AFTER prun*", limit: 5 })).map((m) => m.body),
+    markers: await s.unreadCounts(1, {
+      rooms: new Map(rooms.map((r) => [r.id, Number.MAX_SAFE_INTEGER])),
+    }),
     invites: (await s.listInvites()).map((i) => [i.id, i.codeHash, i.usesLeft]),
     audit: (await s.auditTrail({ limit: 5 })).map((e) => [e.id, e.action, e.detail]),
   };
@@ -122,6 +128,7 @@ Deno.test({
         ["rooms", 3, 3, true],
         ["memberships", 4, 4, true],
         ["messages", 2, 2, true],
+        ["read_markers", 2, 2, true],
         ["invites", 1, 1, true],
         ["audit", 1, 1, true],
       ],

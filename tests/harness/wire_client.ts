@@ -12,6 +12,8 @@ export class WireClient extends FrameInbox implements AsyncDisposable {
   #closedResolve!: () => void;
   /** Resolves when the server closed the connection (EOF or reset). */
   readonly closed: Promise<void>;
+  /** The `ok` of the login (or registration) that `login()` made. */
+  loginOk?: ServerFrame;
   #reader: Promise<void>;
   #cid = 0;
   raw = "";
@@ -56,6 +58,7 @@ export class WireClient extends FrameInbox implements AsyncDisposable {
     });
     const r = await c.expect((f) => f.type === "ok" || f.type === "error");
     if (r.type !== "ok") throw new Error(`login of ${user} failed: ${JSON.stringify(r)}`);
+    c.loginOk = r;
     return c;
   }
 

@@ -13,6 +13,7 @@ import type {
   Store,
   StoredMessage,
   StreamKey,
+  UnreadCount,
   UserRecord,
 } from "../../src/store/store.ts";
 import { prng } from "../harness/prng.ts";
@@ -157,6 +158,20 @@ export class SlowStore implements Store {
     return this.#late(() => this.#inner.history(roomId, limit, beforeId));
   }
 
+  setReadMarker(
+    userId: number,
+    roomId: number,
+    messageId: number,
+  ): Promise<{ readId: number; moved: boolean }> {
+    return this.#late(() => this.#inner.setReadMarker(userId, roomId, messageId));
+  }
+  unreadCounts(
+    userId: number,
+    q: { rooms: Map<number, number>; dmThrough?: number; dmLimit?: number },
+  ): Promise<UnreadCount[]> {
+    return this.#late(() => this.#inner.unreadCounts(userId, q));
+  }
+
   createInvite(
     i: {
       codeHash: string;
@@ -194,7 +209,7 @@ export class SlowStore implements Store {
     return this.#late(() => this.#inner.messagesPage(f));
   }
   searchMessages(
-    q: { text: string; roomId?: number; sinceTs?: number; limit: number },
+    q: { text: string; roomId?: number; sinceTs?: number; memberId?: number; limit: number },
   ): Promise<MessageRecord[]> {
     return this.#late(() => this.#inner.searchMessages(q));
   }

@@ -681,6 +681,105 @@ export function runStoreContract(
   );
 
   t(
+    "searchMessages with memberId: only the member's rooms and DMs, never archived ones",
+    async (s) => {
+      const a = await user(s, "srcha");
+      const b = await user(s, "srchb");
+      const c = await user(s, "srchc");
+      const pub = await s.ensureRoom("pub", "room", 1);
+      const priv = await s.ensureRoom("priv", "room", 1);
+      const old = await s.ensureRoom("old", "room", 1);
+      const ab = await s.ensureRoom(`dm:${a.id}:${b.id}`, "dm", 1);
+      const bc = await s.ensureRoom(`dm:${b.id}:${c.id}`, "dm", 1);
+      for (const [r, u] of [[pub, a], [old, a], [ab, a], [ab, b], [priv, b], [bc, b], [bc, c]]) {
+        await s.addMember(r.id, u.id, 1);
+      }
+      const put = async (room: number, sender: number, cid: string) =>
+        (await s.appendMessage(msg(room, sender, cid, 1, `needle ${cid}`))).message.id;
+      const inPub = await put(pub.id, a.id, "p");
+      await put(priv.id, b.id, "x");
+      const inOld = await put(old.id, a.id, "o");
+      const inAb = await put(ab.id, b.id, "d");
+      await put(bc.id, c.id, "e");
+      assertEquals(ids(await s.searchMessages({ text: "needle", memberId: a.id, limit: 10 })), [
+        inAb,
+        inOld,
+        inPub,
+      ]);
+      await s.updateRoom(old.id, { archived: true });
+      assertEquals(
+        ids(await s.searchMessages({ text: "needle", memberId: a.id, limit: 10 })),
+        [inAb, inPub],
+      );
+      assertEquals(
+        ids(await s.searchMessages({ text: "needle", memberId: a.id, roomId: ab.id, limit: 10 })),
+        [inAb],
+      );
+      assertEquals(
+        await s.searchMessages({ text: "needle", memberId: c.id, roomId: ab.id, limit: 10 }),
+        [],
+      );
+    },
+  );
+
+  t("setReadMarker only moves forward, in call order", async (s) => {
+    const u = await user(s, "reader");
+    const r = await s.ensureRoom("one", "room", 1);
+    assertEquals(await s.setReadMarker(u.id, r.id, 10), { readId: 10, moved: true });
+    assertEquals(await s.setReadMarker(u.id, r.id, 5), { readId: 10, moved: false });
+    assertEquals(await s.setReadMarker(u.id, r.id, 10), { readId: 10, moved: false });
+    // Issued without waiting: applied in call order, the highest wins.
+    const [x, y] = await Promise.all([
+      s.setReadMarker(u.id, r.id, 20),
+      s.setReadMarker(u.id, r.id, 15),
+    ]);
+    assertEquals([x, y], [{ readId: 20, moved: true }, { readId: 20, moved: false }]);
+    const [state] = await s.unreadCounts(u.id, { rooms: new Map([[r.id, 0]]) });
+    assertEquals(state, { roomId: r.id, readId: 20, unread: 0 });
+  });
+
+  t(
+    "unreadCounts: others' messages after the marker up to the through id, and DMs with unread",
+    async (s) => {
+      const a = await user(s, "una");
+      const b = await user(s, "unb");
+      const c = await user(s, "unc");
+      const r = await s.ensureRoom("one", "room", 1);
+      const q = await s.ensureRoom("two", "room", 1);
+      const ab = await s.ensureRoom(`dm:${a.id}:${b.id}`, "dm", 1);
+      const ac = await s.ensureRoom(`dm:${a.id}:${c.id}`, "dm", 1);
+      for (const room of [r, q]) for (const u of [a, b]) await s.addMember(room.id, u.id, 1);
+      for (const u of [a, b]) await s.addMember(ab.id, u.id, 1);
+      for (const u of [a, c]) await s.addMember(ac.id, u.id, 1);
+      const put = async (room: number, sender: number, cid: string) =>
+        (await s.appendMessage(msg(room, sender, cid))).message.id;
+      const r1 = await put(r.id, b.id, "r1");
+      await put(r.id, a.id, "r2"); // own: never unread
+      const r3 = await put(r.id, b.id, "r3");
+      const r4 = await put(r.id, b.id, "r4");
+      const d1 = await put(ab.id, b.id, "d1");
+      const d2 = await put(ab.id, b.id, "d2");
+      await put(ac.id, a.id, "e1"); // only own messages: not listed
+      await s.setReadMarker(a.id, r.id, r1);
+      await s.setReadMarker(a.id, ab.id, d1);
+      const got = await s.unreadCounts(a.id, {
+        rooms: new Map([[r.id, r3], [q.id, r4]]),
+        dmThrough: d2,
+      });
+      assertEquals(got, [
+        { roomId: r.id, readId: r1, unread: 1 },
+        { roomId: q.id, readId: 0, unread: 0 },
+        { roomId: ab.id, readId: d1, unread: 1 },
+      ]);
+      const none = await s.unreadCounts(a.id, { rooms: new Map(), dmThrough: d1 });
+      assertEquals(none, []);
+      // b never read anything: everything a sent counts, through the id given.
+      const forB = await s.unreadCounts(b.id, { rooms: new Map([[r.id, r4]]) });
+      assertEquals(forB, [{ roomId: r.id, readId: 0, unread: 1 }]);
+    },
+  );
+
+  t(
     "pruneMessages deletes older messages (in a room, when given) and ids are not reused after",
     async (s) => {
       const u = await user(s, "old");

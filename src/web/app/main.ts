@@ -4,6 +4,7 @@
 import { Connection, type Frame, type LinkState } from "./connection.ts";
 import { forget, loginFrame, remember } from "./credentials.ts";
 import { byId, h, setText } from "./dom.ts";
+import { UnreadCounts } from "../../protocol/unread.ts";
 
 interface Msg {
   id: number;
@@ -27,7 +28,6 @@ interface Conv {
   name: string;
   msgs: Map<number, Msg>;
   pending: Local[];
-  unread: number;
   /** History reached the first message. */
   atStart: boolean;
   /** The newest page was asked for. */
@@ -36,6 +36,36 @@ interface Conv {
   online: Set<string>;
   /** Rendered elements, by `m:<id>` or `c:<cid>` (reused across renders). */
   els: Map<string, HTMLElement>;
+}
+
+/** Unread counts from the server's read markers (docs/PROTOCOL.md §7.1). */
+const counts = new UnreadCounts();
+
+/** The key of a conversation in `counts`. */
+function ukey(c: Conv): string {
+  return c.kind === "room" ? `#${c.name}` : `@${c.name.toLowerCase()}`;
+}
+
+function unreadOf(c: Conv): number {
+  return counts.count(ukey(c));
+}
+
+/** The open conversation is on screen: move its marker to the newest message shown. */
+function markRead(c: Conv): void {
+  if (c.key !== state.active || !visible() || !state.loggedIn) return;
+  let newest = 0;
+  for (const id of c.msgs.keys()) newest = Math.max(newest, id);
+  if (newest === 0 || !counts.readUpTo(ukey(c), newest)) return;
+  renderLists();
+  void conn.request({
+    type: "read",
+    ...(c.kind === "room" ? { room: c.name } : { with: c.name }),
+    id: newest,
+  }).then((r) => {
+    if (r.type !== "ok") return;
+    counts.marker(r as unknown as Parameters<UnreadCounts["marker"]>[0]);
+    renderLists();
+  });
 }
 
 const FIRST_PAGE = 50;
@@ -82,7 +112,6 @@ function conv(kind: "room" | "dm", name: string): Conv {
       name,
       msgs: new Map(),
       pending: [],
-      unread: 0,
       atStart: false,
       loaded: false,
       loading: false,
@@ -120,15 +149,15 @@ function receive(f: Frame): void {
   if (c.msgs.has(f.id)) return;
   c.msgs.set(f.id, { id: f.id, ts: f.ts, from: f.from, body: f.body });
   const mine = f.from.toLowerCase() === state.me.toLowerCase();
+  if (counts.message(f as unknown as Msg & { room?: string; to?: string })) renderLists();
   if (!mine) {
-    if (c.key !== state.active || !visible()) {
-      c.unread++;
-      renderLists();
-    }
     announce(c, f.from, f.body);
     notify(c, f.from, f.body);
   }
-  if (c.key === state.active) scheduleRender();
+  if (c.key === state.active) {
+    scheduleRender();
+    markRead(c);
+  }
 }
 
 // --- server frames ---------------------------------------------------------------------------
@@ -183,7 +212,10 @@ async function sendLogin(): Promise<void> {
     state.resume.rooms[room] = Math.max(state.resume.rooms[room] ?? 0, id as number);
   }
   state.resume.dm = Math.max(state.resume.dm, ok.latest?.dm ?? 0);
+  counts.reset(ok.user, ok.markers, ok.latest);
   for (const room of ok.rooms as string[]) conv("room", room);
+  for (const peer of Object.keys(ok.markers?.dm ?? {})) conv("dm", peer);
+  renderLists();
   if (first) {
     showChat();
     open(state.active || "#general");
@@ -205,6 +237,11 @@ function onFrame(f: Frame): void {
     case "error":
       if (typeof f.ref === "string" && state.sending.has(f.ref)) return onSendError(f);
       setStatus(f.message ?? f.code);
+      return;
+    case "read":
+      // Another session of ours read a conversation (§7.1).
+      counts.marker(f as unknown as Parameters<UnreadCounts["marker"]>[0]);
+      renderLists();
       return;
     case "presence": {
       const c = conv("room", f.room);
@@ -283,7 +320,10 @@ async function loadOlder(c: Conv): Promise<void> {
     if (!c.msgs.has(m.id)) c.msgs.set(m.id, { id: m.id, ts: m.ts, from: m.from, body: m.body });
   }
   if (!r.more) c.atStart = true;
-  if (c.key === state.active) render({ keepTop: true });
+  if (c.key === state.active) {
+    render({ keepTop: true });
+    markRead(c);
+  }
 }
 
 async function refreshWho(c: Conv): Promise<void> {
@@ -465,7 +505,8 @@ function renderLists(): void {
   const sorted = [...state.convs.values()].sort((a, b) => a.name.localeCompare(b.name));
   let unread = 0;
   for (const c of sorted) {
-    unread += c.unread;
+    const n = unreadOf(c);
+    unread += n;
     const b = h(
       "button",
       {
@@ -475,9 +516,7 @@ function renderLists(): void {
         "aria-current": c.key === state.active ? "page" : undefined,
       },
       h("span", { class: "name" }, c.kind === "room" ? `#${c.name}` : c.name),
-      c.unread > 0
-        ? h("span", { class: "badge", "aria-label": `${c.unread} unread` }, String(c.unread))
-        : null,
+      n > 0 ? h("span", { class: "badge", "aria-label": `${n} unread` }, String(n)) : null,
     );
     b.addEventListener("click", () => {
       open(c.key);
@@ -516,7 +555,6 @@ function open(key: string): void {
   const c = state.convs.get(key) ?? (key.startsWith("@") ? conv("dm", key.slice(1)) : undefined);
   if (!c) return;
   state.active = c.key;
-  c.unread = 0;
   setText(byId("title"), c.kind === "room" ? `#${c.name}` : c.name);
   setText(byId("compose-label"), c.kind === "room" ? `Message #${c.name}` : `Message ${c.name}`);
   byId<HTMLTextAreaElement>("compose").placeholder = c.kind === "room"
@@ -526,6 +564,7 @@ function open(key: string): void {
   renderPeople();
   render({ toBottom: true });
   if (!c.loaded) void loadOlder(c);
+  else markRead(c);
   if (c.kind === "room") void refreshWho(c);
 }
 
@@ -538,13 +577,47 @@ function announce(c: Conv, from: string, body: string): void {
   byId("announce").replaceChildren(...announced.map((t) => h("p", {}, t)));
 }
 
+/** A system notification, once allowed, for a message not on screen (another conversation, or
+ * the tab hidden). */
 function notify(c: Conv, from: string, body: string): void {
-  if (visible() || !("Notification" in window) || Notification.permission !== "granted") return;
+  if (!("Notification" in window) || Notification.permission !== "granted") return;
+  if (visible() && c.key === state.active) return;
   new Notification(c.kind === "room" ? `${from} in #${c.name}` : from, { body });
 }
 
 function setStatus(text: string): void {
   setText(byId("status"), text);
+}
+
+/** Search over history (§7.2): the rooms we are in and our DMs, newest first. */
+async function runSearch(text: string): Promise<void> {
+  const box = byId("search-results");
+  if (text.trim() === "") {
+    box.hidden = true;
+    return;
+  }
+  const r = await conn.request({ type: "search", text, limit: 50 });
+  if (r.type !== "search") {
+    setStatus(r.message ?? r.code);
+    return;
+  }
+  const hits = r.messages as (Msg & { room?: string; to?: string })[];
+  setText(
+    byId("search-title"),
+    hits.length === 0 ? "No messages found" : `${hits.length}${r.more ? "+" : ""} found`,
+  );
+  byId("search-list").replaceChildren(...hits.map((m) => {
+    const c = convOf(m);
+    const li = h(
+      "li",
+      { "data-id": String(m.id), tabindex: "0" },
+      h("div", { class: "where" }, `${c.kind === "room" ? `#${c.name}` : c.name} · ${m.from}`),
+      h("div", { class: "body", dir: "auto" }, m.body),
+    );
+    li.addEventListener("click", () => open(c.key));
+    return li;
+  }));
+  box.hidden = false;
 }
 
 // --- screens and input -------------------------------------------------------------------------
@@ -768,10 +841,11 @@ function wire(): void {
   bell.addEventListener("click", () => void Notification.requestPermission());
   document.addEventListener("visibilitychange", () => {
     const c = activeConv();
-    if (visible() && c && c.unread) {
-      c.unread = 0;
-      renderLists();
-    }
+    if (c) markRead(c);
+  });
+  byId("search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    void runSearch(byId<HTMLInputElement>("search-input").value);
   });
 }
 
