@@ -126,10 +126,13 @@ browserTest(
     await bob.say("general", "g3", "c-g3");
     await waitForBody(tab1, "g3");
     await bob.say("ops", "o5", "c-o5");
-    await bob.say("ops", "o6", "c-o6");
+    const o6 = await bob.say("ops", "o6", "c-o6") as F<"ack">;
     await waitForBody(tab2, "o6");
-    // Tab 2 read o6: nothing unread anywhere.
-    assertEquals([await badge(tab1, "#ops"), await t.count({ room: "ops" })], [0, 0]);
+    // Tab 2 read o6: nothing unread anywhere, once its marker has reached the others.
+    await waitBadge(tab1, "#ops", 0);
+    await term.expect((f) => f.type === "read" && f.room === "ops" && f.id === o6.id, 10_000)
+      .then((f) => term.frames.push(f)); // counted in arrival order by sync(), not ahead of o6
+    assertEquals(await t.count({ room: "ops" }), 0);
     await tab2.goto("about:blank");
     await bob.say("ops", "o7", "c-o7");
     await waitBadge(tab1, "#ops", 1);
