@@ -38,6 +38,11 @@ export interface StartOptions {
   timers?: Timers;
   /** The web app sends HSTS (set when the certificate is not self-signed). */
   hsts?: boolean;
+  /**
+   * Timers that run on `clock` (a fake clock in tests): a session waiting for a message token
+   * sleeps on them, because its bucket reads `clock`. Default: the runtime's timers.
+   */
+  clockTimers?: Timers;
 }
 
 /** A protocol a listener serves under one ALPN id. */
@@ -159,6 +164,7 @@ export class ChatServer {
       limits: l,
       clock: this.#clock,
       timers,
+      pacer: opts.clockTimers ?? REAL_TIMERS,
       onClosed: (s) => this.#forget(s),
     };
     const tick = Math.max(

@@ -49,6 +49,8 @@ export interface SessionDeps {
   clock: Clock;
   /** Monotonic time for the send queue's pacing. */
   timers: Timers;
+  /** Timers on `clock` itself: waits for a message token (the rate bucket reads `clock`). */
+  pacer: Timers;
   /** Called once when the session ended (for registry bookkeeping). */
   onClosed: (s: Session) => void;
 }
@@ -136,6 +138,11 @@ export class Session implements HubMember, CommandContext {
   #lastKey: StreamKey | null = null;
   #lastPos: StreamPosition | undefined;
   #bucket: TokenBucket;
+  /** Pacing: ms waited for tokens (draining at half speed), when last updated, who waits now. */
+  #pacedMs = 0;
+  #pacedAt = 0;
+  #paceWake: (() => void) | null = null;
+  #flooded = false;
   #inflight = 0;
   #inflightDone: (() => void) | null = null;
   #replies: ReplySlot[] = [];
@@ -144,14 +151,6 @@ export class Session implements HubMember, CommandContext {
   /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
   #loginStartedAt = 0;
   #loginMs = 0;
-  /** Messages in a row that waited for a token (paced sessions). */
-  #pacedRun = 0;
-  /**
-   * Pace messages over the rate instead of refusing them with `rate_limited` (IRC, whose clients
-   * expect a slow server, not an error): the request waits for a token, and since the session
-   * handles one message at a time, nothing more is read meanwhile (TCP holds the rest).
-   */
-  paceMessages = false;
   /** Requests read and not yet answered in full, and who waits for none to be left. */
   #open = 0;
   #settledWaiters: (() => void)[] = [];
@@ -285,12 +284,10 @@ export class Session implements HubMember, CommandContext {
         stopping: this.#draining,
         config: this.#deps.service.config,
       });
-      if (spec.charge === "message") {
-        if (this.paceMessages) await this.#paceMessage();
-        else this.#chargeMessage();
-      }
+      if (spec.charge === "message") await this.#paceMessage();
     } catch (err) {
-      this.#answerError(slot, err);
+      if (err === FLOODED) this.#closeSlot(slot);
+      else this.#answerError(slot, err);
       return;
     }
     if (spec.pipelined) {
@@ -306,36 +303,49 @@ export class Session implements HubMember, CommandContext {
     this.#closeSlot(slot);
   }
 
-  #chargeMessage(): void {
-    if (this.#deps.limits.messagesPerSecond <= 0) return;
-    const wait = this.#bucket.take();
-    if (wait > 0) {
-      throw new ChatError("rate_limited", "Cannot send: too many messages, slow down", {
-        retryAfterMs: wait,
-      });
-    }
-  }
-
   /**
-   * Waits for a token of the message bucket (on the injected timers). More than `pacedLinesMax`
-   * messages in a row that had to wait is a sustained flood: `excess_flood`, fatal.
+   * Takes a message token, waiting for one when the bucket is empty (PROTOCOL.md §8). The read
+   * loop awaits this, so meanwhile nothing more is read and TCP pushes back on the client: a
+   * paste is slowed to the rate, never refused. Time spent waiting adds up in `#pacedMs`, which
+   * drains at half the clock's speed; past `messageFloodMs` the connection is cut with `bye`
+   * `flood` (a client that kept sending faster than the rate for about twice that long).
    */
   async #paceMessage(): Promise<void> {
-    if (this.#deps.limits.messagesPerSecond <= 0) return;
-    let wait = this.#bucket.take();
-    if (wait === 0) {
-      this.#pacedRun = 0;
-      return;
-    }
-    if (++this.#pacedRun > this.#deps.limits.pacedLinesMax) {
-      throw new ChatError("excess_flood", "Cannot continue: excess flood", { fatal: true });
-    }
-    while (wait > 0) {
-      await new Promise<void>((r) => this.#deps.timers.setTimeout(r, wait));
+    const l = this.#deps.limits;
+    if (l.messagesPerSecond <= 0) return;
+    for (;;) {
+      const wait = this.#bucket.take();
+      if (wait === 0) return;
+      const now = this.#deps.clock();
+      this.#pacedMs = Math.max(0, this.#pacedMs - (now - this.#pacedAt) / 2) + wait;
+      this.#pacedAt = now;
+      if (this.#pacedMs > l.messageFloodMs) {
+        // Nothing more is read or handled; the read loop ends and says `bye` `flood` once the
+        // requests in flight are answered (their acks are not lost). This one gets no answer:
+        // like a request still in the network, the client sends it again after reconnecting.
+        log.warn("Closing {connId} from {remote}: flooding (paced for too long)", {
+          connId: this.connId,
+          remote: this.remote,
+        });
+        this.#flooded = true;
+        throw FLOODED;
+      }
+      await new Promise<void>((r) => {
+        const timer = this.#deps.pacer.setTimeout(() => {
+          this.#paceWake = null;
+          r();
+        }, wait);
+        this.#paceWake = () => {
+          this.#deps.pacer.clearTimeout(timer);
+          this.#paceWake = null;
+          r();
+        };
+      });
+      // The wait was not silence: the client has been sending all along.
+      this.markAlive();
       if (this.#closed || this.#draining) {
         throw new ChatError("shutting_down", "Cannot send: the server is stopping");
       }
-      wait = this.#bucket.take();
     }
   }
 
@@ -630,13 +640,13 @@ export class Session implements HubMember, CommandContext {
   async run(): Promise<void> {
     try {
       this.#adapter.start();
-      while (!this.#closed && !this.#draining) {
+      while (!this.#closed && !this.#draining && !this.#flooded) {
         const msgs = await this.#transport.read();
         if (msgs === null) break;
         this.lastRx = this.#deps.clock();
         this.pingSent = false;
         for (const msg of msgs) {
-          if (this.#closed) break;
+          if (this.#closed || this.#flooded) break;
           try {
             if (this.#user === null && ++this.preAuthFrames > this.#deps.limits.preAuthMaxFrames) {
               throw new ChatError(
@@ -663,7 +673,9 @@ export class Session implements HubMember, CommandContext {
       }
     } finally {
       // A draining session is closed by the server once its requests are answered.
-      if (!this.#draining) this.close(this.closeReason || "eof", "", false);
+      if (this.#flooded && !this.#closed) {
+        void this.settled().then(() => this.close("flood", "Too many messages for too long", true));
+      } else if (!this.#draining) this.close(this.closeReason || "eof", "", false);
     }
   }
 
@@ -681,6 +693,7 @@ export class Session implements HubMember, CommandContext {
    */
   drain(): void {
     this.#draining = true;
+    this.#paceWake?.();
   }
 
   /**
@@ -689,6 +702,7 @@ export class Session implements HubMember, CommandContext {
    */
   close(reason: string, message: string, sayBye: boolean, graceMs = 200): void {
     if (this.#closed) return;
+    this.#paceWake?.();
     // Room events of this turn that were owed to this session go out before its last words.
     this.#deps.service.hub.flush();
     // Replies kept for their turn go out before the last words too.
@@ -730,6 +744,9 @@ export class Session implements HubMember, CommandContext {
     }
   }
 }
+
+/** Thrown by the pacing of a flooding session: the request ends without an answer. */
+const FLOODED = Symbol("flooded");
 
 /** The error frame for `e` (codecs add nothing: the ref comes from the reply slot). */
 export function errorFrame(e: ChatError): ServerFrame {
