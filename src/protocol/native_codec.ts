@@ -16,8 +16,8 @@ const B = (required = true): FieldSpec => ({ kind: "bool", required });
 /** The shape of every client frame: one table, checked in one place. */
 export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string, FieldSpec>>> = {
   hello: { version: I(), client: S(false) },
-  register: { user: S(), password: S(), invite: S(false), resume: R },
-  login: { user: S(), password: S(), resume: R },
+  register: { user: S(), password: S(), invite: S(false), device: S(false), resume: R },
+  login: { user: S(), password: S(false), token: S(false), device: S(false), resume: R },
   join: { room: S(), since: I(false), private: B(false) },
   part: { room: S() },
   rooms: { after: S(false) },
@@ -28,6 +28,7 @@ export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string
   send: { cid: S(), body: S(), room: S(false), to: S(false) },
   history: { room: S(false), with: S(false), limit: I(false), before: I(false) },
   passwd: { old: S(), new: S() },
+  logout: {},
   ping: {},
   pong: {},
   quit: {},

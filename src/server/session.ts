@@ -5,7 +5,7 @@ import { ChatError } from "../errors.ts";
 import type { ServerLimits } from "../config/config.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
 import type { StreamKey, UserRecord } from "../store/store.ts";
-import type { AuthService } from "./auth.ts";
+import type { AuthService, LoginResult } from "./auth.ts";
 import type { Timers } from "./clock.ts";
 import type { ChatService } from "./chat_service.ts";
 import {
@@ -151,6 +151,8 @@ export class Session implements HubMember, CommandContext {
   /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
   #loginStartedAt = 0;
   #loginMs = 0;
+  /** The session token this connection logged in with or was issued (logout revokes it). */
+  sessionToken: { id: number; device: string } | null = null;
   /** Requests read and not yet answered in full, and who waits for none to be left. */
   #open = 0;
   #settledWaiters: (() => void)[] = [];
@@ -489,7 +491,7 @@ export class Session implements HubMember, CommandContext {
    */
   async logIn(
     req: Extract<Request, { op: "login" | "register" }>,
-    check: () => Promise<UserRecord>,
+    check: () => Promise<LoginResult>,
     reply: ReplyBuffer,
   ): Promise<void> {
     if (this.#loggingIn) {
@@ -498,9 +500,14 @@ export class Session implements HubMember, CommandContext {
     this.#loggingIn = true;
     this.#loginStartedAt = this.#deps.clock();
     try {
-      const user = await check();
+      const result = await check();
+      const user = result.user;
       if (this.#closed) return;
       this.#user = { id: user.id, name: user.name, role: user.role };
+      this.sessionToken = result.token;
+      const issued = result.issued
+        ? { token: result.issued.token, tokenExpiresAt: result.issued.expiresAt }
+        : {};
       log.info("Login of {user} on {connId} from {remote} ({protocol})", {
         user: user.name,
         connId: this.connId,
@@ -509,7 +516,7 @@ export class Session implements HubMember, CommandContext {
       });
       try {
         await this.#deps.service.attach(this, user, req.resume, (rooms, latest) => {
-          reply.send({ type: "ok", op: req.op, user: user.name, rooms, latest });
+          reply.send({ type: "ok", op: req.op, user: user.name, rooms, latest, ...issued });
         });
       } catch (err) {
         // Not online after all (the store refused a write, e.g. on a full disk): back to logged
@@ -517,6 +524,7 @@ export class Session implements HubMember, CommandContext {
         if (!this.#closed) {
           this.#deps.service.detach(this);
           this.#user = null;
+          this.sessionToken = null;
         }
         throw err;
       }
