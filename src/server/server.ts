@@ -500,6 +500,11 @@ export class ChatServer {
     return this.service.kickUser(userId, message);
   }
 
+  /** Closes the sessions of a user that used one of `tokenIds`; returns how many here. */
+  kickTokens(userId: number, tokenIds: number[], message: string): number {
+    return this.service.kickTokens(userId, tokenIds, message);
+  }
+
   /**
    * Serves a new certificate to connections accepted from now on; open connections keep theirs
    * (a TlsConn does not depend on the listener that accepted it). Reloads run one at a time.
