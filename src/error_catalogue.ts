@@ -360,6 +360,18 @@ const ERROR_TABLE = {
     retry: never,
     meaning: "the known_servers file cannot be written",
   },
+  session_tokens_read: {
+    scope: "cli",
+    fatal: "yes",
+    retry: never,
+    meaning: "the session_tokens file cannot be read",
+  },
+  session_tokens_write: {
+    scope: "cli",
+    fatal: "no",
+    retry: never,
+    meaning: "the session_tokens file cannot be written (the session goes on without saving)",
+  },
   no_config_dir: {
     scope: "cli",
     fatal: "yes",
