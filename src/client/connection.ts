@@ -55,8 +55,19 @@ export type ConnectionEvent =
   /** A message; `replay` when it came from a resume backlog (missed while away). */
   | { type: "msg"; msg: WireMessage; replay: boolean }
   | { type: "presence"; room: string; user: string; event: "join" | "leave" }
-  /** End of a resume backlog for a room (or the DMs). */
-  | { type: "resumed"; room?: string; dm?: boolean; count: number; more: boolean }
+  /**
+   * End of a resume backlog for a room (or the DMs). `count`: the backlog's messages from others
+   * that this session had not delivered before (own messages and ones already seen are not
+   * missed); `serverCount`: what the server sent.
+   */
+  | {
+    type: "resumed";
+    room?: string;
+    dm?: boolean;
+    count: number;
+    serverCount: number;
+    more: boolean;
+  }
   /** The set of joined rooms changed. */
   | { type: "rooms"; rooms: string[] }
   /** An error the server sent that answers no request. */
@@ -197,6 +208,8 @@ export class ChatConnection {
   #lastDm: number | undefined;
   #delivered = new RecentIds(20000);
   #resuming = new Set<string>();
+  /** Per scope being resumed: backlog messages from others delivered for the first time. */
+  #missed = new Map<string, number>();
   #rooms: string[] = [];
   #user = "";
   #hello: Frame<"hello"> | null = null;
@@ -438,6 +451,7 @@ export class ChatConnection {
       const c = this.#creds;
       const resume = reconnect ? this.#resumePoint() : undefined;
       this.#resuming.clear();
+      this.#missed.clear();
       for (const room of Object.keys(resume?.rooms ?? {})) this.#resuming.add(room);
       if (resume?.dm !== undefined) this.#resuming.add(DM_SCOPE);
       const ok = await this.#logIn(c, reconnect, resume);
@@ -911,13 +925,26 @@ export class ChatConnection {
     }
     if (this.#delivered.has(f.id)) return;
     this.#delivered.add(f.id);
-    this.#emit({ type: "msg", msg, replay: this.#resuming.has(scope) });
+    const replay = this.#resuming.has(scope);
+    if (replay && msg.from.toLowerCase() !== this.#user.toLowerCase()) {
+      this.#missed.set(scope, (this.#missed.get(scope) ?? 0) + 1);
+    }
+    this.#emit({ type: "msg", msg, replay });
   }
 
   #onResumed(f: Frame<"resumed">): void {
     const scope = f.room ?? DM_SCOPE;
     this.#resuming.delete(scope);
-    this.#emit({ type: "resumed", room: f.room, dm: f.dm, count: f.count, more: f.more });
+    const count = this.#missed.get(scope) ?? 0;
+    this.#missed.delete(scope);
+    this.#emit({
+      type: "resumed",
+      room: f.room,
+      dm: f.dm,
+      count,
+      serverCount: f.count,
+      more: f.more,
+    });
     if (f.more && f.room !== undefined) {
       // More than one resume page was missed: fetch the rest (join since replays in order).
       const room = f.room;
