@@ -427,6 +427,9 @@ export class ChatServer {
       if (transport instanceof WebSocketTransport) this.#webSessions.add(session);
       const adapter = served.create(session);
       session.setAdapter(adapter);
+      if (adapter.keepEmptyLines && transport instanceof LineTransport) {
+        transport.keepEmptyLines = true;
+      }
       this.#sessions.add(session);
       if (refusal) {
         log.warn("Refused {remote}: {code}", { remote, code: refusal.code });

@@ -39,6 +39,8 @@ export interface ProtocolAdapter {
   encodeReply(frame: ServerFrame, req: Request | null): Uint8Array | null;
   /** Keepalive probe after inbound silence. */
   ping(): void;
+  /** Wants empty lines too (they are skipped otherwise, and never count as frames). */
+  readonly keepEmptyLines?: boolean;
 }
 
 /** Everything a session needs from the server. */
@@ -656,7 +658,10 @@ export class Session implements HubMember, CommandContext {
         for (const msg of msgs) {
           if (this.#closed || this.#flooded) break;
           try {
-            if (this.#user === null && ++this.preAuthFrames > this.#deps.limits.preAuthMaxFrames) {
+            if (
+              this.#user === null && msg.length > 0 &&
+              ++this.preAuthFrames > this.#deps.limits.preAuthMaxFrames
+            ) {
               throw new ChatError(
                 "too_many_frames",
                 "Cannot continue: too many frames before login",

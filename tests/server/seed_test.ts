@@ -535,3 +535,28 @@ Deno.test("openssl s_client without ALPN, typed by hand, gets the seed protocol"
   const left = await n.expect((f) => f.type === "presence" && f.event === "leave") as F<"presence">;
   assertEquals(left.user, "zoe");
 });
+
+Deno.test("seed: a blank line at ENTER_USERNAME (or ENTER_PASSWORD) is a failed attempt, answered at once", async () => {
+  await using ts = await startTestServer();
+  await using a = await SeedPy.connect(ts, "blank");
+  await a.expect("AUTH_REQUIRED");
+  await a.send(""); // before the first answer: ignored, as every empty line
+  await a.send("LOGIN");
+  await a.expect("ENTER_USERNAME");
+  await a.send("   ");
+  await a.expect("AUTH_FAILED");
+  await a.expect("AUTH_REQUIRED");
+  await a.send("REGISTER");
+  await a.expect("ENTER_USERNAME");
+  await a.send("bea");
+  await a.expect("ENTER_PASSWORD");
+  await a.send("");
+  await a.expect("AUTH_FAILED");
+  await a.expect("AUTH_REQUIRED");
+  // The third failure closes, as any three failures do.
+  await a.send("LOGIN");
+  await a.expect("ENTER_USERNAME");
+  await a.send("");
+  await a.expect("AUTH_FAILED");
+  await a.expectClosed();
+});
