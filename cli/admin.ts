@@ -263,9 +263,11 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .requiredOption("--format <fmt>", "jsonl or csv")
     .option("--output <file>", "write here (mode 0600) instead of stdout")
     .option("--force", "replace an existing output file")
+    .option("--gzip", "compress the output with gzip (size and SHA-256 are of the gzip bytes)")
     .action(async (f) =>
       done(
         await historyExport(envOf(f), {
+          gzip: f.gzip === true,
           room: f.room,
           since: f.since,
           until: f.until,
