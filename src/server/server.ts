@@ -79,6 +79,13 @@ export interface ServerStats {
   loop: { maxLagMs: number; stalls: number };
 }
 
+/**
+ * Connections over a limit that may still finish their handshake (to be told why with an error)
+ * per address, and server-wide; past these an accepted socket is closed at once, unhandshaken.
+ */
+const REFUSALS_IN_HANDSHAKE_PER_ADDRESS = 4;
+const REFUSALS_IN_HANDSHAKE = 256;
+
 /** Period of the event-loop lag probe. */
 const LAG_TICK_MS = 10;
 /** A probe tick later than this counts as a stall. */
@@ -117,6 +124,9 @@ export class ChatServer {
   /** Sockets accepted but not yet past the TLS handshake. */
   #handshaking = new Map<Deno.Conn, number>();
   #perAddress = new Map<string, number>();
+  /** Accepted sockets over a limit still in their handshake, per address and in all. */
+  #overLimitHandshakes = new Map<string, number>();
+  #overLimitTotal = 0;
   #sweeper: TimerHandle | undefined;
   #timers: Timers;
   #lagProbe: ReturnType<typeof setInterval>;
@@ -380,6 +390,25 @@ export class ChatServer {
     const key = addressKey(remote, l.ipv6PrefixBits);
     const total = this.#sessions.size + this.#handshaking.size;
     const fromHere = this.#perAddress.get(key) ?? 0;
+    // Counted at accept, before any TLS work: a socket that never starts its handshake counts
+    // against its own address from the first byte it did not send. Over a limit, a few may still
+    // finish the handshake to be told why (`too_many_connections`, `server_full`); the rest are
+    // closed at once. (Deno still holds such a socket's fd until the peer acts: RELIABILITY §4.)
+    const over = total >= l.maxConnections || fromHere >= l.maxConnectionsPerAddress;
+    if (over) {
+      const here = this.#overLimitHandshakes.get(key) ?? 0;
+      if (
+        here >= REFUSALS_IN_HANDSHAKE_PER_ADDRESS || this.#overLimitTotal >= REFUSALS_IN_HANDSHAKE
+      ) {
+        log.debug("Refused {remote} at accept: over the connection limits", { remote });
+        try {
+          conn.close();
+        } catch { /* gone */ }
+        return;
+      }
+      this.#overLimitHandshakes.set(key, here + 1);
+      this.#overLimitTotal++;
+    }
     this.#handshaking.set(conn, this.#clock());
     this.#perAddress.set(key, fromHere + 1);
     let session: Session | null = null;
@@ -453,6 +482,12 @@ export class ChatServer {
     } finally {
       this.#handshaking.delete(conn);
       if (!session) this.#release(key);
+      if (over) {
+        const here = (this.#overLimitHandshakes.get(key) ?? 1) - 1;
+        if (here <= 0) this.#overLimitHandshakes.delete(key);
+        else this.#overLimitHandshakes.set(key, here);
+        this.#overLimitTotal--;
+      }
     }
   }
 

@@ -85,6 +85,28 @@ Deno.test("peers: stalled TLS handshakes are dropped at the deadline; fds are fr
   await again.expect(isType("hello"));
 });
 
+Deno.test("peers: silent sockets are counted at accept per address: past the limit (and a few refusals in handshake) they are closed at once, others connect", async () => {
+  await using ts = await startTestServer({
+    limits: { maxConnectionsPerAddress: 4, handshakeTimeoutMs: 60_000 },
+  });
+  const silent: Socket[] = [];
+  try {
+    for (let i = 0; i < 30; i++) silent.push(await rawFrom("127.0.0.40", ts.port));
+    // Accepted in order: once this one is served, all 30 before it were accepted.
+    await using ok = await WireClient.login(ts.port, ts.certPem, "neighbour", {
+      register: true,
+      hostname: "127.0.0.1",
+    });
+    assertEquals((await ok.say("general", "not locked out")).type, "ack");
+    // 4 within the limit, 4 over it allowed to hear why, the neighbour; the 22 others were
+    // closed at accept and tracked nowhere.
+    const n = ts.server.stats.connections;
+    assert(n <= 4 + 4 + 1, `${n} connections tracked for 30 silent sockets`);
+  } finally {
+    await closeAll(silent);
+  }
+});
+
 Deno.test("peers: a client that keeps talking but never logs in is still cut at authTimeoutMs", async () => {
   await using ts = await startTestServer({
     limits: { authTimeoutMs: 800, preAuthMaxFrames: 1000 },
