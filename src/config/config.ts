@@ -105,6 +105,13 @@ export interface ServerConfig {
    * turns `/metrics` off. At least 16 characters.
    */
   metricsToken: string | null;
+  /**
+   * Who runs server-side TLS: `node` (default; node:net sockets upgraded by node:tls, so a socket
+   * that never finishes its handshake is freed at `handshakeTimeoutMs`) or `deno`
+   * (`Deno.listenTls`: less memory per connection, but such sockets keep their descriptor until
+   * the peer acts). docs/RELIABILITY.md, "Failing or open today" item 1.
+   */
+  tlsEngine: "node" | "deno";
   /** Session tokens (PROTOCOL.md §2.1) expire this many days after they were issued (default 30). */
   sessionTokenDays: number;
   limits: ServerLimits;
@@ -227,6 +234,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   nodeName: null,
   metricsToken: null,
   sessionTokenDays: 30,
+  tlsEngine: "node",
   limits: DEFAULT_LIMITS,
 });
 
@@ -258,6 +266,7 @@ export const ENV_NAMES: Readonly<
   nodeName: "CHAT_NODE_NAME",
   metricsToken: "CHAT_METRICS_TOKEN",
   sessionTokenDays: "CHAT_SESSION_TOKEN_DAYS",
+  tlsEngine: "CHAT_TLS_ENGINE",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -396,6 +405,7 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     nodeName: merged.nodeName === null ? null : checkToken("nodeName", merged.nodeName),
     metricsToken: merged.metricsToken === null ? null : str("metricsToken", merged.metricsToken),
     sessionTokenDays: int("sessionTokenDays", merged.sessionTokenDays, 1, 100_000),
+    tlsEngine: oneOf("tlsEngine", merged.tlsEngine, ["node", "deno"] as const),
     limits: Object.freeze(l),
   };
   if (config.metricsToken !== null && !/^[\x21-\x7e]{16,}$/.test(config.metricsToken)) {
