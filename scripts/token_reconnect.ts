@@ -4,7 +4,7 @@
 // with its token and a resume point. Prints the time until all are back and the server's peak
 // RSS (VmHWM).
 //
-//   deno run -A scripts/token_reconnect.ts [--clients 2000] [--parallel 500] [--engine node|deno]
+//   deno run -A scripts/token_reconnect.ts [--clients 2000] [--parallel 500] [--engine node|deno] [--idle 3]
 import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { openStore, storeSpec } from "../src/store/open_store.ts";
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     clients: { type: "string", default: "2000" },
     parallel: { type: "string", default: "500" },
     engine: { type: "string", default: "node" },
+    idle: { type: "string", default: "3" },
   },
 });
 const N = Number(values.clients);
@@ -115,13 +116,15 @@ try {
   const elapsed = performance.now() - t0;
   const peak = vm(srv.pid, "VmHWM");
   const rss = vm(srv.pid, "VmRSS");
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, Number(values.idle) * 1000));
   const idle = vm(srv.pid, "VmRSS");
   console.log(
     `${N} clients back with session tokens in ${(elapsed / 1000).toFixed(2)} s ` +
       `(${Math.round(N / (elapsed / 1000))}/s), ${errors} errors; server RSS idle ` +
       `${(idleRss / 2 ** 20).toFixed(1)} MiB, after ${(rss / 2 ** 20).toFixed(1)} MiB, ` +
-      `peak (VmHWM) ${(peak / 2 ** 20).toFixed(1)} MiB, 3 s later ${(idle / 2 ** 20).toFixed(1)} ` +
+      `peak (VmHWM) ${(peak / 2 ** 20).toFixed(1)} MiB, ${values.idle} s later ${
+        (idle / 2 ** 20).toFixed(1)
+      } ` +
       `MiB (${Math.round((idle - idleRss) / N / 1024)} KiB per connection); tls ${values.engine}`,
   );
   for (const s of sockets) s.destroy();
