@@ -687,7 +687,9 @@ export class Session implements HubMember, CommandContext {
     } finally {
       // A draining session is closed by the server once its requests are answered.
       if (this.#flooded && !this.#closed) {
-        void this.settled().then(() => this.close("flood", "Too many messages for too long", true));
+        void this.settled().then(() =>
+          this.close("flood", "Excess flood: too many messages for too long", true)
+        );
       } else if (!this.#draining) this.close(this.closeReason || "eof", "", false);
     }
   }

@@ -352,10 +352,13 @@ class PlainAcceptor implements TlsAcceptor {
   async accept(): Promise<AcceptedConn> {
     const conn = await this.#listener.accept();
     this.lastAcceptAt = performance.now();
-    return Object.assign(conn, {
+    return {
       remoteAddr: conn.remoteAddr as Deno.NetAddr,
       handshake: () => Promise.resolve({ alpnProtocol: null }),
-    }) as unknown as AcceptedConn;
+      read: (p) => conn.read(p),
+      write: (p) => conn.write(p),
+      close: () => conn.close(),
+    };
   }
 
   close(): void {
