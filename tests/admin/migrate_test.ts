@@ -124,6 +124,7 @@ Deno.test({
         ["messages", 2, 2, true],
         ["invites", 1, 1, true],
         ["audit", 1, 1, true],
+        ["session_tokens", 0, 0, true],
       ],
     );
     const onPg = await openStore(storeSpec({ dataDir: "/nonexistent", store: url }));
