@@ -29,6 +29,7 @@ import {
   usersPasswd,
   usersRemove,
   usersRole,
+  usersSessions,
   usersShow,
 } from "../src/admin/commands/users.ts";
 import { processIo } from "../src/admin/terminal.ts";
@@ -115,6 +116,12 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
           kick: f.kick === true,
         }),
       )
+    );
+  leaf(users, "sessions", "List the account's session tokens (devices); --revoke ends them")
+    .argument("<name>", "user name")
+    .option("--revoke <id|all>", "revoke one session token by id, or all, and close its sessions")
+    .action(async (name: string, f) =>
+      done(await usersSessions(envOf(f), name, { revoke: f.revoke as string | undefined }))
     );
   leaf(users, "disable", "Refuse logins and close open sessions")
     .argument("<name>", "user name")
@@ -256,9 +263,11 @@ export function registerAdmin(program: Command, ctx: CliContext): void {
     .requiredOption("--format <fmt>", "jsonl or csv")
     .option("--output <file>", "write here (mode 0600) instead of stdout")
     .option("--force", "replace an existing output file")
+    .option("--gzip", "compress the output with gzip (size and SHA-256 are of the gzip bytes)")
     .action(async (f) =>
       done(
         await historyExport(envOf(f), {
+          gzip: f.gzip === true,
           room: f.room,
           since: f.since,
           until: f.until,

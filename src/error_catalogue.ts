@@ -112,7 +112,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: never,
-    meaning: "wrong user name or password, or disabled account",
+    meaning: "wrong user name or password, unknown or revoked session token, or disabled account",
   },
   throttled: {
     scope: "wire",
@@ -204,16 +204,8 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: afterHint,
-    meaning: "over the message rate; see `retryAfterMs`",
+    meaning: "over the message rate (servers before pacing, §8; this one paces instead)",
     defaultMessage: "Cannot send: too many messages, slow down",
-  },
-  excess_flood: {
-    scope: "wire",
-    fatal: "yes",
-    retry: never,
-    meaning:
-      "IRC: more than `pacedLinesMax` messages in a row over the rate (they are paced, not refused, until then)",
-    defaultMessage: "Cannot continue: excess flood",
   },
   storage_failed: {
     scope: "wire",
@@ -367,6 +359,18 @@ const ERROR_TABLE = {
     fatal: "yes",
     retry: never,
     meaning: "the known_servers file cannot be written",
+  },
+  session_tokens_read: {
+    scope: "cli",
+    fatal: "yes",
+    retry: never,
+    meaning: "the session_tokens file cannot be read",
+  },
+  session_tokens_write: {
+    scope: "cli",
+    fatal: "no",
+    retry: never,
+    meaning: "the session_tokens file cannot be written (the session goes on without saving)",
   },
   no_config_dir: {
     scope: "cli",
@@ -618,7 +622,7 @@ const BYE_TABLE = {
     retry: reconnect,
   },
   kicked: {
-    meaning: "an administrator disabled or removed the account",
+    meaning: "an administrator disabled or removed the account, or revoked this session",
     retry: never,
   },
   password_changed: {
@@ -626,6 +630,11 @@ const BYE_TABLE = {
       "with the new one",
     retry: never,
     message: "The password of this account was changed; log in with the new one",
+  },
+  flood: {
+    meaning: "kept sending faster than the message rate for too long (`messageFloodMs`, §8)",
+    retry: reconnect,
+    message: "Excess flood: too many messages for too long",
   },
   quit: { meaning: "the answer to the client's `quit`", retry: never, message: "Goodbye" },
 } satisfies Record<string, ByeInfo>;

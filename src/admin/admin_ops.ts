@@ -7,6 +7,7 @@ import type {
   LiveStats,
   Role,
   RoomView,
+  SessionsResult,
   UserDetail,
   UserView,
 } from "./admin_service.ts";
@@ -20,6 +21,7 @@ export interface AdminOpMap {
   "users.enable": [{ name: string }, { changed: boolean }];
   "users.remove": [{ name: string }, { kicked: number }];
   "users.role": [{ name: string; role: Role }, { changed: boolean }];
+  "users.sessions": [{ name: string; revoke: number | "all" | null }, SessionsResult];
   "invites.create": [
     { uses: number | null; expiresAt: number | null },
     { code: string; invite: InviteView },
@@ -113,6 +115,11 @@ const OPS: { [K in OpName]: Runner<K> } = {
     svc.enableUser(actor, { name: str("users.enable", a, "name") }),
   "users.remove": (svc, actor, a) =>
     svc.removeUser(actor, { name: str("users.remove", a, "name") }),
+  "users.sessions": (svc, actor, a) =>
+    svc.sessions(actor, {
+      name: str("users.sessions", a, "name"),
+      revoke: a.revoke === "all" ? "all" : nullableInt("users.sessions", a, "revoke"),
+    }),
   "users.role": (svc, actor, a) =>
     svc.setRole(actor, { name: str("users.role", a, "name"), role: role("users.role", a) }),
   "invites.create": (svc, actor, a) =>

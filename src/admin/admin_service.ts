@@ -24,6 +24,22 @@ export interface UserDetail extends UserView {
   online: number | null;
 }
 
+/** A session token as listed (never the token: only its id, the public half). */
+export interface SessionView {
+  id: number;
+  device: string;
+  createdAt: number;
+  lastUsedAt: number;
+  expiresAt: number;
+}
+
+/** `users sessions`: the user's tokens, and what a `--revoke` took away. */
+export interface SessionsResult {
+  sessions: SessionView[];
+  revoked: number[];
+  kicked: number;
+}
+
 /** An invite as listed; the code itself is never stored and never shown again. */
 export interface InviteView {
   id: number;
@@ -60,6 +76,8 @@ export interface LiveStats extends Omit<ServerStats, "loop"> {
 export interface LiveHooks {
   /** Closes every session of the user with `bye` `kicked`; returns how many. */
   kickUser(userId: number, message: string): number;
+  /** Closes the user's sessions that used one of these session tokens; returns how many. */
+  kickTokens(userId: number, tokenIds: number[], message: string): number;
   /** Sessions the user has open now. */
   sessionsOf(userId: number): number;
   /** Drops the server's cached name of a user after the account was removed. */
@@ -230,6 +248,8 @@ export class AdminService {
       throw new ChatError("bad_request", "Cannot change password: the hash is not argon2id");
     }
     await this.#store.updateUser(u.id, { passwordHash: a.passwordHash });
+    // A new password ends every session token (reconnects must log in with the new password).
+    await this.#store.revokeSessionTokens(u.id);
     const kicked = a.kick
       ? this.#live?.kickUser(u.id, "Your password was reset by an administrator") ?? 0
       : 0;
@@ -243,6 +263,7 @@ export class AdminService {
   ): Promise<{ changed: boolean; kicked: number }> {
     const u = await this.#user(a.name, "disable");
     if (!u.disabled) await this.#store.updateUser(u.id, { disabled: true });
+    await this.#store.revokeSessionTokens(u.id);
     // Kick even when it was disabled already: a login racing the earlier disable may have slipped in.
     const kicked = this.#live?.kickUser(u.id, "Your account was disabled by an administrator") ?? 0;
     await this.#audit(actor, "users.disable", u.name, { kicked });
@@ -258,11 +279,51 @@ export class AdminService {
 
   async removeUser(actor: string, a: { name: string }): Promise<{ kicked: number }> {
     const u = await this.#user(a.name, "remove");
+    await this.#store.revokeSessionTokens(u.id);
     await this.#store.removeUser(u.id);
     this.#live?.forgetUser(u.id);
     const kicked = this.#live?.kickUser(u.id, "Your account was removed by an administrator") ?? 0;
     await this.#audit(actor, "users.remove", u.name, { id: u.id, kicked });
     return { kicked };
+  }
+
+  /**
+   * Lists the user's session tokens; with `revoke` (a token id, or "all") deletes it or them first
+   * and closes the sessions that used them.
+   */
+  async sessions(
+    actor: string,
+    a: { name: string; revoke: number | "all" | null },
+  ): Promise<SessionsResult> {
+    const u = await this.#user(a.name, "list the sessions of");
+    let revoked: number[] = [];
+    let kicked = 0;
+    if (a.revoke !== null) {
+      revoked = await this.#store.revokeSessionTokens(
+        u.id,
+        a.revoke === "all" ? undefined : a.revoke,
+      );
+      if (a.revoke !== "all" && revoked.length === 0) {
+        throw new ChatError(
+          "bad_request",
+          `Cannot revoke session ${a.revoke} of ${u.name}: no such session`,
+        );
+      }
+      kicked = this.#live?.kickTokens(
+        u.id,
+        revoked,
+        "Your session was revoked by an administrator",
+      ) ?? 0;
+      await this.#audit(actor, "users.sessions.revoke", u.name, { revoked, kicked });
+    }
+    const sessions = (await this.#store.listSessionTokens(u.id)).map((t) => ({
+      id: t.id,
+      device: t.device,
+      createdAt: t.createdAt,
+      lastUsedAt: t.lastUsedAt,
+      expiresAt: t.expiresAt,
+    }));
+    return { sessions, revoked, kicked };
   }
 
   async setRole(actor: string, a: { name: string; role: Role }): Promise<{ changed: boolean }> {

@@ -40,6 +40,7 @@ export async function startAdministration(opts: AdministrationOptions): Promise<
   };
   const live: LiveHooks = {
     kickUser: (userId, message) => server.kickUser(userId, message),
+    kickTokens: (userId, tokenIds, message) => server.kickTokens(userId, tokenIds, message),
     sessionsOf: (userId) => server.hub.sessionsOf(userId).size,
     forgetUser: (userId) => server.service.invalidateUser(userId),
     invalidateRoom: (name) => server.service.invalidateRoom(name),

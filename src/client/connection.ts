@@ -34,7 +34,17 @@ export type HistoryPage = Frame<"history">;
 /** Who to log in as. */
 export interface Credentials {
   user: string;
+  /** The password; "" when only a session token is known (then a refused token ends it). */
   password: string;
+  /**
+   * A session token (PROTOCOL.md §2.1) to log in with instead of the password. When the server
+   * refuses it, the password is used (if known) and the token forgotten (`onToken(null)`).
+   */
+  token?: string;
+  /** Ask for a session token for this device label on every password login or registration. */
+  device?: string;
+  /** Told of every token the server issued (and of null when the known one was refused). */
+  onToken?: (token: string | null, expiresAt: number) => void;
   /** Create the account first (only on the first connection; reconnects log in). */
   register?: boolean;
   invite?: string;
@@ -48,8 +58,19 @@ export type ConnectionEvent =
   /** A message; `replay` when it came from a resume backlog (missed while away). */
   | { type: "msg"; msg: WireMessage; replay: boolean }
   | { type: "presence"; room: string; user: string; event: "join" | "leave" }
-  /** End of a resume backlog for a room (or the DMs). */
-  | { type: "resumed"; room?: string; dm?: boolean; count: number; more: boolean }
+  /**
+   * End of a resume backlog for a room (or the DMs). `count`: the backlog's messages from others
+   * that this session had not delivered before (own messages and ones already seen are not
+   * missed); `serverCount`: what the server sent.
+   */
+  | {
+    type: "resumed";
+    room?: string;
+    dm?: boolean;
+    count: number;
+    serverCount: number;
+    more: boolean;
+  }
   /** The set of joined rooms changed. */
   | { type: "rooms"; rooms: string[] }
   /** The login's read markers (docs/PROTOCOL.md §7.1), after every (re)connect. */
@@ -199,6 +220,8 @@ export class ChatConnection {
   #lastDm: number | undefined;
   #delivered = new RecentIds(20000);
   #resuming = new Set<string>();
+  /** Per scope being resumed: backlog messages from others delivered for the first time. */
+  #missed = new Map<string, number>();
   #rooms: string[] = [];
   #user = "";
   #hello: Frame<"hello"> | null = null;
@@ -379,8 +402,15 @@ export class ChatConnection {
 
   /** Changes the password; later reconnects use the new one. */
   async passwd(oldPassword: string, newPassword: string): Promise<void> {
-    await this.#request({ type: "passwd", old: oldPassword, new: newPassword });
+    const ok = await this.#request({ type: "passwd", old: oldPassword, new: newPassword });
     this.#creds.password = newPassword;
+    // Every token of the account was revoked; this device got a new one (or none: use the
+    // password from now on).
+    if (ok.type === "ok" && typeof ok.token === "string") this.#tookToken(ok);
+    else if (this.#creds.token !== undefined) {
+      this.#creds.token = undefined;
+      this.#creds.onToken?.(null, 0);
+    }
   }
 
   /**
@@ -470,18 +500,10 @@ export class ChatConnection {
       const c = this.#creds;
       const resume = reconnect ? this.#resumePoint() : undefined;
       this.#resuming.clear();
+      this.#missed.clear();
       for (const room of Object.keys(resume?.rooms ?? {})) this.#resuming.add(room);
       if (resume?.dm !== undefined) this.#resuming.add(DM_SCOPE);
-      const ok = await this.#request(
-        c.register && !reconnect
-          ? {
-            type: "register",
-            user: c.user,
-            password: c.password,
-            ...(c.invite ? { invite: c.invite } : {}),
-          }
-          : { type: "login", user: c.user, password: c.password, ...(resume ? { resume } : {}) },
-      ) as Frame<"ok">;
+      const ok = await this.#logIn(c, reconnect, resume);
       this.#creds.register = false;
       this.#user = ok.user ?? c.user;
       const rooms = ok.rooms ?? [];
@@ -526,6 +548,77 @@ export class ChatConnection {
       if ((this.#state as string) !== "closed") this.#state = "down";
       throw this.#explain(err);
     }
+  }
+
+  /**
+   * Registers or logs in: with the session token when one is known, falling back to the password
+   * (on the same connection) when the server refuses the token.
+   */
+  async #logIn(
+    c: Credentials,
+    reconnect: boolean,
+    resume: ResumePoint | undefined,
+  ): Promise<Frame<"ok">> {
+    const device = c.device ? { device: c.device } : {};
+    const rs = resume ? { resume } : {};
+    let ok: Frame<"ok">;
+    if (c.register && !reconnect) {
+      ok = await this.#request({
+        type: "register",
+        user: c.user,
+        password: c.password,
+        ...(c.invite ? { invite: c.invite } : {}),
+        ...device,
+      }) as Frame<"ok">;
+    } else if (c.token !== undefined) {
+      try {
+        ok = await this.#request({ type: "login", user: c.user, token: c.token, ...rs }) as Frame<
+          "ok"
+        >;
+      } catch (err) {
+        if (!(err instanceof ChatError) || err.code !== "auth_failed") throw err;
+        // Revoked or expired: forget it, and use the password when we have one.
+        c.token = undefined;
+        c.onToken?.(null, 0);
+        if (c.password === "") throw err;
+        ok = await this.#request({
+          type: "login",
+          user: c.user,
+          password: c.password,
+          ...device,
+          ...rs,
+        }) as Frame<"ok">;
+      }
+    } else {
+      ok = await this.#request({
+        type: "login",
+        user: c.user,
+        password: c.password,
+        ...device,
+        ...rs,
+      }) as Frame<"ok">;
+    }
+    this.#tookToken(ok);
+    return ok;
+  }
+
+  /** Keeps a token the server issued (login, register, passwd) and tells the owner. */
+  #tookToken(ok: Frame<"ok">): void {
+    if (typeof ok.token !== "string") return;
+    this.#creds.token = ok.token;
+    this.#creds.onToken?.(ok.token, typeof ok.tokenExpiresAt === "number" ? ok.tokenExpiresAt : 0);
+  }
+
+  /**
+   * Revokes this session's token on the server (`logout`), forgets it, and ends the session.
+   */
+  async logout(): Promise<void> {
+    await this.#request({ type: "logout" }).catch((err) => {
+      if (!(err instanceof ChatError) || err.code !== "connection_lost") throw err;
+    });
+    this.#creds.token = undefined;
+    this.#creds.onToken?.(null, 0);
+    await this.close();
   }
 
   #exchangeHello(): Promise<Frame<"hello">> {
@@ -887,13 +980,26 @@ export class ChatConnection {
     }
     if (this.#delivered.has(f.id)) return;
     this.#delivered.add(f.id);
-    this.#emit({ type: "msg", msg, replay: this.#resuming.has(scope) });
+    const replay = this.#resuming.has(scope);
+    if (replay && msg.from.toLowerCase() !== this.#user.toLowerCase()) {
+      this.#missed.set(scope, (this.#missed.get(scope) ?? 0) + 1);
+    }
+    this.#emit({ type: "msg", msg, replay });
   }
 
   #onResumed(f: Frame<"resumed">): void {
     const scope = f.room ?? DM_SCOPE;
     this.#resuming.delete(scope);
-    this.#emit({ type: "resumed", room: f.room, dm: f.dm, count: f.count, more: f.more });
+    const count = this.#missed.get(scope) ?? 0;
+    this.#missed.delete(scope);
+    this.#emit({
+      type: "resumed",
+      room: f.room,
+      dm: f.dm,
+      count,
+      serverCount: f.count,
+      more: f.more,
+    });
     if (f.more && f.room !== undefined) {
       // More than one resume page was missed: fetch the rest (join since replays in order).
       const room = f.room;

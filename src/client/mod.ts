@@ -10,6 +10,7 @@ import {
 import { KnownServers, knownServersPath, parseFingerprint, serverKey } from "./known_servers.ts";
 import { sanitize } from "./render.ts";
 import { ServerList, type ServerName } from "./server_list.ts";
+import { deviceLabel, SessionTokens, sessionTokensPath } from "./session_tokens.ts";
 import { listen, readLines, type ScriptOutput, sendLines, sendOne } from "./script.ts";
 import { Terminal } from "./terminal.ts";
 import { TerminalUi } from "./terminal_ui.ts";
@@ -142,7 +143,11 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
   }
   const term = new Terminal();
   const caPem = opts.ca === undefined ? undefined : await readCa(opts.ca);
-  const known = await KnownServers.load(knownServersPath(io.env));
+  const knownPath = knownServersPath(io.env);
+  const known = await KnownServers.load(knownPath);
+  const tokens = new SessionTokens(sessionTokensPath(knownPath));
+  // Session tokens are kept per server as typed first (a cluster's nodes share one account).
+  const key = serverKey(names[0].host, names[0].port);
   // Asking is for the start only: once the session runs (the chat screen owns the terminal), a
   // server never accepted before is refused (`cert_unknown`) and another one is tried.
   let mayAsk = ttyIn;
@@ -187,11 +192,16 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
   } else {
     password = passwordFromEnv(io);
   }
-  if (password === undefined && ttyIn) {
+  // Without a password given, a saved session token (PROTOCOL.md §2.1) stands in for it (not for
+  // registering): no prompt, no password hashing on the server.
+  const savedToken = password === undefined && !opts.register
+    ? await tokens.get(key, user)
+    : undefined;
+  if (password === undefined && ttyIn && savedToken === undefined) {
     password = await term.prompt(`Password for ${user}: `, { hidden: true });
     if (opts.register) await confirmPassword(term, password);
   }
-  if (!password) {
+  if (!password && savedToken === undefined) {
     throw new ChatError(
       "usage",
       "Cannot log in: no password; use --password-stdin or the CHAT_PASSWORD environment variable",
@@ -199,73 +209,95 @@ export async function runConnect(opts: ConnectOptions, io: ConnectIo): Promise<n
   }
 
   const events = new EventHub();
-  const creds: Credentials = { user, password, register: opts.register, invite: opts.invite };
-  // A script waiting for an ack gives up after about a minute and a half of failed reconnects.
-  const maxAttempts = mode === "send" || mode === "stdin" ? 8 : undefined;
-  const conn = await openWithPrompts({
-    servers,
-    caPem,
-    policy,
-    creds,
-    events,
-    term,
-    ask: ttyIn,
-    maxAttempts,
-  });
-  mayAsk = false;
+  const creds: Credentials = {
+    user,
+    password: password ?? "",
+    register: opts.register,
+    invite: opts.invite,
+    token: savedToken,
+    device: deviceLabel(),
+    // Saved in order; the process does not exit before the last save (see the finally below).
+    onToken: (token, expiresAt) => {
+      saving = saving.then(() => tokens.set(key, user, token, expiresAt)).catch((err) =>
+        io.stderr(sanitize(`chat: ${(err as Error).message}`) + "\n")
+      );
+    },
+  };
+  let saving: Promise<void> = Promise.resolve();
   try {
-    switch (mode) {
-      case "send": {
-        const target = await targetFor(conn, opts, io);
-        await sendOne(conn, target, opts.send!, io, opts.json ?? false);
-        return ExitCode.ok;
-      }
-      case "stdin": {
-        const target = await targetFor(conn, opts, io);
-        const failed = await sendLines(conn, target, stdinLines!, io, opts.json ?? false);
-        return failed === 0 ? ExitCode.ok : ExitCode.failure;
-      }
-      case "listen": {
-        const filter = await listenFilter(conn, opts, io);
-        const scope = opts.to !== undefined
-          ? ` (direct messages with ${opts.to})`
-          : opts.room !== undefined
-          ? ` (#${opts.room.replace(/^#/, "").toLowerCase()})`
-          : "";
-        io.stderr(
-          sanitize(`chat: listening as ${conn.user} on ${conn.remote}${scope}; Ctrl-C stops`) +
-            "\n",
-        );
-        await listen(conn, events, io, { json: opts.json ?? false, filter, stop: stopSignal() });
-        return ExitCode.ok;
-      }
-      case "interactive": {
-        const ui = new TerminalUi({
-          conn,
-          term: withKeys(term),
-          color: useColor(io),
-          server: serverKey(names[0].host, names[0].port),
-        });
-        events.subscribe((ev) => ui.onEvent(ev));
-        const onResize = () => ui.redraw();
-        const onTerm = () => ui.requestQuit();
-        Deno.addSignalListener("SIGWINCH", onResize);
-        Deno.addSignalListener("SIGTERM", onTerm);
-        Deno.addSignalListener("SIGHUP", onTerm);
-        term.setRaw(true);
-        try {
-          await ui.run();
-        } finally {
-          term.setRaw(false);
-          Deno.removeSignalListener("SIGWINCH", onResize);
-          Deno.removeSignalListener("SIGTERM", onTerm);
-          Deno.removeSignalListener("SIGHUP", onTerm);
-        }
-        return ExitCode.ok;
-      }
-    }
+    return await connectAndRun();
   } finally {
-    await conn.close();
+    await saving;
+  }
+
+  async function connectAndRun(): Promise<number> {
+    // A script waiting for an ack gives up after about a minute and a half of failed reconnects.
+    const maxAttempts = mode === "send" || mode === "stdin" ? 8 : undefined;
+    const conn = await openWithPrompts({
+      servers,
+      caPem,
+      policy,
+      creds,
+      events,
+      term,
+      ask: ttyIn,
+      maxAttempts,
+    });
+    mayAsk = false;
+    try {
+      switch (mode) {
+        case "send": {
+          const target = await targetFor(conn, opts, io);
+          await sendOne(conn, target, opts.send!, io, opts.json ?? false);
+          return ExitCode.ok;
+        }
+        case "stdin": {
+          const target = await targetFor(conn, opts, io);
+          const failed = await sendLines(conn, target, stdinLines!, io, opts.json ?? false);
+          return failed === 0 ? ExitCode.ok : ExitCode.failure;
+        }
+        case "listen": {
+          const filter = await listenFilter(conn, opts, io);
+          const scope = opts.to !== undefined
+            ? ` (direct messages with ${opts.to})`
+            : opts.room !== undefined
+            ? ` (#${opts.room.replace(/^#/, "").toLowerCase()})`
+            : "";
+          io.stderr(
+            sanitize(`chat: listening as ${conn.user} on ${conn.remote}${scope}; Ctrl-C stops`) +
+              "\n",
+          );
+          await listen(conn, events, io, { json: opts.json ?? false, filter, stop: stopSignal() });
+          return ExitCode.ok;
+        }
+        case "interactive": {
+          const ui = new TerminalUi({
+            conn,
+            term: withKeys(term),
+            color: useColor(io),
+            server: key,
+          });
+          events.subscribe((ev) => ui.onEvent(ev));
+          const onResize = () => ui.redraw();
+          const onTerm = () => ui.requestQuit();
+          Deno.addSignalListener("SIGWINCH", onResize);
+          Deno.addSignalListener("SIGTERM", onTerm);
+          Deno.addSignalListener("SIGHUP", onTerm);
+          term.setRaw(true);
+          try {
+            await ui.run();
+          } finally {
+            term.setRaw(false);
+            Deno.removeSignalListener("SIGWINCH", onResize);
+            Deno.removeSignalListener("SIGTERM", onTerm);
+            Deno.removeSignalListener("SIGHUP", onTerm);
+          }
+          return ExitCode.ok;
+        }
+      }
+    } finally {
+      await conn.close();
+    }
   }
 }
 
@@ -353,6 +385,15 @@ async function openWithPrompts(a: {
       });
     } catch (err) {
       if (!a.ask || !(err instanceof ChatError) || attempt >= 3) throw err;
+      if (err.code === "auth_failed" && creds.password === "") {
+        // The saved session token was refused (revoked or expired): ask for the password.
+        creds.token = undefined;
+        creds.password = await a.term.prompt(
+          `The saved session for ${creds.user} is no longer valid.\nPassword for ${creds.user}: `,
+          { hidden: true },
+        );
+        continue;
+      }
       if (err.code === "auth_failed" && !creds.register) {
         const yes = await a.term.confirm(
           `${err.message}.\nRegister ${creds.user} as a new account on this server (yes/no)? `,

@@ -125,7 +125,9 @@ export function plainText(line: StyledLine): string {
 
 /**
  * Splits a styled line into screen rows of at most `width` columns, as ANSI strings. Rows after
- * the first start with `indent` spaces (a hanging indent under the message text). With
+ * the first start with `indent` spaces (a hanging indent under the message text). A row breaks
+ * at the last space of the segment being written when there is one (a word is split only when
+ * it is longer than a row), so "(is the server running?)" never ends up as "…running?" and ")". With
  * `color: false` no escape sequence is emitted at all. Segment text is sanitised here too, so a
  * caller cannot forget it.
  */
@@ -152,9 +154,28 @@ export function wrapLine(
     if (text === "") continue;
     if (seg.sgr && opts.color) row += `\x1b[${seg.sgr}m`;
     openSgr = seg.sgr;
+    // Where the last space of this segment is in `row` (and the column after it), if any.
+    let space = -1;
+    let spaceCol = 0;
     for (const ch of text) {
       const cw = charWidth(ch);
-      if (col + cw > w) newRow();
+      if (col + cw > w) {
+        if (space >= 0 && ch !== " ") {
+          // Carry the word begun after the space over to the next row.
+          const carry = row.slice(space + 1);
+          const carryCol = col - spaceCol;
+          row = row.slice(0, space);
+          newRow();
+          row += carry;
+          col += carryCol;
+        } else newRow();
+        space = -1;
+        if (ch === " " && col === indent) continue; // no space at the start of a row
+      }
+      if (ch === " ") {
+        space = row.length;
+        spaceCol = col + cw;
+      }
       row += ch;
       col += cw;
     }

@@ -230,10 +230,11 @@ export class TerminalUi {
         return;
       case "retry":
         this.#state = "reconnecting";
+        // The reason may end in its own parenthesis ("… (is the server running?)"): no nesting.
         this.#system(
           `Reconnecting in ${
             (ev.delayMs / 1000).toFixed(1)
-          } s (attempt ${ev.attempt}; ${ev.reason})`,
+          } s, attempt ${ev.attempt}: ${ev.reason}`,
         );
         this.#refreshStatus();
         return;

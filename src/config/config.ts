@@ -105,6 +105,16 @@ export interface ServerConfig {
    * turns `/metrics` off. At least 16 characters.
    */
   metricsToken: string | null;
+  /**
+   * Who runs server-side TLS: `deno` (default; `Deno.listenTls`: the fastest and leanest, but a
+   * socket that never finishes its handshake keeps its descriptor until the peer acts) or `node`
+   * (node:net sockets upgraded by node:tls, freed at `handshakeTimeoutMs`; measured ~40 % more
+   * server CPU per delivery in fan-out and ~23 KiB more per idle connection). docs/RELIABILITY.md,
+   * "Failing or open today" item 1.
+   */
+  tlsEngine: "node" | "deno";
+  /** Session tokens (PROTOCOL.md §2.1) expire this many days after they were issued (default 30). */
+  sessionTokenDays: number;
   limits: ServerLimits;
 }
 
@@ -114,6 +124,11 @@ export interface ServerLimits {
   maxBodyBytes: number;
   messagesPerSecond: number;
   messageBurst: number;
+  /**
+   * Pacing (PROTOCOL.md §8): time a connection waited for message tokens, draining at half the
+   * clock's speed; past this (default 10 s, about 20 s of nonstop flooding) it is cut (`flood`).
+   */
+  messageFloodMs: number;
   historyMax: number;
   resumeMaxMessages: number;
   pingIntervalMs: number;
@@ -146,11 +161,6 @@ export interface ServerLimits {
   /** Room creation per user: bucket size and refill interval (`throttled` when empty). */
   roomCreateBurst: number;
   roomCreateRefillMs: number;
-  /**
-   * IRC paces messages over the rate instead of refusing them (the connection is read no
-   * further while it waits); this many paced messages in a row is a flood that disconnects.
-   */
-  pacedLinesMax: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
@@ -158,6 +168,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxBodyBytes: 4000,
   messagesPerSecond: 10,
   messageBurst: 30,
+  messageFloodMs: 10_000,
   historyMax: 500,
   resumeMaxMessages: 1000,
   pingIntervalMs: 30_000,
@@ -182,7 +193,6 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   roomsPerUser: 50,
   roomCreateBurst: 5,
   roomCreateRefillMs: 60_000,
-  pacedLinesMax: 300,
 });
 
 /** The limits a server announces in `hello`: the part of `ServerLimits` clients must respect. */
@@ -224,6 +234,8 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   busKeyFile: null,
   nodeName: null,
   metricsToken: null,
+  sessionTokenDays: 30,
+  tlsEngine: "deno",
   limits: DEFAULT_LIMITS,
 });
 
@@ -254,6 +266,8 @@ export const ENV_NAMES: Readonly<
   busKeyFile: "CHAT_BUS_KEY",
   nodeName: "CHAT_NODE_NAME",
   metricsToken: "CHAT_METRICS_TOKEN",
+  sessionTokenDays: "CHAT_SESSION_TOKEN_DAYS",
+  tlsEngine: "CHAT_TLS_ENGINE",
 };
 
 type Partialish = Partial<Omit<ServerConfig, "limits" | "listeners">> & {
@@ -391,6 +405,8 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
     busKeyFile: optStr("busKeyFile", merged.busKeyFile),
     nodeName: merged.nodeName === null ? null : checkToken("nodeName", merged.nodeName),
     metricsToken: merged.metricsToken === null ? null : str("metricsToken", merged.metricsToken),
+    sessionTokenDays: int("sessionTokenDays", merged.sessionTokenDays, 1, 100_000),
+    tlsEngine: oneOf("tlsEngine", merged.tlsEngine, ["node", "deno"] as const),
     limits: Object.freeze(l),
   };
   if (config.metricsToken !== null && !/^[\x21-\x7e]{16,}$/.test(config.metricsToken)) {

@@ -20,9 +20,20 @@ export type ClientFrame =
     user: string;
     password: string;
     invite?: string;
+    /** Ask for a session token for this device (§2.1). */
+    device?: string;
     resume?: ResumePoint;
   }
-  | { type: "login"; ref?: string; user: string; password: string; resume?: ResumePoint }
+  | {
+    type: "login";
+    ref?: string;
+    user: string;
+    /** Exactly one of `password` and `token` (§2.1). */
+    password?: string;
+    token?: string;
+    device?: string;
+    resume?: ResumePoint;
+  }
   | { type: "join"; ref?: string; room: string; since?: number; private?: boolean }
   | { type: "part"; ref?: string; room: string }
   | { type: "rooms"; ref?: string; after?: string }
@@ -35,6 +46,7 @@ export type ClientFrame =
   | { type: "passwd"; ref?: string; old: string; new: string }
   | { type: "read"; ref?: string; room?: string; with?: string; id: number }
   | { type: "search"; ref?: string; text: string; room?: string; limit?: number }
+  | { type: "logout"; ref?: string }
   | { type: "ping"; ref?: string }
   | { type: "pong"; ref?: string }
   | { type: "quit"; ref?: string };
@@ -102,6 +114,9 @@ export type ServerFrame =
     rooms?: string[];
     /** For login/register: newest message id per joined room and of the user's DMs (0: none). */
     latest?: ResumePoint;
+    /** For login/register with `device`, and passwd of a session with a token: §2.1. */
+    token?: string;
+    tokenExpiresAt?: number;
     room?: string;
     users?: string[];
     /** For join: the room is private. */

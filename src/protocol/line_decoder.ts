@@ -11,16 +11,20 @@ const CR = 0x0d;
  * Splits bytes into lines. Pure and incremental: `push` returns the complete lines in a chunk.
  * Never holds more than `maxLineBytes` of an unfinished line: past that `push` throws
  * `line_too_long` (the caller closes the connection; there is no way to resynchronise safely).
- * A trailing CR before LF is dropped; empty lines are skipped.
+ * A trailing CR before LF is dropped; empty lines are skipped unless `keepEmpty` is set (a
+ * dialogue where an empty answer means something: the seed protocol's login prompts).
  *
  * With `overlong: "skip"` (IRC, where ERR_INPUTTOOLONG answers and the connection goes on) an
  * overlong line is dropped instead, through its LF, and an empty line stands in its place (empty
- * lines are never otherwise returned), so the caller can say so.
+ * lines are otherwise returned only with `keepEmpty`, which IRC does not set), so the caller can
+ * say so.
  */
 export class LineSplitter {
   #max: number;
   #skip: boolean;
   #discarding = false;
+  /** Pass empty lines on (as zero-length lines) instead of skipping them. */
+  keepEmpty = false;
   #parts: Uint8Array[] = [];
   #partBytes = 0;
 
@@ -76,7 +80,7 @@ export class LineSplitter {
         lines.push(OVERLONG);
         continue;
       }
-      if (line.length > 0) lines.push(line);
+      if (line.length > 0 || this.keepEmpty) lines.push(line);
     }
     return lines;
   }

@@ -16,8 +16,8 @@ const B = (required = true): FieldSpec => ({ kind: "bool", required });
 /** The shape of every client frame: one table, checked in one place. */
 export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string, FieldSpec>>> = {
   hello: { version: I(), client: S(false) },
-  register: { user: S(), password: S(), invite: S(false), resume: R },
-  login: { user: S(), password: S(), resume: R },
+  register: { user: S(), password: S(), invite: S(false), device: S(false), resume: R },
+  login: { user: S(), password: S(false), token: S(false), device: S(false), resume: R },
   join: { room: S(), since: I(false), private: B(false) },
   part: { room: S() },
   rooms: { after: S(false) },
@@ -30,6 +30,7 @@ export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string
   passwd: { old: S(), new: S() },
   read: { room: S(false), with: S(false), id: I() },
   search: { text: S(), room: S(false), limit: I(false) },
+  logout: {},
   ping: {},
   pong: {},
   quit: {},

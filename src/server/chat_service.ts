@@ -1188,6 +1188,20 @@ export class ChatService {
     this.#hub.fanout.publish({ kind: "kick", userId, code: "kicked", message });
     return here;
   }
+
+  /**
+   * Closes, on every node, the sessions of a user that logged in with one of `tokenIds` (revoked
+   * session tokens), with `bye` `kicked`; returns how many here.
+   */
+  kickTokens(userId: number, tokenIds: number[], message: string): number {
+    if (tokenIds.length === 0) return 0;
+    let here = 0;
+    for (const m of this.#hub.sessionsOf(userId)) {
+      if (tokenIds.includes(m.sessionToken?.id ?? -1)) here++;
+    }
+    this.#hub.fanout.publish({ kind: "kick", userId, code: "kicked", message, tokenIds });
+    return here;
+  }
 }
 
 function isAdmin(s: ServiceSession): boolean {

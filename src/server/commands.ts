@@ -209,11 +209,37 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     preAuth: false,
     postAuth: true,
     run: async (c, r, reply) => {
-      await c.auth.changePassword(c.session.user!, r.old, r.new, c.session.remote);
+      const s = c.session;
+      const { issued } = await c.auth.changePassword(
+        s.user!,
+        r.old,
+        r.new,
+        s.remote,
+        s.sessionToken?.device,
+      );
+      // Every token of the account is revoked; this session's device gets a new one.
+      s.sessionToken = issued ? { id: issued.id, device: s.sessionToken!.device } : null;
       // The old password no longer opens sessions, so the ones it opened end (on every node),
       // all but this one.
-      c.service.passwordChanged(c.session);
-      reply.send({ type: "ok", op: "passwd" });
+      c.service.passwordChanged(s);
+      reply.send({
+        type: "ok",
+        op: "passwd",
+        ...(issued ? { token: issued.token, tokenExpiresAt: issued.expiresAt } : {}),
+      });
+    },
+  },
+  logout: {
+    preAuth: false,
+    postAuth: true,
+    run: async (c, _r, reply) => {
+      const s = c.session;
+      if (s.sessionToken) await c.auth.revokeToken(s.user!, s.sessionToken.id, s.remote);
+      s.sessionToken = null;
+      reply.send({ type: "ok", op: "logout" });
+      // After the ok (replies keep order), the connection ends as after `quit`.
+      await reply.atHead();
+      s.close("quit", "Logged out", true);
     },
   },
 };

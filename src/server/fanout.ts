@@ -32,7 +32,15 @@ export type FanoutEvent =
    * Close every session of a user (admin disable or remove, a password change), with `bye`
    * `code`; `except` is spared (the session that changed the password).
    */
-  | { kind: "kick"; userId: number; code: string; message: string; except?: ConnRef }
+  | {
+    kind: "kick";
+    userId: number;
+    code: string;
+    message: string;
+    except?: ConnRef;
+    /** Only the sessions that logged in with (or were issued) one of these session tokens. */
+    tokenIds?: number[];
+  }
   /**
    * A user became a member of a room (`added`: invited, or added by an admin) or stopped being
    * one (`removed`: kicked, removed by an admin); their sessions on every node follow, live.

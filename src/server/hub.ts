@@ -45,6 +45,8 @@ export interface HubMember {
   deliver(stream: StreamKey | null, bytes: Uint8Array, lastId: number): void;
   /** Ends the session with `bye` (a kick from an administrator, from any node). */
   kick(code: string, message: string): void;
+  /** The session token this member logged in with or was issued, if any. */
+  readonly sessionToken?: { id: number } | null;
 }
 
 /** Reads what fan-out needs from the store (the service provides it). */
@@ -190,7 +192,9 @@ export class Hub {
         return;
       case "kick":
         for (const m of [...this.sessionsOf(ev.userId)]) {
-          if (!ev.except || !this.#isOrigin(m, ev.except)) m.kick(ev.code, ev.message);
+          if (ev.except && this.#isOrigin(m, ev.except)) continue;
+          if (ev.tokenIds && !ev.tokenIds.includes(m.sessionToken?.id ?? -1)) continue;
+          m.kick(ev.code, ev.message);
         }
         return;
       case "membership":

@@ -92,7 +92,7 @@ interface Pending {
  * 2. Every request goes through `session.dispatch` (login state, limits, reply order); the
  *    protocol's own replies (PONG, CAP, numerics) are written in the same order
  *    (`writeInOrder`), so a PING answers after everything sent before it.
- * 3. Messages over the rate are paced (`session.paceMessages`), never refused.
+ * 3. Messages over the rate are paced by the session (as on every protocol), never refused.
  * 4. Client text echoed in a reply is cleaned of control characters; nothing a client sends
  *    reaches another client except through the service's checked bodies and names.
  */
@@ -117,7 +117,6 @@ export class IrcProtocol implements ProtocolAdapter {
 
   constructor(s: Session) {
     this.s = s;
-    s.paceMessages = true;
     s.holdDeliveries(); // released after the registration burst (#welcome)
   }
 

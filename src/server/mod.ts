@@ -30,6 +30,8 @@ export async function startServer(
     clock?: Clock;
     fallback?: FallbackProtocol;
     timers?: Timers;
+    /** Timers on `clock` (see StartOptions.clockTimers). */
+    clockTimers?: Timers;
     wrapStore?: (s: Store) => Store;
     /** The fan-out to use instead of the one the config names (`bus`). */
     fanout?: Fanout;
@@ -76,6 +78,7 @@ export async function startServer(
       keyPem: cert.keyPem,
       clock: opts.clock,
       timers: opts.timers,
+      clockTimers: opts.clockTimers,
       fallback: opts.fallback ?? seedProtocol,
       fanout,
       hsts: !cert.info.selfSigned,

@@ -56,6 +56,8 @@ type AuthStep =
 export class SeedProtocol implements ProtocolAdapter {
   readonly name = "seed";
   readonly encoder = SEED_ENCODER;
+  /** A blank answer to ENTER_USERNAME or ENTER_PASSWORD is an answer (a failed attempt). */
+  readonly keepEmptyLines = true;
   readonly s: Session;
   #auth: AuthStep = { step: "choice" };
   #failures = 0;
@@ -76,6 +78,8 @@ export class SeedProtocol implements ProtocolAdapter {
   }
 
   onMessage(line: Uint8Array): Promise<void> | void {
+    // Empty lines mean nothing after login, nor before the dialogue's first answer.
+    if (line.length === 0 && (this.s.user !== null || this.#auth.step === "choice")) return;
     if (this.s.user === null) return this.#authLine(line);
     const body = decodeSeedText(line);
     const cid = this.#cidPrefix + ++this.#seq;
@@ -98,12 +102,21 @@ export class SeedProtocol implements ProtocolAdapter {
         this.#send({ kind: "prompt", prompt: "ENTER_USERNAME" });
         return;
       }
-      case "user":
-        this.#auth = { step: "password", mode: a.mode, user: text === null ? null : text.trim() };
+      case "user": {
+        const name = text === null ? null : text.trim();
+        if (name === "") {
+          // A blank name can name no account: a failed attempt at once, no password asked.
+          this.#auth = { step: "choice" };
+          return this.#failed();
+        }
+        this.#auth = { step: "password", mode: a.mode, user: name };
         this.#send({ kind: "prompt", prompt: "ENTER_PASSWORD" });
         return;
+      }
       case "password":
         this.#auth = { step: "choice" };
+        // An empty secret is no password (8 bytes at least): failed without hashing anything.
+        if (text === "") return this.#failed();
         return this.#check(a.mode, a.user, text, line.length);
     }
   }

@@ -15,6 +15,13 @@ import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
 import { LineTransport, type MessageTransport } from "./transport.ts";
 import { WebSocketTransport } from "./websocket_transport.ts";
+import {
+  type AcceptedConn,
+  listenDenoTls,
+  listenPlain,
+  listenTls,
+  type TlsAcceptor,
+} from "./tls_acceptor.ts";
 import { WEB_ASSETS } from "../web/assets.gen.ts";
 import { WebService } from "../web/web_service.ts";
 
@@ -38,6 +45,11 @@ export interface StartOptions {
   timers?: Timers;
   /** The web app sends HSTS (set when the certificate is not self-signed). */
   hsts?: boolean;
+  /**
+   * Timers that run on `clock` (a fake clock in tests): a session waiting for a message token
+   * sleeps on them, because its bucket reads `clock`. Default: the runtime's timers.
+   */
+  clockTimers?: Timers;
 }
 
 /** A protocol a listener serves under one ALPN id. */
@@ -50,7 +62,7 @@ interface Served {
 interface Listening {
   config: ListenerConfig;
   /** A TLS listener, or a plain TCP one (`tls: false`, loopback only). */
-  listener: Deno.Listener;
+  listener: TlsAcceptor;
   loop: Promise<void>;
   protocols: Map<string, Served>;
   /** ALPN ids served as HTTPS (the web app; its WebSocket carries chat/1). */
@@ -73,6 +85,17 @@ export interface ServerStats {
    */
   loop: { maxLagMs: number; stalls: number };
 }
+
+/**
+ * Connections over a limit that may still finish their handshake (to be told why with an error)
+ * per address, and server-wide; past these an accepted socket is closed at once, unhandshaken.
+ */
+const REFUSALS_IN_HANDSHAKE_PER_ADDRESS = 4;
+const REFUSALS_IN_HANDSHAKE = 256;
+
+/** An idle listener (nothing accepted for this long) is probed this often, with this patience. */
+const LISTENER_PROBE_MS = 2000;
+const LISTENER_PROBE_TIMEOUT_MS = 1000;
 
 /** Period of the event-loop lag probe. */
 const LAG_TICK_MS = 10;
@@ -110,16 +133,21 @@ export class ChatServer {
   /** Sessions on a WebSocket (for the per-transport session counts of /metrics). */
   #webSessions = new WeakSet<Session>();
   /** Sockets accepted but not yet past the TLS handshake. */
-  #handshaking = new Map<Deno.Conn, number>();
+  #handshaking = new Map<AcceptedConn, number>();
   #perAddress = new Map<string, number>();
+  /** Accepted sockets over a limit still in their handshake, per address and in all. */
+  #overLimitHandshakes = new Map<string, number>();
+  #overLimitTotal = 0;
   #sweeper: TimerHandle | undefined;
   #timers: Timers;
   #lagProbe: ReturnType<typeof setInterval>;
+  #listenerProbe: ReturnType<typeof setInterval>;
+  #probing: Promise<void> | null = null;
   #lagDue = performance.now() + LAG_TICK_MS;
   #lagMax = 0;
   #stalls = 0;
   /** Listeners replaced by reloadCertificate: their accept loops end quietly. */
-  #retired = new WeakSet<Deno.Listener>();
+  #retired = new WeakSet<TlsAcceptor>();
   #reloading: Promise<void> = Promise.resolve();
   #closeHooks: (() => Promise<void> | void)[] = [];
   #stopping = false;
@@ -127,7 +155,7 @@ export class ChatServer {
   #deps: SessionDeps;
   #web: WebService;
   /** Connections speaking HTTP (not yet, or never, a WebSocket session). */
-  #http = new Set<Deno.Conn>();
+  #http = new Set<AcceptedConn>();
 
   private constructor(opts: StartOptions, listening: Listening[]) {
     this.config = opts.config;
@@ -159,6 +187,7 @@ export class ChatServer {
       limits: l,
       clock: this.#clock,
       timers,
+      pacer: opts.clockTimers ?? REAL_TIMERS,
       onClosed: (s) => this.#forget(s),
     };
     const tick = Math.max(
@@ -191,13 +220,37 @@ export class ChatServer {
       ...(token !== null ? { metrics: { token, render: () => this.#metrics() } } : {}),
     });
     for (const li of listening) li.loop = this.#accept(li);
+    this.#listenerProbe = setInterval(() => {
+      if (!this.#probing && !this.#stopping) {
+        this.#probing = this.#probeListeners().finally(() => this.#probing = null);
+      }
+    }, LISTENER_PROBE_MS);
+  }
+
+  /**
+   * Binds a listener again when it stopped accepting (see TlsAcceptor.probe: after running out of
+   * descriptors node:net never accepts again). Only idle listeners are probed.
+   */
+  async #probeListeners(): Promise<void> {
+    const now = performance.now();
+    let stuck = false;
+    for (const li of this.#listening) {
+      if (now - li.listener.lastAcceptAt < LISTENER_PROBE_MS) continue;
+      if ((await li.listener.probe(LISTENER_PROBE_TIMEOUT_MS)) === false) stuck = true;
+    }
+    if (stuck && !this.#stopping) {
+      log.warn("A listener stopped accepting (after running out of descriptors?); binding again");
+      await this.reloadCertificate(this.#certPem, this.#keyPem).catch((err) =>
+        log.error("Binding the listener again failed: {error}", { error: String(err) })
+      );
+    }
   }
 
   /** Binds every listener of the config, opens the store-backed service and starts accepting. */
   static async start(opts: StartOptions): Promise<ChatServer> {
     const listening: Listening[] = [];
     try {
-      opts.config.listeners.forEach((lc, i) => {
+      for (const [i, lc] of opts.config.listeners.entries()) {
         const l = opts.config.limits;
         const protocols = new Map<string, Served>();
         const https = new Set<string>();
@@ -210,12 +263,12 @@ export class ChatServer {
         }
         listening.push({
           config: lc,
-          listener: bind(lc, opts.certPem, opts.keyPem),
+          listener: await bind(lc, opts.certPem, opts.keyPem, opts.config.tlsEngine),
           loop: Promise.resolve(),
           protocols,
           https,
         });
-      });
+      }
     } catch (err) {
       for (const li of listening) li.listener.close();
       throw err;
@@ -337,7 +390,7 @@ export class ChatServer {
     const listener = li.listener;
     let backoffMs = 0;
     while (!this.#stopping && !this.#retired.has(listener)) {
-      let conn: Deno.Conn;
+      let conn: AcceptedConn;
       try {
         conn = await listener.accept();
       } catch (err) {
@@ -367,21 +420,38 @@ export class ChatServer {
     }
   }
 
-  async #admit(conn: Deno.Conn, li: Listening): Promise<void> {
+  async #admit(conn: AcceptedConn, li: Listening): Promise<void> {
     const remote = normalizeAddress(conn.remoteAddr);
     const l = this.config.limits;
     // Counted per address, IPv6 per /ipv6PrefixBits (one host holds a whole /64).
     const key = addressKey(remote, l.ipv6PrefixBits);
     const total = this.#sessions.size + this.#handshaking.size;
     const fromHere = this.#perAddress.get(key) ?? 0;
+    // Counted at accept, before any TLS work: a socket that never starts its handshake counts
+    // against its own address from the first byte it did not send. Over a limit, a few may still
+    // finish the handshake to be told why (`too_many_connections`, `server_full`); the rest are
+    // closed at once. (Deno still holds such a socket's fd until the peer acts: RELIABILITY §4.)
+    const over = total >= l.maxConnections || fromHere >= l.maxConnectionsPerAddress;
+    if (over) {
+      const here = this.#overLimitHandshakes.get(key) ?? 0;
+      if (
+        here >= REFUSALS_IN_HANDSHAKE_PER_ADDRESS || this.#overLimitTotal >= REFUSALS_IN_HANDSHAKE
+      ) {
+        log.debug("Refused {remote} at accept: over the connection limits", { remote });
+        try {
+          conn.close();
+        } catch { /* gone */ }
+        return;
+      }
+      this.#overLimitHandshakes.set(key, here + 1);
+      this.#overLimitTotal++;
+    }
     this.#handshaking.set(conn, this.#clock());
     this.#perAddress.set(key, fromHere + 1);
     let session: Session | null = null;
     try {
       // A plain listener (loopback only) has no handshake and no ALPN: its "" protocol.
-      const alpn = li.config.tls === false
-        ? ""
-        : (await (conn as Deno.TlsConn).handshake()).alpnProtocol ?? "";
+      const alpn = li.config.tls === false ? "" : (await conn.handshake()).alpnProtocol ?? "";
       this.#handshaking.delete(conn);
       if (this.#stopping) {
         conn.close();
@@ -421,6 +491,9 @@ export class ChatServer {
       if (transport instanceof WebSocketTransport) this.#webSessions.add(session);
       const adapter = served.create(session);
       session.setAdapter(adapter);
+      if (adapter.keepEmptyLines && transport instanceof LineTransport) {
+        transport.keepEmptyLines = true;
+      }
       this.#sessions.add(session);
       if (refusal) {
         log.warn("Refused {remote}: {code}", { remote, code: refusal.code });
@@ -444,6 +517,12 @@ export class ChatServer {
     } finally {
       this.#handshaking.delete(conn);
       if (!session) this.#release(key);
+      if (over) {
+        const here = (this.#overLimitHandshakes.get(key) ?? 1) - 1;
+        if (here <= 0) this.#overLimitHandshakes.delete(key);
+        else this.#overLimitHandshakes.set(key, here);
+        this.#overLimitTotal--;
+      }
     }
   }
 
@@ -494,6 +573,11 @@ export class ChatServer {
     return this.service.kickUser(userId, message);
   }
 
+  /** Closes the sessions of a user that used one of `tokenIds`; returns how many here. */
+  kickTokens(userId: number, tokenIds: number[], message: string): number {
+    return this.service.kickTokens(userId, tokenIds, message);
+  }
+
   /**
    * Serves a new certificate to connections accepted from now on; open connections keep theirs
    * (a TlsConn does not depend on the listener that accepted it). Reloads run one at a time.
@@ -520,7 +604,7 @@ export class ChatServer {
       throw new ChatError("shutting_down", "Cannot reload certificate: the server is stopping");
     }
     try {
-      Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert: certPem, key: keyPem }).close();
+      checkPair(certPem, keyPem);
     } catch (err) {
       throw new ChatError("cert_invalid", `Cannot reload certificate: ${(err as Error).message}`);
     }
@@ -535,12 +619,12 @@ export class ChatServer {
       this.#retired.add(old);
       old.close();
       await li.loop;
-      let listener: Deno.Listener | null = null;
+      let listener: TlsAcceptor | null = null;
       let lastError: unknown;
       // The old socket is released asynchronously once its pending accept is cancelled.
       for (let attempt = 0; attempt < 200 && !listener; attempt++) {
         try {
-          listener = bind(at, certPem, keyPem);
+          listener = await bind(at, certPem, keyPem, this.config.tlsEngine);
         } catch (err) {
           lastError = err;
           await new Promise((r) => setTimeout(r, Math.min(50, 1 + attempt)));
@@ -584,6 +668,8 @@ export class ChatServer {
 
   async #close(): Promise<void> {
     this.#stopping = true;
+    clearInterval(this.#listenerProbe);
+    await this.#probing;
     const grace = this.config.limits.shutdownGraceMs;
     const deadline = performance.now() + grace;
     log.info("Shutting down: {n} connections", { n: this.#sessions.size });
@@ -615,6 +701,7 @@ export class ChatServer {
     await withDeadline(Promise.all(sessions.map((s) => s.queue.flushed())), deadline);
     if (this.#sweeper !== undefined) this.#timers.clearTimeout(this.#sweeper);
     clearInterval(this.#lagProbe);
+    clearInterval(this.#listenerProbe);
     await Promise.all(this.#listening.map((l) => l.loop));
     await this.hub.fanout.close();
     await this.#store.close();
@@ -636,18 +723,33 @@ async function withDeadline(p: Promise<unknown>, deadline: number): Promise<void
  * Binds a listener: TLS, or with `tls: false` (validated to a loopback host by the config) plain
  * TCP; that path is only the bind, the rest of a connection's life is the same.
  */
-function bind(l: ListenerConfig, cert: string, key: string): Deno.Listener {
+/**
+ * Throws when TLS refuses the pair (rustls checks it as `Deno.listenTls` does; the throwaway
+ * listener is closed at once).
+ */
+function checkPair(cert: string, key: string): void {
+  Deno.listenTls({ hostname: "127.0.0.1", port: 0, cert, key }).close();
+}
+
+async function bind(
+  l: ListenerConfig,
+  cert: string,
+  key: string,
+  engine: "node" | "deno",
+): Promise<TlsAcceptor> {
   try {
     if (l.tls === false) {
-      return Deno.listen({ hostname: l.host === "" ? "::" : l.host, port: l.port });
+      return listenPlain({ hostname: l.host === "" ? "::" : l.host, port: l.port });
     }
-    return Deno.listenTls({
+    checkPair(cert, key);
+    const opts = {
       hostname: l.host === "" ? "::" : l.host,
       port: l.port,
       cert,
       key,
       alpnProtocols: offeredAlpn(l),
-    });
+    };
+    return engine === "deno" ? listenDenoTls(opts) : await listenTls(opts);
   } catch (err) {
     throw new ChatError(
       "listen_failed",

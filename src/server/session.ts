@@ -5,7 +5,7 @@ import { ChatError } from "../errors.ts";
 import type { ServerLimits } from "../config/config.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
 import type { StreamKey, UserRecord } from "../store/store.ts";
-import type { AuthService } from "./auth.ts";
+import type { AuthService, LoginResult } from "./auth.ts";
 import type { Timers } from "./clock.ts";
 import type { ChatService } from "./chat_service.ts";
 import {
@@ -47,6 +47,8 @@ export interface ProtocolAdapter {
   roomEntered?(room: string, users: string[], topic: string): void;
   /** The session left a room it did not ask to leave (`by`: who removed the user, if not a part). */
   roomLeft?(room: string, by?: string): void;
+  /** Wants empty lines too (they are skipped otherwise, and never count as frames). */
+  readonly keepEmptyLines?: boolean;
 }
 
 /** Everything a session needs from the server. */
@@ -57,6 +59,8 @@ export interface SessionDeps {
   clock: Clock;
   /** Monotonic time for the send queue's pacing. */
   timers: Timers;
+  /** Timers on `clock` itself: waits for a message token (the rate bucket reads `clock`). */
+  pacer: Timers;
   /** Called once when the session ended (for registry bookkeeping). */
   onClosed: (s: Session) => void;
 }
@@ -144,6 +148,11 @@ export class Session implements HubMember, CommandContext {
   #lastKey: StreamKey | null = null;
   #lastPos: StreamPosition | undefined;
   #bucket: TokenBucket;
+  /** Pacing: ms waited for tokens (draining at half speed), when last updated, who waits now. */
+  #pacedMs = 0;
+  #pacedAt = 0;
+  #paceWake: (() => void) | null = null;
+  #flooded = false;
   #inflight = 0;
   #inflightDone: (() => void) | null = null;
   #replies: ReplySlot[] = [];
@@ -152,14 +161,8 @@ export class Session implements HubMember, CommandContext {
   /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
   #loginStartedAt = 0;
   #loginMs = 0;
-  /** Messages in a row that waited for a token (paced sessions). */
-  #pacedRun = 0;
-  /**
-   * Pace messages over the rate instead of refusing them with `rate_limited` (IRC, whose clients
-   * expect a slow server, not an error): the request waits for a token, and since the session
-   * handles one message at a time, nothing more is read meanwhile (TCP holds the rest).
-   */
-  paceMessages = false;
+  /** The session token this connection logged in with or was issued (logout revokes it). */
+  sessionToken: { id: number; device: string } | null = null;
   /** Requests read and not yet answered in full, and who waits for none to be left. */
   #open = 0;
   #settledWaiters: (() => void)[] = [];
@@ -296,12 +299,10 @@ export class Session implements HubMember, CommandContext {
         stopping: this.#draining,
         config: this.#deps.service.config,
       });
-      if (spec.charge === "message") {
-        if (this.paceMessages) await this.#paceMessage();
-        else this.#chargeMessage();
-      }
+      if (spec.charge === "message") await this.#paceMessage();
     } catch (err) {
-      this.#answerError(slot, err);
+      if (err === FLOODED) this.#closeSlot(slot);
+      else this.#answerError(slot, err);
       return;
     }
     if (spec.pipelined) {
@@ -317,36 +318,49 @@ export class Session implements HubMember, CommandContext {
     this.#closeSlot(slot);
   }
 
-  #chargeMessage(): void {
-    if (this.#deps.limits.messagesPerSecond <= 0) return;
-    const wait = this.#bucket.take();
-    if (wait > 0) {
-      throw new ChatError("rate_limited", "Cannot send: too many messages, slow down", {
-        retryAfterMs: wait,
-      });
-    }
-  }
-
   /**
-   * Waits for a token of the message bucket (on the injected timers). More than `pacedLinesMax`
-   * messages in a row that had to wait is a sustained flood: `excess_flood`, fatal.
+   * Takes a message token, waiting for one when the bucket is empty (PROTOCOL.md §8). The read
+   * loop awaits this, so meanwhile nothing more is read and TCP pushes back on the client: a
+   * paste is slowed to the rate, never refused. Time spent waiting adds up in `#pacedMs`, which
+   * drains at half the clock's speed; past `messageFloodMs` the connection is cut with `bye`
+   * `flood` (a client that kept sending faster than the rate for about twice that long).
    */
   async #paceMessage(): Promise<void> {
-    if (this.#deps.limits.messagesPerSecond <= 0) return;
-    let wait = this.#bucket.take();
-    if (wait === 0) {
-      this.#pacedRun = 0;
-      return;
-    }
-    if (++this.#pacedRun > this.#deps.limits.pacedLinesMax) {
-      throw new ChatError("excess_flood", "Cannot continue: excess flood", { fatal: true });
-    }
-    while (wait > 0) {
-      await new Promise<void>((r) => this.#deps.timers.setTimeout(r, wait));
+    const l = this.#deps.limits;
+    if (l.messagesPerSecond <= 0) return;
+    for (;;) {
+      const wait = this.#bucket.take();
+      if (wait === 0) return;
+      const now = this.#deps.clock();
+      this.#pacedMs = Math.max(0, this.#pacedMs - (now - this.#pacedAt) / 2) + wait;
+      this.#pacedAt = now;
+      if (this.#pacedMs > l.messageFloodMs) {
+        // Nothing more is read or handled; the read loop ends and says `bye` `flood` once the
+        // requests in flight are answered (their acks are not lost). This one gets no answer:
+        // like a request still in the network, the client sends it again after reconnecting.
+        log.warn("Closing {connId} from {remote}: flooding (paced for too long)", {
+          connId: this.connId,
+          remote: this.remote,
+        });
+        this.#flooded = true;
+        throw FLOODED;
+      }
+      await new Promise<void>((r) => {
+        const timer = this.#deps.pacer.setTimeout(() => {
+          this.#paceWake = null;
+          r();
+        }, wait);
+        this.#paceWake = () => {
+          this.#deps.pacer.clearTimeout(timer);
+          this.#paceWake = null;
+          r();
+        };
+      });
+      // The wait was not silence: the client has been sending all along.
+      this.markAlive();
       if (this.#closed || this.#draining) {
         throw new ChatError("shutting_down", "Cannot send: the server is stopping");
       }
-      wait = this.#bucket.take();
     }
   }
 
@@ -490,7 +504,7 @@ export class Session implements HubMember, CommandContext {
    */
   async logIn(
     req: Extract<Request, { op: "login" | "register" }>,
-    check: () => Promise<UserRecord>,
+    check: () => Promise<LoginResult>,
     reply: ReplyBuffer,
   ): Promise<void> {
     if (this.#loggingIn) {
@@ -499,9 +513,14 @@ export class Session implements HubMember, CommandContext {
     this.#loggingIn = true;
     this.#loginStartedAt = this.#deps.clock();
     try {
-      const user = await check();
+      const result = await check();
+      const user = result.user;
       if (this.#closed) return;
       this.#user = { id: user.id, name: user.name, role: user.role };
+      this.sessionToken = result.token;
+      const issued = result.issued
+        ? { token: result.issued.token, tokenExpiresAt: result.issued.expiresAt }
+        : {};
       log.info("Login of {user} on {connId} from {remote} ({protocol})", {
         user: user.name,
         connId: this.connId,
@@ -510,7 +529,15 @@ export class Session implements HubMember, CommandContext {
       });
       try {
         await this.#deps.service.attach(this, user, req.resume, (rooms, latest, markers) => {
-          reply.send({ type: "ok", op: req.op, user: user.name, rooms, latest, markers });
+          reply.send({
+            type: "ok",
+            op: req.op,
+            user: user.name,
+            rooms,
+            latest,
+            markers,
+            ...issued,
+          });
         });
       } catch (err) {
         // Not online after all (the store refused a write, e.g. on a full disk): back to logged
@@ -518,6 +545,7 @@ export class Session implements HubMember, CommandContext {
         if (!this.#closed) {
           this.#deps.service.detach(this);
           this.#user = null;
+          this.sessionToken = null;
         }
         throw err;
       }
@@ -681,15 +709,18 @@ export class Session implements HubMember, CommandContext {
   async run(): Promise<void> {
     try {
       this.#adapter.start();
-      while (!this.#closed && !this.#draining) {
+      while (!this.#closed && !this.#draining && !this.#flooded) {
         const msgs = await this.#transport.read();
         if (msgs === null) break;
         this.lastRx = this.#deps.clock();
         this.pingSent = false;
         for (const msg of msgs) {
-          if (this.#closed) break;
+          if (this.#closed || this.#flooded) break;
           try {
-            if (this.#user === null && ++this.preAuthFrames > this.#deps.limits.preAuthMaxFrames) {
+            if (
+              this.#user === null && msg.length > 0 &&
+              ++this.preAuthFrames > this.#deps.limits.preAuthMaxFrames
+            ) {
               throw new ChatError(
                 "too_many_frames",
                 "Cannot continue: too many frames before login",
@@ -714,7 +745,11 @@ export class Session implements HubMember, CommandContext {
       }
     } finally {
       // A draining session is closed by the server once its requests are answered.
-      if (!this.#draining) this.close(this.closeReason || "eof", "", false);
+      if (this.#flooded && !this.#closed) {
+        void this.settled().then(() =>
+          this.close("flood", "Excess flood: too many messages for too long", true)
+        );
+      } else if (!this.#draining) this.close(this.closeReason || "eof", "", false);
     }
   }
 
@@ -732,6 +767,7 @@ export class Session implements HubMember, CommandContext {
    */
   drain(): void {
     this.#draining = true;
+    this.#paceWake?.();
   }
 
   /**
@@ -740,6 +776,7 @@ export class Session implements HubMember, CommandContext {
    */
   close(reason: string, message: string, sayBye: boolean, graceMs = 200): void {
     if (this.#closed) return;
+    this.#paceWake?.();
     // Room events of this turn that were owed to this session go out before its last words.
     this.#deps.service.hub.flush();
     // Replies kept for their turn go out before the last words too.
@@ -781,6 +818,9 @@ export class Session implements HubMember, CommandContext {
     }
   }
 }
+
+/** Thrown by the pacing of a flooding session: the request ends without an answer. */
+const FLOODED = Symbol("flooded");
 
 /** The error frame for `e` (codecs add nothing: the ref comes from the reply slot). */
 export function errorFrame(e: ChatError): ServerFrame {

@@ -73,6 +73,11 @@ export class LineTransport implements MessageTransport {
     }
   }
 
+  /** Pass empty lines on instead of skipping them (see LineSplitter.keepEmpty). */
+  set keepEmptyLines(on: boolean) {
+    this.#splitter.keepEmpty = on;
+  }
+
   write(p: Uint8Array): Promise<number> {
     return this.#conn.write(p);
   }

@@ -71,10 +71,17 @@ export const TABLES: readonly Table[] = [
     key: ["id"],
     ints: ["id", "ts"],
   },
+  {
+    // Sessions survive a migration: clients keep logging in with their tokens.
+    name: "session_tokens",
+    cols: ["id", "user_id", "token_hash", "device", "created_at", "last_used_at", "expires_at"],
+    key: ["id"],
+    ints: ["id", "user_id", "created_at", "last_used_at", "expires_at"],
+  },
 ];
 
 /** Tables whose ids come from a sequence that must stay above every id ever handed out. */
-const SEQUENCED = ["users", "rooms", "messages", "invites", "audit"];
+const SEQUENCED = ["users", "rooms", "messages", "invites", "audit", "session_tokens"];
 
 /** Rows per page read and per INSERT written. */
 const PAGE = 500;

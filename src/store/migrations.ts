@@ -190,6 +190,20 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (user_id, room_id)
   ) WITHOUT ROWID;
   `,
+  // 7: session tokens (issue 13 item 2): reconnect without re-hashing a password. Only the SHA-256
+  // of a token's secret is stored; the id is the token's public half.
+  `
+  CREATE TABLE session_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    token_hash TEXT NOT NULL,
+    device TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX session_tokens_user ON session_tokens(user_id, last_used_at);
+  `,
 ];
 
 /** The schema version this build writes. */

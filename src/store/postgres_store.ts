@@ -12,6 +12,7 @@ import type {
   NewRoom,
   RoomRecord,
   RoomsPageQuery,
+  SessionTokenRecord,
   StorageStats,
   Store,
   StoredMessage,
@@ -115,6 +116,18 @@ function toMessage(r: Row): MessageRecord {
     body: String(r.body),
     cid: String(r.cid),
     ts: Number(r.ts),
+  };
+}
+
+function toSessionToken(r: Row): SessionTokenRecord {
+  return {
+    id: Number(r.id),
+    userId: Number(r.user_id),
+    tokenHash: String(r.token_hash),
+    device: String(r.device),
+    createdAt: Number(r.created_at),
+    lastUsedAt: Number(r.last_used_at),
+    expiresAt: Number(r.expires_at),
   };
 }
 
@@ -630,6 +643,7 @@ export class PostgresStore implements Store {
         },
         { text: "DELETE FROM memberships WHERE user_id = $1", params: [id] },
         { text: "DELETE FROM read_markers WHERE user_id = $1", params: [id] },
+        { text: "DELETE FROM session_tokens WHERE user_id = $1", params: [id] },
       ],
       finish: () => {},
     });
@@ -1057,6 +1071,70 @@ export class PostgresStore implements Store {
         params: [id],
       }],
       finish: ([rows]) => rows.length > 0,
+    });
+  }
+
+  // session tokens
+
+  createSessionToken(
+    t: Omit<SessionTokenRecord, "id">,
+    keep: number,
+  ): Promise<SessionTokenRecord> {
+    return this.#enqueue({
+      steps: [
+        {
+          text: `INSERT INTO session_tokens(user_id, token_hash, device, created_at, last_used_at,
+                   expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING *`,
+          params: [t.userId, t.tokenHash, t.device, t.createdAt, t.lastUsedAt, t.expiresAt],
+        },
+        {
+          text: "DELETE FROM session_tokens WHERE user_id = $1 AND expires_at <= $2",
+          params: [t.userId, t.createdAt],
+        },
+        {
+          // The new token has the user's highest id (identities only grow): it always stays.
+          text: `DELETE FROM session_tokens WHERE user_id = $1 AND id NOT IN (
+                   SELECT id FROM session_tokens WHERE user_id = $1
+                   ORDER BY id = (SELECT max(id) FROM session_tokens WHERE user_id = $1) DESC,
+                     last_used_at DESC, id DESC LIMIT $2)`,
+          params: [t.userId, Math.max(1, keep)],
+        },
+      ],
+      finish: ([rows]) => toSessionToken(rows[0]),
+    });
+  }
+
+  async sessionToken(id: number): Promise<SessionTokenRecord | null> {
+    const [r] = await this.#q("SELECT * FROM session_tokens WHERE id = $1", [id]);
+    return r ? toSessionToken(r) : null;
+  }
+
+  async listSessionTokens(userId: number): Promise<SessionTokenRecord[]> {
+    return (await this.#q("SELECT * FROM session_tokens WHERE user_id = $1 ORDER BY id", [userId]))
+      .map(toSessionToken);
+  }
+
+  touchSessionToken(id: number, lastUsedAt: number): Promise<void> {
+    return this.#enqueue({
+      steps: [{
+        text: "UPDATE session_tokens SET last_used_at = $2 WHERE id = $1",
+        params: [id, lastUsedAt],
+      }],
+      finish: () => {},
+    });
+  }
+
+  revokeSessionTokens(userId: number, id?: number): Promise<number[]> {
+    return this.#enqueue({
+      steps: [
+        id === undefined
+          ? { text: "DELETE FROM session_tokens WHERE user_id = $1 RETURNING id", params: [userId] }
+          : {
+            text: "DELETE FROM session_tokens WHERE user_id = $1 AND id = $2 RETURNING id",
+            params: [userId, id],
+          },
+      ],
+      finish: ([rows]) => rows.map((r) => Number(r.id)).sort((a, b) => a - b),
     });
   }
 

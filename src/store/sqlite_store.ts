@@ -13,6 +13,7 @@ import type {
   NewRoom,
   RoomRecord,
   RoomsPageQuery,
+  SessionTokenRecord,
   StorageStats,
   Store,
   StoredMessage,
@@ -88,6 +89,18 @@ function toInvite(r: Row): InviteRecord {
     revoked: Number(r.revoked) !== 0,
     createdAt: Number(r.created_at),
     createdBy: r.created_by === null ? null : String(r.created_by),
+  };
+}
+
+function toSessionToken(r: Row): SessionTokenRecord {
+  return {
+    id: Number(r.id),
+    userId: Number(r.user_id),
+    tokenHash: String(r.token_hash),
+    device: String(r.device),
+    createdAt: Number(r.created_at),
+    lastUsedAt: Number(r.last_used_at),
+    expiresAt: Number(r.expires_at),
   };
 }
 
@@ -422,6 +435,7 @@ export class SqliteStore implements Store {
       ).run(id);
       this.#stmt("DELETE FROM memberships WHERE user_id = ?").run(id);
       this.#stmt("DELETE FROM read_markers WHERE user_id = ?").run(id);
+      this.#stmt("DELETE FROM session_tokens WHERE user_id = ?").run(id);
     }, { savepoint: true });
   }
 
@@ -844,6 +858,69 @@ export class SqliteStore implements Store {
   revokeInvite(id: number): Promise<boolean> {
     return this.#writes.enqueue(() =>
       Number(this.#stmt("UPDATE invites SET revoked = 1 WHERE id = ?").run(id).changes) > 0
+    );
+  }
+
+  // session tokens
+
+  createSessionToken(
+    t: Omit<SessionTokenRecord, "id">,
+    keep: number,
+  ): Promise<SessionTokenRecord> {
+    return this.#writes.enqueue(() => {
+      const row = toSessionToken(
+        this.#get(
+          `INSERT INTO session_tokens(user_id, token_hash, device, created_at, last_used_at,
+             expires_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING *`,
+          t.userId,
+          t.tokenHash,
+          t.device,
+          t.createdAt,
+          t.lastUsedAt,
+          t.expiresAt,
+        )!,
+      );
+      this.#stmt("DELETE FROM session_tokens WHERE user_id = ? AND expires_at <= ?").run(
+        t.userId,
+        t.createdAt,
+      );
+      this.#stmt(
+        `DELETE FROM session_tokens WHERE user_id = ? AND id NOT IN (
+           SELECT id FROM session_tokens WHERE user_id = ?
+           ORDER BY id = ? DESC, last_used_at DESC, id DESC LIMIT ?)`,
+      ).run(t.userId, t.userId, row.id, Math.max(1, keep));
+      return row;
+    }, { savepoint: true });
+  }
+
+  sessionToken(id: number): Promise<SessionTokenRecord | null> {
+    const r = this.#get("SELECT * FROM session_tokens WHERE id = ?", id);
+    return Promise.resolve(r ? toSessionToken(r) : null);
+  }
+
+  listSessionTokens(userId: number): Promise<SessionTokenRecord[]> {
+    return Promise.resolve(
+      this.#all("SELECT * FROM session_tokens WHERE user_id = ? ORDER BY id", userId).map(
+        toSessionToken,
+      ),
+    );
+  }
+
+  touchSessionToken(id: number, lastUsedAt: number): Promise<void> {
+    return this.#writes.enqueue(() => {
+      this.#stmt("UPDATE session_tokens SET last_used_at = ? WHERE id = ?").run(lastUsedAt, id);
+    });
+  }
+
+  revokeSessionTokens(userId: number, id?: number): Promise<number[]> {
+    return this.#writes.enqueue(() =>
+      (id === undefined
+        ? this.#all("DELETE FROM session_tokens WHERE user_id = ? RETURNING id", userId)
+        : this.#all(
+          "DELETE FROM session_tokens WHERE user_id = ? AND id = ? RETURNING id",
+          userId,
+          id,
+        )).map((r) => Number(r.id)).sort((a, b) => a - b)
     );
   }
 

@@ -128,6 +128,21 @@ export interface InviteRecord {
   createdBy: string | null;
 }
 
+/**
+ * A session token (docs/PROTOCOL.md §2.1): only the SHA-256 of its secret is stored. `id` is the
+ * public half of the token, `tokenHash` the hex SHA-256 of the secret half.
+ */
+export interface SessionTokenRecord {
+  id: number;
+  userId: number;
+  tokenHash: string;
+  /** The device label the client gave (1–64 characters). */
+  device: string;
+  createdAt: number;
+  lastUsedAt: number;
+  expiresAt: number;
+}
+
 /** Which messages an admin export, count or prune looks at. All bounds optional. */
 export interface MessageFilter {
   roomId?: number;
@@ -206,7 +221,7 @@ export interface Store {
   ): Promise<void>;
   /**
    * Turns the account into a tombstone (see UserRecord): frees its name, wipes its password hash,
-   * leaves all its rooms. Its id, and its messages under that id, stay. Unknown ids: no effect.
+   * leaves all its rooms, deletes its session tokens. Its id, and its messages under that id, stay. Unknown ids: no effect.
    */
   removeUser(id: number): Promise<void>;
 
@@ -297,6 +312,24 @@ export interface Store {
   consumeInvite(codeHash: string, now: number): Promise<boolean>;
   listInvites(): Promise<InviteRecord[]>;
   revokeInvite(id: number): Promise<boolean>;
+
+  // session tokens
+  /**
+   * Stores a new token; resolves after commit. Then deletes the user's tokens expired at
+   * `t.createdAt`, and the least recently used ones past the newest `keep` (so the new one stays).
+   */
+  createSessionToken(t: Omit<SessionTokenRecord, "id">, keep: number): Promise<SessionTokenRecord>;
+  /** The token with this id (expired or not), or null when unknown or revoked. */
+  sessionToken(id: number): Promise<SessionTokenRecord | null>;
+  /** The user's tokens, oldest id first. */
+  listSessionTokens(userId: number): Promise<SessionTokenRecord[]>;
+  /** Sets a token's last use (nothing when it is gone). */
+  touchSessionToken(id: number, lastUsedAt: number): Promise<void>;
+  /**
+   * Deletes the user's token `id`, or all of the user's tokens when `id` is omitted; resolves
+   * after commit with the ids deleted (a token of another user is never touched).
+   */
+  revokeSessionTokens(userId: number, id?: number): Promise<number[]>;
 
   // audit
   audit(entry: AuditEntry): Promise<void>;

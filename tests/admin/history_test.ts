@@ -219,3 +219,28 @@ Deno.test("history prune asks, deletes what is older, and reports how many", asy
   const none = await adminJson<{ deleted: number }>(["history", "prune", "--before", before, ...d]);
   assertEquals(none.deleted, 0);
 });
+
+Deno.test("history export --gzip writes gzip that gunzip reads back to the plain export; size and sha256 are of the file", async () => {
+  await using dir = await tempDir();
+  const expected = await seed(dir.path, 1200);
+  const d = ["--data", dir.path];
+  const path = `${dir.path}/out.jsonl.gz`;
+  const summary = await adminJson<
+    { messages: number; bytes: number; sha256: string; gzip: boolean; uncompressedBytes: number }
+  >(["history", "export", "--format", "jsonl", "--gzip", "--output", path, ...d]);
+  assertEquals([summary.messages, summary.gzip], [1200, true]);
+  assertEquals(summary.sha256, await sha256File(path));
+  assertEquals(summary.bytes, (await Deno.stat(path)).size);
+  assertEquals((await Deno.stat(path)).mode! & 0o777, 0o600);
+  const gz = await Deno.readFile(path);
+  assertEquals([gz[0], gz[1]], [0x1f, 0x8b], "gzip magic");
+  assert(summary.bytes < summary.uncompressedBytes, "not smaller");
+  // The system's gunzip reads it, and it is the plain export.
+  const out = await new Deno.Command("gzip", { args: ["-dc", path], stdout: "piped" }).output();
+  assertEquals(out.code, 0);
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.stdout.length, summary.uncompressedBytes);
+  const lines = text.split("\n");
+  assertEquals(lines.pop(), "");
+  assertEquals(lines.map((l) => JSON.parse(l)), expected);
+});

@@ -131,6 +131,7 @@ Deno.test({
         ["read_markers", 2, 2, true],
         ["invites", 1, 1, true],
         ["audit", 1, 1, true],
+        ["session_tokens", 0, 0, true],
       ],
     );
     const onPg = await openStore(storeSpec({ dataDir: "/nonexistent", store: url }));

@@ -437,3 +437,46 @@ Deno.test("bye password_changed ends the session without reconnecting", async ()
     await other.close();
   }
 });
+
+Deno.test("after a restart, Caught up counts only others' messages this session had not seen (own and seen ones are not missed)", async () => {
+  const ts1 = await startTestServer({ keepData: true });
+  const { dataDir, port } = ts1;
+  await using cfg = await tempDir();
+  await using proxy = TcpProxy.start(port);
+  const log = new EventLog();
+  await using bob1 = await WireClient.login(port, ts1.certPem, "bob", { register: true });
+  const conn = await open(proxy.port, await pinnedPolicy(cfg.path, ts1.certPem), "ann", {
+    onEvent: log.push,
+  });
+  try {
+    await bob1.say("general", "seen live", "b1");
+    await log.waitFor((e) => e.type === "msg" && e.msg.body === "seen live", "bob's message");
+    await conn.send({ room: "general" }, "mine 1");
+    await conn.send({ room: "general" }, "mine 2");
+    await conn.send({ to: "bob" }, "my only dm");
+    bob1.close();
+    proxy.blocked = true; // ann stays away until bob has spoken
+    await ts1.stop();
+    await log.waitFor((e) => e.type === "down", "the drop");
+    await using ts2 = await startTestServer({ dataDir, config: { port } });
+    await using bob2 = await WireClient.login(port, ts2.certPem, "bob");
+    await bob2.say("general", "while away", "b2");
+    proxy.blocked = false;
+    await log.waitFor((e) => e.type === "up" && e.reconnect, "the reconnect");
+    await log.waitFor(
+      (e) => e.type === "resumed" && e.room === "general",
+      "the end of the general backlog",
+    );
+    await log.waitFor((e) => e.type === "resumed" && e.dm === true, "the end of the DM backlog");
+    const resumed = log.events.flatMap((e) => e.type === "resumed" ? [e] : []);
+    // The server's backlog held ann's own messages too; only bob's new one was missed.
+    assertEquals(resumed.map((r) => [r.room ?? "dm", r.count]).sort(), [["dm", 0], [
+      "general",
+      1,
+    ]]);
+    assert(resumed.some((r) => r.serverCount > r.count), JSON.stringify(resumed));
+  } finally {
+    await conn.close();
+    await Deno.remove(dataDir, { recursive: true }).catch(() => {});
+  }
+});

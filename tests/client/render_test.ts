@@ -141,3 +141,18 @@ Deno.test("wrapLine() without colour emits no escape sequence at all", () => {
   const rows = wrapLine([{ text: "bold", sgr: "1" }, { text: " plain" }], 80, { color: false });
   assertEquals(rows, ["bold plain"]);
 });
+
+Deno.test("wrapLine() breaks a long notice at a space, so a parenthesis stays with its word", () => {
+  const text = "* Reconnecting in 1.0 s, attempt 2: connection refused (is the server running?)";
+  const rows = wrapLine([{ text }], 60, { color: false, indent: 2 });
+  assertEquals(rows, [
+    "* Reconnecting in 1.0 s, attempt 2: connection refused (is",
+    "  the server running?)",
+  ]);
+  // A word longer than a row is still split.
+  assertEquals(wrapLine([{ text: "ab " + "x".repeat(12) }], 8, { color: false }), [
+    "ab",
+    "xxxxxxxx",
+    "xxxx",
+  ]);
+});

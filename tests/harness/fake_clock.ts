@@ -78,3 +78,23 @@ export class FakeClock implements Timers {
     await turn();
   }
 }
+
+/**
+ * Advances `clock` by `stepMs` whenever something waits on it (a timer is pending), until `done`
+ * says so. For waits that start only after the network delivered something (a session waiting
+ * for a message token): the network is outside the fake clock, so in between this polls, with a
+ * deadline of `timeoutMs` real time.
+ */
+export async function advanceUntil(
+  clock: FakeClock,
+  done: () => boolean,
+  stepMs: number,
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`advanceUntil: not done after ${timeoutMs} ms`);
+    if (clock.pending > 0) await clock.advance(stepMs);
+    else await new Promise((r) => setTimeout(r, 2));
+  }
+}

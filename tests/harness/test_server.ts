@@ -71,6 +71,8 @@ export async function startTestServer(
     server = await startServer(config, {
       fallback: opts.fallback ?? seedProtocol,
       clock: typeof opts.clock === "function" ? opts.clock : opts.clock?.now,
+      // A session waiting for a message token sleeps on the same fake time its bucket reads.
+      clockTimers: typeof opts.clock === "function" ? undefined : opts.clock,
       wrapStore: opts.wrapStore,
     });
   } catch (err) {

@@ -84,8 +84,8 @@ Deno.test("§4's codes with retryAfterMs are exactly the catalogue's after_hint 
 Deno.test("the seed protocol's fixed lines in §10 are the catalogue's texts", () => {
   const seed = section("10");
   assert(
-    seed.includes(`\`[ERROR] rate_limited: ${ERRORS.rate_limited.defaultMessage}\``),
-    "§10.3 rate_limited line",
+    seed.includes(`\`[SERVER] flood: ${BYE_CODES.flood.message}\``),
+    "§10.3 flood line",
   );
   assert(
     seed.includes(`\`[SERVER] shutdown: ${BYE_CODES.shutdown.message}\``),

@@ -36,7 +36,8 @@ const bad: { name: string; bytes: Uint8Array; code: string }[] = [
   { name: "no type", bytes: line('{"user":"x"}'), code: "bad_frame" },
   { name: "unknown type", bytes: line('{"type":"fly"}'), code: "unknown_type" },
   { name: "prototype key as type", bytes: line('{"type":"constructor"}'), code: "unknown_type" },
-  { name: "missing field", bytes: line('{"type":"login","user":"x"}'), code: "bad_frame" },
+  // login's password is optional (a session token may stand in, §2.1): its user is not.
+  { name: "missing field", bytes: line('{"type":"login","password":"x"}'), code: "bad_frame" },
   { name: "wrong field type", bytes: line('{"type":"hello","version":"1"}'), code: "bad_frame" },
   { name: "fractional int", bytes: line('{"type":"hello","version":1.5}'), code: "bad_frame" },
   {

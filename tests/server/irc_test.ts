@@ -514,9 +514,11 @@ Deno.test("IRC: 50 pasted lines are all delivered, paced to the rate, none refus
   assert(times[49] - times[0] >= 400, `not paced: ${times[49] - times[0]} ms`);
 });
 
-Deno.test("IRC: a sustained flood past pacedLinesMax ends with ERROR", async () => {
+Deno.test("IRC: a sustained flood past messageFloodMs of waiting ends with ERROR", async () => {
+  // Each line past the burst waits 50 ms (far longer than handling one takes); waiting adds up
+  // at half speed: past 200 ms after about 8 lines.
   await using ts = await server({
-    limits: { messagesPerSecond: 200, messageBurst: 2, pacedLinesMax: 10 },
+    limits: { messagesPerSecond: 20, messageBurst: 2, messageFloodMs: 200 },
   });
   await account(ts, "olga");
   await using c = await IrcClient.sasl(ts.irc, ts.certPem, "olga");

@@ -7,6 +7,7 @@ import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { SEED_ENCODER } from "../../src/server/seed_protocol.ts";
 import { openStore, storeSpec } from "../../src/store/open_store.ts";
 import { tempDir } from "../harness/temp_dir.ts";
+import { advanceUntil, FakeClock } from "../harness/fake_clock.ts";
 
 type F<T extends ServerFrame["type"]> = Extract<ServerFrame, { type: T }>;
 const isType = <T extends ServerFrame["type"]>(t: T) => (f: ServerFrame): f is F<T> => f.type === t;
@@ -450,16 +451,27 @@ Deno.test("seed: bad lines after login get [ERROR] lines; an over-long line clos
   assertEquals(left.user, "olga");
 });
 
-Deno.test("seed: over the message rate a line gets [ERROR] rate_limited and is not stored", async () => {
-  await using ts = await startTestServer({ limits: { messagesPerSecond: 1, messageBurst: 2 } });
+Deno.test("seed: lines over the message rate are paced, not refused: all are stored, in order", async () => {
+  const clock = new FakeClock();
+  await using ts = await startTestServer({
+    clock,
+    limits: { messagesPerSecond: 1, messageBurst: 2 },
+  });
   await using a = await SeedPy.login(ts, "rita", { register: true });
   await using n = await WireClient.login(ts.port, ts.certPem, "rob", { register: true });
-  // Six lines in one go: at most two plus one per second pass.
+  // Six lines in one go: two at once, then one per (fake) second.
   await a.command(["m1", "m2", "m3", "m4", "m5", "m6"].map((x) => `SEND ${x}`).join("\n"));
-  assertMatch(await a.expect(/^\[ERROR\]/), /^\[ERROR\] rate_limited: Cannot send: /);
-  n.send({ type: "history", room: "general", ref: "h" });
-  const h = await n.expect(isType("history")) as F<"history">;
-  assert(h.messages.length < 6, `all six were stored: ${JSON.stringify(h.messages)}`);
+  const got = () => n.frames.filter(isType("msg")).length;
+  await advanceUntil(clock, () => got() >= 6, 1000);
+  assertEquals(n.frames.filter(isType("msg")).map((m) => m.body), [
+    "m1",
+    "m2",
+    "m3",
+    "m4",
+    "m5",
+    "m6",
+  ]);
+  assertEquals(a.seen.filter((l) => l.startsWith("[ERROR]")), []);
 });
 
 Deno.test("seed: idle clients are kept with [USERS_LIST] keepalives instead of being closed", async () => {
@@ -522,4 +534,29 @@ Deno.test("openssl s_client without ALPN, typed by hand, gets the seed protocol"
   }
   const left = await n.expect((f) => f.type === "presence" && f.event === "leave") as F<"presence">;
   assertEquals(left.user, "zoe");
+});
+
+Deno.test("seed: a blank line at ENTER_USERNAME (or ENTER_PASSWORD) is a failed attempt, answered at once", async () => {
+  await using ts = await startTestServer();
+  await using a = await SeedPy.connect(ts, "blank");
+  await a.expect("AUTH_REQUIRED");
+  await a.send(""); // before the first answer: ignored, as every empty line
+  await a.send("LOGIN");
+  await a.expect("ENTER_USERNAME");
+  await a.send("   ");
+  await a.expect("AUTH_FAILED");
+  await a.expect("AUTH_REQUIRED");
+  await a.send("REGISTER");
+  await a.expect("ENTER_USERNAME");
+  await a.send("bea");
+  await a.expect("ENTER_PASSWORD");
+  await a.send("");
+  await a.expect("AUTH_FAILED");
+  await a.expect("AUTH_REQUIRED");
+  // The third failure closes, as any three failures do.
+  await a.send("LOGIN");
+  await a.expect("ENTER_USERNAME");
+  await a.send("");
+  await a.expect("AUTH_FAILED");
+  await a.expectClosed();
 });

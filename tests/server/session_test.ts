@@ -86,6 +86,7 @@ async function world(limits: Partial<ServerLimits> = {}, wrap: (s: Store) => Sto
       limits: config.limits,
       clock: Date.now,
       timers: REAL_TIMERS,
+      pacer: REAL_TIMERS,
       onClosed: () => {},
     });
     s.setAdapter(new NativeProtocol(s));

@@ -9,6 +9,7 @@ import type {
   NewRoom,
   RoomRecord,
   RoomsPageQuery,
+  SessionTokenRecord,
   StorageStats,
   Store,
   StoredMessage,
@@ -191,6 +192,25 @@ export class SlowStore implements Store {
   }
   revokeInvite(id: number): Promise<boolean> {
     return this.#late(() => this.#inner.revokeInvite(id));
+  }
+
+  createSessionToken(
+    t: Omit<SessionTokenRecord, "id">,
+    keep: number,
+  ): Promise<SessionTokenRecord> {
+    return this.#late(() => this.#inner.createSessionToken(t, keep));
+  }
+  sessionToken(id: number): Promise<SessionTokenRecord | null> {
+    return this.#late(() => this.#inner.sessionToken(id));
+  }
+  listSessionTokens(userId: number): Promise<SessionTokenRecord[]> {
+    return this.#late(() => this.#inner.listSessionTokens(userId));
+  }
+  touchSessionToken(id: number, lastUsedAt: number): Promise<void> {
+    return this.#late(() => this.#inner.touchSessionToken(id, lastUsedAt));
+  }
+  revokeSessionTokens(userId: number, id?: number): Promise<number[]> {
+    return this.#late(() => this.#inner.revokeSessionTokens(userId, id));
   }
 
   audit(entry: AuditEntry): Promise<void> {

@@ -817,6 +817,96 @@ export function runStoreContract(
     }
   });
 
+  t(
+    "session tokens: create, look up, list, touch, revoke one or all; never another user's",
+    async (s) => {
+      const a = await user(s, "tok1");
+      const b = await user(s, "tok2");
+      const tok = (userId: number, device: string, at: number) => ({
+        userId,
+        tokenHash: `hash-${device}`,
+        device,
+        createdAt: at,
+        lastUsedAt: at,
+        expiresAt: at + 1000,
+      });
+      const t1 = await s.createSessionToken(tok(a.id, "laptop", 10), 10);
+      const t2 = await s.createSessionToken(tok(a.id, "phone", 20), 10);
+      const t3 = await s.createSessionToken(tok(b.id, "desk", 30), 10);
+      assert(t1.id < t2.id && t2.id < t3.id, "ids increase");
+      assertEquals(await s.sessionToken(t1.id), { ...tok(a.id, "laptop", 10), id: t1.id });
+      assertEquals(await s.sessionToken(t3.id + 1000), null);
+      assertEquals((await s.listSessionTokens(a.id)).map((t) => t.device), ["laptop", "phone"]);
+      await s.touchSessionToken(t1.id, 500);
+      assertEquals((await s.sessionToken(t1.id))?.lastUsedAt, 500);
+      await s.touchSessionToken(t3.id + 1000, 500); // unknown: no effect
+      // Another user's token is never revoked by id.
+      assertEquals(await s.revokeSessionTokens(a.id, t3.id), []);
+      assertEquals((await s.sessionToken(t3.id))?.device, "desk");
+      assertEquals(await s.revokeSessionTokens(a.id, t2.id), [t2.id]);
+      assertEquals(await s.sessionToken(t2.id), null);
+      await s.createSessionToken(tok(a.id, "tablet", 40), 10);
+      assertEquals((await s.revokeSessionTokens(a.id)).length, 2);
+      assertEquals(await s.listSessionTokens(a.id), []);
+      assertEquals((await s.listSessionTokens(b.id)).length, 1);
+      // Ids are never reused.
+      const t5 = await s.createSessionToken(tok(a.id, "again", 50), 10);
+      assert(t5.id > t3.id + 1, `token id ${t5.id} reused`);
+    },
+  );
+
+  t(
+    "createSessionToken keeps the newest `keep` by last use and drops the user's expired ones",
+    async (s) => {
+      const a = await user(s, "many");
+      const b = await user(s, "other");
+      const mk = (userId: number, device: string, at: number, expiresAt = at + 10_000) =>
+        s.createSessionToken({
+          userId,
+          tokenHash: `h-${device}`,
+          device,
+          createdAt: at,
+          lastUsedAt: at,
+          expiresAt,
+        }, 3);
+      const old = await mk(a.id, "expires", 1, 115);
+      const d1 = await mk(a.id, "d1", 100);
+      await mk(a.id, "d2", 110);
+      await mk(b.id, "b", 115);
+      await s.touchSessionToken(d1.id, 200); // used lately: kept
+      assertEquals((await s.listSessionTokens(a.id)).length, 3);
+      await mk(a.id, "d3", 120); // "expires" expired at 115: dropped, the other three stay
+      assertEquals((await s.listSessionTokens(a.id)).map((t) => t.device).sort(), [
+        "d1",
+        "d2",
+        "d3",
+      ]);
+      assertEquals(await s.sessionToken(old.id), null);
+      await mk(a.id, "d4", 130);
+      assertEquals((await s.listSessionTokens(a.id)).map((t) => t.device).sort(), [
+        "d1",
+        "d3",
+        "d4",
+      ]);
+      assertEquals((await s.listSessionTokens(b.id)).length, 1, "another user's untouched");
+    },
+  );
+
+  t("removeUser deletes the account's session tokens", async (s) => {
+    const a = await user(s, "gone");
+    const t = await s.createSessionToken({
+      userId: a.id,
+      tokenHash: "h",
+      device: "x",
+      createdAt: 1,
+      lastUsedAt: 1,
+      expiresAt: 100,
+    }, 5);
+    await s.removeUser(a.id);
+    assertEquals(await s.sessionToken(t.id), null);
+    assertEquals(await s.listSessionTokens(a.id), []);
+  });
+
   t("close commits what was asked before it and is idempotent", async (s) => {
     const u = await user(s, "last");
     const r = await s.ensureRoom("one", "room", 1);

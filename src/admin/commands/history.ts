@@ -1,4 +1,5 @@
 // Owns `chat admin history …`: export, full-text search and pruning of stored messages.
+import { createHash } from "node:crypto";
 import { basename, dirname, join } from "node:path";
 import { ChatError } from "../../errors.ts";
 import { checkRoomName } from "../../protocol/text_rules.ts";
@@ -41,6 +42,8 @@ export async function historyExport(
     format: string;
     output?: string;
     force: boolean;
+    /** gzip the output (`--gzip`); size and SHA-256 are then of the gzip bytes written. */
+    gzip?: boolean;
   },
 ): Promise<void> {
   const action = "export history";
@@ -84,20 +87,54 @@ export async function historyExport(
     }
   }
   const out = file;
+  const sink = out
+    ? async (bytes: Uint8Array) => {
+      let off = 0;
+      while (off < bytes.length) off += await out.write(bytes.subarray(off));
+    }
+    : (bytes: Uint8Array) => env.io.writeOut(bytes);
   let result;
+  let written: { bytes: number; sha256: string } | null = null;
   try {
-    result = await exportHistory({
-      store,
-      format,
-      filter,
-      write: out
-        ? async (bytes) => {
-          let off = 0;
-          while (off < bytes.length) off += await out.write(bytes.subarray(off));
+    if (opts.gzip) {
+      // The export streams into gzip; what leaves gzip is hashed and written as it comes.
+      const gz = new CompressionStream("gzip");
+      const writer = gz.writable.getWriter();
+      const hash = createHash("sha256");
+      let n = 0;
+      const pump = (async () => {
+        for await (const chunk of gz.readable) {
+          hash.update(chunk);
+          n += chunk.length;
+          await sink(chunk);
         }
-        : (bytes) => env.io.writeOut(bytes),
-      progress: bar ? (done) => bar.update(done) : undefined,
-    });
+      })();
+      try {
+        result = await exportHistory({
+          store,
+          format,
+          filter,
+          write: (bytes) => writer.write(bytes as Uint8Array<ArrayBuffer>),
+          progress: bar ? (done) => bar.update(done) : undefined,
+        });
+        await writer.close();
+      } catch (err) {
+        await writer.abort(err).catch(() => {});
+        throw err;
+      } finally {
+        await pump.catch(() => {});
+      }
+      await pump;
+      written = { bytes: n, sha256: hash.digest("hex") };
+    } else {
+      result = await exportHistory({
+        store,
+        format,
+        filter,
+        write: sink,
+        progress: bar ? (done) => bar.update(done) : undefined,
+      });
+    }
     if (out) {
       await out.sync();
       out.close();
@@ -113,9 +150,11 @@ export async function historyExport(
   const summary = {
     output: opts.output ?? null,
     format,
+    gzip: opts.gzip === true,
     messages: result.messages,
-    bytes: result.bytes,
-    sha256: result.sha256,
+    bytes: written?.bytes ?? result.bytes,
+    sha256: written?.sha256 ?? result.sha256,
+    ...(written ? { uncompressedBytes: result.bytes } : {}),
   };
   await conn.call("audit.record", {
     action: "history.export",
@@ -126,10 +165,14 @@ export async function historyExport(
       until: opts.until ?? null,
       output: opts.output ?? "stdout",
       messages: result.messages,
-      sha256: result.sha256,
+      gzip: opts.gzip === true,
+      sha256: summary.sha256,
     },
   });
-  const human = `Exported ${result.messages} messages (${fmtBytes(result.bytes)}) to ` +
+  const human =
+    `Exported ${result.messages} messages (${fmtBytes(summary.bytes)}${
+      written ? `, gzip of ${fmtBytes(result.bytes)}` : ""
+    }) to ` +
     `${opts.output ?? "stdout"}\nsha256 ${result.sha256}\n`;
   if (opts.output !== undefined) {
     emit(env, summary, () => human);

@@ -136,6 +136,43 @@ export async function usersRemove(env: AdminEnv, name: string): Promise<void> {
   );
 }
 
+/** `users sessions NAME [--revoke ID|all]`: the account's session tokens (devices). */
+export async function usersSessions(
+  env: AdminEnv,
+  name: string,
+  opts: { revoke?: string },
+): Promise<void> {
+  let revoke: number | "all" | null = null;
+  if (opts.revoke !== undefined) {
+    if (opts.revoke === "all") revoke = "all";
+    else if (/^[1-9][0-9]{0,14}$/.test(opts.revoke)) revoke = Number(opts.revoke);
+    else {
+      throw new ChatError(
+        "usage",
+        `Cannot revoke sessions of ${name}: --revoke takes an id or all`,
+      );
+    }
+  }
+  await using conn = await AdminConnection.open(env);
+  const r = await conn.call("users.sessions", { name, revoke });
+  emit(env, r, () => {
+    const head = revoke === null ? "" : `Revoked ${r.revoked.length} session token` +
+      `${r.revoked.length === 1 ? "" : "s"} of ${name}` +
+      (conn.live ? `; closed ${sessions(r.kicked)}.\n` : `${liveNote(conn)}.\n`);
+    const list = r.sessions.length === 0 ? `${name} has no session tokens.\n` : table(
+      ["ID", "DEVICE", "CREATED", "LAST USED", "EXPIRES"],
+      r.sessions.map((t) => [
+        String(t.id),
+        t.device,
+        fmtTime(t.createdAt),
+        fmtTime(t.lastUsedAt),
+        fmtTime(t.expiresAt),
+      ]),
+    );
+    return head + list;
+  });
+}
+
 export async function usersRole(env: AdminEnv, name: string, roleText: string): Promise<void> {
   const role = parseRole(roleText, `change the role of ${name}`);
   await using conn = await AdminConnection.open(env);
