@@ -27,12 +27,6 @@ async function ask(c: WireClient, frame: Record<string, unknown>): Promise<Serve
   return await c.expect((f) => "ref" in f && f.ref === ref);
 }
 
-/** The badge of a conversation in the side list (0 when none is shown). */
-async function badge(page: Page, key: string): Promise<number> {
-  const el = await page.$(`.conv[data-key='${key}'] .badge`);
-  return el ? Number(await el.textContent()) : 0;
-}
-
 async function waitBadge(page: Page, key: string, n: number): Promise<void> {
   await page.waitForFunction(
     ([k, want]) => {
