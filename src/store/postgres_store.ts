@@ -21,8 +21,10 @@ import type {
   UnreadCount,
   UserRecord,
 } from "./store.ts";
+import { type Row, rowMappers } from "./rows.ts";
 
-type Row = Record<string, unknown>;
+/** Booleans are stored as boolean columns. */
+const { toUser, toRoom, toMessage, toInvite, toSessionToken } = rowMappers((v) => v === true);
 type Param = string | number | boolean | null;
 type Sql = postgres.Sql;
 type Conn = postgres.ReservedSql;
@@ -81,66 +83,6 @@ interface PendingWrite {
   finish: (rows: Row[][], state: BatchState) => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
-}
-
-function toUser(r: Row): UserRecord {
-  return {
-    id: Number(r.id),
-    name: String(r.name),
-    passwordHash: String(r.password_hash),
-    role: r.role === "admin" ? "admin" : "member",
-    disabled: r.disabled === true,
-    removed: r.removed === true,
-    createdAt: Number(r.created_at),
-  };
-}
-
-function toRoom(r: Row): RoomRecord {
-  return {
-    id: Number(r.id),
-    name: String(r.name),
-    topic: String(r.topic),
-    kind: r.kind === "dm" ? "dm" : "room",
-    archived: r.archived === true,
-    createdAt: Number(r.created_at),
-    private: r.private === true,
-    ownerId: r.owner_id === null || r.owner_id === undefined ? null : Number(r.owner_id),
-  };
-}
-
-function toMessage(r: Row): MessageRecord {
-  return {
-    id: Number(r.id),
-    roomId: Number(r.room_id),
-    senderId: Number(r.sender_id),
-    body: String(r.body),
-    cid: String(r.cid),
-    ts: Number(r.ts),
-  };
-}
-
-function toSessionToken(r: Row): SessionTokenRecord {
-  return {
-    id: Number(r.id),
-    userId: Number(r.user_id),
-    tokenHash: String(r.token_hash),
-    device: String(r.device),
-    createdAt: Number(r.created_at),
-    lastUsedAt: Number(r.last_used_at),
-    expiresAt: Number(r.expires_at),
-  };
-}
-
-function toInvite(r: Row): InviteRecord {
-  return {
-    id: Number(r.id),
-    codeHash: String(r.code_hash),
-    usesLeft: r.uses_left === null ? null : Number(r.uses_left),
-    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
-    revoked: r.revoked === true,
-    createdAt: Number(r.created_at),
-    createdBy: r.created_by === null ? null : String(r.created_by),
-  };
 }
 
 /** Columns of `messages` that a MessageRecord needs (leaves the search vector on the server). */

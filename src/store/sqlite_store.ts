@@ -22,8 +22,12 @@ import type {
   UnreadCount,
   UserRecord,
 } from "./store.ts";
+import { type Row, rowMappers } from "./rows.ts";
 
-type Row = Record<string, unknown>;
+/** Booleans are stored as 0/1 integers. */
+const { toUser, toRoom, toMessage, toInvite, toSessionToken } = rowMappers((v) =>
+  Number(v ?? 0) !== 0
+);
 
 /** Messages added to the search index per batch, and how often the background batch runs. */
 const SEARCH_INDEX_BATCH = 5000;
@@ -42,66 +46,6 @@ export interface SqliteStoreOptions {
    * admin CLI) says false: a TRUNCATE checkpoint would hold up the server's writers while it runs.
    */
   checkpointOnClose?: boolean;
-}
-
-function toUser(r: Row): UserRecord {
-  return {
-    id: Number(r.id),
-    name: String(r.name),
-    passwordHash: String(r.password_hash),
-    role: r.role === "admin" ? "admin" : "member",
-    disabled: Number(r.disabled) !== 0,
-    removed: Number(r.removed) !== 0,
-    createdAt: Number(r.created_at),
-  };
-}
-
-function toRoom(r: Row): RoomRecord {
-  return {
-    id: Number(r.id),
-    name: String(r.name),
-    topic: String(r.topic),
-    kind: r.kind === "dm" ? "dm" : "room",
-    archived: Number(r.archived) !== 0,
-    createdAt: Number(r.created_at),
-    private: Number(r.private ?? 0) !== 0,
-    ownerId: r.owner_id === null || r.owner_id === undefined ? null : Number(r.owner_id),
-  };
-}
-
-function toMessage(r: Row): MessageRecord {
-  return {
-    id: Number(r.id),
-    roomId: Number(r.room_id),
-    senderId: Number(r.sender_id),
-    body: String(r.body),
-    cid: String(r.cid),
-    ts: Number(r.ts),
-  };
-}
-
-function toInvite(r: Row): InviteRecord {
-  return {
-    id: Number(r.id),
-    codeHash: String(r.code_hash),
-    usesLeft: r.uses_left === null ? null : Number(r.uses_left),
-    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
-    revoked: Number(r.revoked) !== 0,
-    createdAt: Number(r.created_at),
-    createdBy: r.created_by === null ? null : String(r.created_by),
-  };
-}
-
-function toSessionToken(r: Row): SessionTokenRecord {
-  return {
-    id: Number(r.id),
-    userId: Number(r.user_id),
-    tokenHash: String(r.token_hash),
-    device: String(r.device),
-    createdAt: Number(r.created_at),
-    lastUsedAt: Number(r.last_used_at),
-    expiresAt: Number(r.expires_at),
-  };
 }
 
 /** SQL condition and parameters for a MessageFilter (columns of `messages`, optional prefix). */
