@@ -52,7 +52,7 @@ function pgBin(): string {
 /** Runs a PostgreSQL tool, as the `postgres` OS user when we are root (initdb refuses root). */
 async function pgRun(bin: string, args: string[]): Promise<void> {
   const cmd = Deno.uid() === 0
-    ? new Deno.Command("runuser", { args: ["-u", "postgres", "--", bin, ...args] })
+    ? new Deno.Command("runuser", { args: ["-u", "postgres", "--", bin, ...args], cwd: "/" })
     : new Deno.Command(bin, { args });
   const out = await cmd.output();
   if (!out.success) {

@@ -86,7 +86,9 @@ export function pgAvailable(): boolean {
 async function run(bin: string, args: string[], what: string): Promise<string> {
   const asRoot = Deno.uid() === 0;
   const cmd = asRoot
-    ? new Deno.Command("runuser", { args: ["-u", "postgres", "--", bin, ...args] })
+    // cwd "/": the postgres user may not enter the checkout (a 0700 clone dir), and psql says
+    // so on stderr, which would become part of every query's output.
+    ? new Deno.Command("runuser", { args: ["-u", "postgres", "--", bin, ...args], cwd: "/" })
     : new Deno.Command(bin, { args });
   const out = await cmd.output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
@@ -99,6 +101,7 @@ function runSync(bin: string, args: string[]): void {
   const cmd = asRoot
     ? new Deno.Command("runuser", {
       args: ["-u", "postgres", "--", bin, ...args],
+      cwd: "/",
       stdout: "null",
       stderr: "null",
     })
