@@ -6,7 +6,7 @@ import { startChildNodes } from "../harness/child_cluster.ts";
 import { waitUntil } from "../harness/cluster.ts";
 import { NATS_AVAILABLE, NatsServer } from "../harness/nats.ts";
 import { pgAvailable, startPostgres } from "../harness/postgres.ts";
-import { assertExactlyOnceInOrder, StormSender } from "../harness/storm.ts";
+import { ackedAtLeast, assertExactlyOnceInOrder, StormSender } from "../harness/storm.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { ChatProcess, fingerprintOf } from "../client/helpers.ts";
 import { tempDir } from "../harness/temp_dir.ts";
@@ -57,7 +57,7 @@ Deno.test({
         "the reconnect to p1",
       );
       const atReconnect = sender.acked.size;
-      await waitUntil(() => sender.acked.size >= atReconnect + 50, "50 more acks", 30_000);
+      await ackedAtLeast([sender], atReconnect + 50);
       await sender.stop();
       const expected = [...sender.acked.values()].sort((a, b) => a - b);
       const newest = expected[expected.length - 1];

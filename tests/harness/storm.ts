@@ -25,6 +25,8 @@ export class StormSender {
   #loop: Promise<void> | null = null;
   #seq = 0;
   readonly name: string;
+  /** Called after every ack is recorded (the `ackedAtLeast` barrier listens here). */
+  onAck: (() => void) | null = null;
 
   private constructor(conn: Deno.TlsConn, name: string) {
     this.#conn = conn;
@@ -91,8 +93,10 @@ export class StormSender {
           const f = JSON.parse(dec.decode(line)) as ServerFrame & { ref?: string };
           if (f.type === "ok" && f.ref === "login") this.#loginDone();
           else if (f.type === "ok" && f.ref === "join") this.#joined?.();
-          else if (f.type === "ack") this.#answered(f.ref!, () => this.acked.set(f.cid, f.id));
-          else if (f.type === "error" && f.ref !== undefined && f.ref !== "login") {
+          else if (f.type === "ack") {
+            this.#answered(f.ref!, () => this.acked.set(f.cid, f.id));
+            this.onAck?.();
+          } else if (f.type === "error" && f.ref !== undefined && f.ref !== "login") {
             this.#answered(f.ref, () => this.refused.set(f.ref!, f.code));
           } else if (f.type === "bye") this.bye = f.code;
         }
@@ -100,6 +104,7 @@ export class StormSender {
     } catch { /* reset */ }
     this.#closed = true;
     this.#wake?.();
+    this.onAck?.(); // a barrier waiting on a closed sender re-checks (and gives up)
   }
 
   #answered(_ref: string, record: () => void): void {
@@ -178,6 +183,27 @@ export class StormSender {
       this.#conn.close();
     } catch { /* gone */ }
   }
+}
+
+/**
+ * Resolves once `senders` hold at least `n` acks between them; rejects when every sender is closed
+ * first (no more acks can come). A barrier on the senders' ack callbacks, not a poll.
+ */
+export function ackedAtLeast(senders: StormSender[], n: number): Promise<void> {
+  const count = () => senders.reduce((sum, s) => sum + s.acked.size, 0);
+  return new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (count() >= n) {
+        for (const s of senders) s.onAck = null;
+        resolve();
+      } else if (senders.every((s) => s.isClosed)) {
+        for (const s of senders) s.onAck = null;
+        reject(new Error(`every sender closed with ${count()} of ${n} acks`));
+      }
+    };
+    for (const s of senders) s.onAck = check;
+    check();
+  });
 }
 
 /** The `msg` frames a client received, in arrival order (from everything it read). */

@@ -4,7 +4,12 @@
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
-import { assertExactlyOnceInOrder, receivedMessages, StormSender } from "../harness/storm.ts";
+import {
+  ackedAtLeast,
+  assertExactlyOnceInOrder,
+  receivedMessages,
+  StormSender,
+} from "../harness/storm.ts";
 import { ChildServer, openDb } from "../faults/helpers.ts";
 import type { Store } from "../../src/store/store.ts";
 
@@ -28,9 +33,7 @@ async function resumeDuringStorm(reps: number, wrapStore?: (s: Store) => Store):
   (await WireClient.login(ts.port, ts.certPem, "reader", { register: true }))
     .conn.close();
   const allAcked = () => senders.flatMap((s) => [...s.acked.values()]);
-  const waitAcked = async (n: number) => {
-    while (allAcked().length < n) await new Promise((r) => setTimeout(r, 5));
-  };
+  const waitAcked = (n: number) => ackedAtLeast(senders, n);
   try {
     for (const s of senders) s.start({ room: "general" });
     for (let rep = 0; rep < reps; rep++) {
@@ -140,9 +143,7 @@ Deno.test("delivery: SIGTERM mid-storm answers every send the server read; acked
       // one of them takes its answers and its bye in time on a busy machine.
       for (const [i, s] of senders.entries()) await s.join(`term-room-${i}`);
       for (const [i, s] of senders.entries()) s.start({ room: `term-room-${i}` }, 32);
-      while (senders.reduce((n, s) => n + s.acked.size, 0) < 2000) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await ackedAtLeast(senders, 2000);
       srv.kill("SIGTERM");
       await Promise.all(senders.map((s) => s.closed()));
       assertEquals(
