@@ -4,7 +4,12 @@
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startCluster, waitUntil } from "../harness/cluster.ts";
 import { NATS_AVAILABLE, NatsServer } from "../harness/nats.ts";
-import { assertExactlyOnceInOrder, receivedMessages, StormSender } from "../harness/storm.ts";
+import {
+  assertExactlyOnceInOrder,
+  closeAll,
+  receivedMessages,
+  StormSender,
+} from "../harness/storm.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { IrcClient } from "../harness/irc_client.ts";
 
@@ -56,14 +61,7 @@ Deno.test({
       }
       assert(n1.fanout.stats.received > 0 && n2.fanout.stats.gaps === 0);
     } finally {
-      for (const s of senders) {
-        s.close();
-        await s.closed();
-      }
-      for (const r of readers) {
-        r.close();
-        await r.closed;
-      }
+      await closeAll(senders, readers);
     }
   },
 });
@@ -193,10 +191,7 @@ Deno.test({
       await r.closed;
       assertExactlyOnceInOrder(seen, expected, "the mover over 7 connections on 3 nodes");
     } finally {
-      for (const s of senders) {
-        s.close();
-        await s.closed();
-      }
+      await closeAll(senders);
     }
   },
 });
@@ -248,14 +243,7 @@ Deno.test({
         throw new Error(`${err.message}: ${JSON.stringify(c.nodes.map((n) => n.fanout.stats))}`);
       });
     } finally {
-      for (const s of senders) {
-        s.close();
-        await s.closed();
-      }
-      for (const r of readers) {
-        r.close();
-        await r.closed;
-      }
+      await closeAll(senders, readers);
     }
   },
 });

@@ -5,7 +5,12 @@ import { assert, assertEquals } from "../harness/assert.ts";
 import { waitUntil } from "../harness/cluster.ts";
 import { NATS_AVAILABLE, NatsServer } from "../harness/nats.ts";
 import { pgAvailable, startPostgres } from "../harness/postgres.ts";
-import { assertExactlyOnceInOrder, receivedMessages, StormSender } from "../harness/storm.ts";
+import {
+  assertExactlyOnceInOrder,
+  closeAll,
+  receivedMessages,
+  StormSender,
+} from "../harness/storm.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { startChildNodes } from "../harness/child_cluster.ts";
 import { ERRORS } from "../../src/error_catalogue.ts";
@@ -65,14 +70,7 @@ Deno.test({
         await s.closed();
       }
     } finally {
-      for (const s of senders) {
-        s.close();
-        await s.closed();
-      }
-      for (const r of readers) {
-        r.close();
-        await r.closed;
-      }
+      await closeAll(senders, readers);
     }
   },
 });

@@ -183,6 +183,16 @@ export class StormSender {
       this.#conn.close();
     } catch { /* gone */ }
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+    await this.#reader;
+  }
+}
+
+/** Closes every client of every group (senders, readers) and waits until each has stopped reading. */
+export async function closeAll(...groups: Iterable<AsyncDisposable>[]): Promise<void> {
+  await Promise.all(groups.flatMap((g) => [...g].map((c) => c[Symbol.asyncDispose]())));
 }
 
 /**
