@@ -271,7 +271,7 @@ export class NodeClient extends FrameInbox implements AsyncDisposable {
   readonly closed: Promise<void>;
 
   private constructor(socket: TLSSocket) {
-    super(10_000);
+    super(10_000, "f");
     this.socket = socket;
     const splitter = new LineSplitter(1 << 24);
     let closedResolve!: () => void;
@@ -326,17 +326,6 @@ export class NodeClient extends FrameInbox implements AsyncDisposable {
     if (!this.socket.destroyed) {
       this.socket.write(typeof data === "string" ? enc.encode(data) : data);
     }
-  }
-
-  async expectClosed(timeoutMs = 10_000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.closed,
-      new Promise((_, reject) =>
-        timer = setTimeout(() => reject(new Error("server did not close")), timeoutMs)
-      ),
-    ]);
-    clearTimeout(timer);
   }
 
   close(): void {

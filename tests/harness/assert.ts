@@ -60,3 +60,20 @@ function checkThrown<E extends Error>(
   }
   return err as E;
 }
+
+/** Fails with `msg` unless `p` settles within `timeoutMs` (the deadline of every `expectClosed`). */
+export async function assertSettlesWithin(
+  p: Promise<unknown>,
+  timeoutMs: number,
+  msg: string,
+): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([
+      p,
+      new Promise((_, reject) => timer = setTimeout(() => reject(new Error(msg)), timeoutMs)),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

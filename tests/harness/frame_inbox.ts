@@ -1,5 +1,6 @@
 // Owns a test client's received frames: they wait here until a test takes one by predicate.
 import type { ServerFrame } from "../../src/protocol/frames.ts";
+import { assertSettlesWithin } from "./assert.ts";
 
 export type Pred = (f: ServerFrame) => boolean;
 
@@ -9,9 +10,33 @@ export abstract class FrameInbox {
   readonly frames: ServerFrame[] = [];
   #waiters: { pred: Pred; resolve: (f: ServerFrame) => void }[] = [];
   #expectTimeoutMs: number;
+  #cidPrefix: string;
+  #cid = 0;
 
-  constructor(expectTimeoutMs: number) {
+  constructor(expectTimeoutMs: number, cidPrefix: string) {
     this.#expectTimeoutMs = expectTimeoutMs;
+    this.#cidPrefix = cidPrefix;
+  }
+
+  /** Resolves when the server closed the connection (EOF or reset). */
+  abstract readonly closed: Promise<void>;
+
+  /** A fresh client id for a `send`. */
+  nextCid(): string {
+    return `${this.#cidPrefix}${++this.#cid}`;
+  }
+
+  /** Sends a message and waits for its ack (or error). */
+  async say(room: string, body: string, cid = this.nextCid()): Promise<ServerFrame> {
+    this.send({ type: "send", cid, room, body, ref: cid });
+    return await this.expect((f) =>
+      (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid
+    );
+  }
+
+  /** Waits for the server to close the connection (by default as long as `expect` waits). */
+  async expectClosed(timeoutMs = this.#expectTimeoutMs): Promise<void> {
+    await assertSettlesWithin(this.closed, timeoutMs, "server did not close the connection");
   }
 
   /** A frame arrived: the first waiter it matches takes it, else it waits in `frames`. */

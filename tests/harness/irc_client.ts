@@ -1,4 +1,5 @@
 // Owns a raw IRC test client over real TLS: lines out, parsed messages in, awaited by predicate.
+import { assertSettlesWithin } from "./assert.ts";
 import { type IrcMessage, parseIrcText } from "../../src/protocol/irc_codec.ts";
 import { LineSplitter } from "../../src/protocol/line_decoder.ts";
 
@@ -140,14 +141,7 @@ export class IrcClient implements AsyncDisposable {
   }
 
   async expectClosed(timeoutMs = 5000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.closed,
-      new Promise((_, reject) =>
-        timer = setTimeout(() => reject(new Error("server did not close")), timeoutMs)
-      ),
-    ]);
-    clearTimeout(timer);
+    await assertSettlesWithin(this.closed, timeoutMs, "server did not close");
   }
 
   close(): void {

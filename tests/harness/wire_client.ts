@@ -10,16 +10,14 @@ const dec = new TextDecoder();
 export class WireClient extends FrameInbox implements AsyncDisposable {
   readonly conn: Deno.TlsConn;
   #closedResolve!: () => void;
-  /** Resolves when the server closed the connection (EOF or reset). */
   readonly closed: Promise<void>;
   /** The `ok` of the login (or registration) that `login()` made. */
   loginOk?: ServerFrame;
   #reader: Promise<void>;
-  #cid = 0;
   raw = "";
 
   private constructor(conn: Deno.TlsConn) {
-    super(5000);
+    super(5000, "c");
     this.conn = conn;
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#reader = this.#read();
@@ -101,33 +99,6 @@ export class WireClient extends FrameInbox implements AsyncDisposable {
     const bytes = typeof data === "string" ? enc.encode(data) : data;
     let off = 0;
     while (off < bytes.length) off += await this.conn.write(bytes.subarray(off));
-  }
-
-  nextCid(): string {
-    return `c${++this.#cid}`;
-  }
-
-  /** Sends a message and waits for its ack (or error). */
-  async say(room: string, body: string, cid = this.nextCid()): Promise<ServerFrame> {
-    this.send({ type: "send", cid, room, body, ref: cid });
-    return await this.expect((f) =>
-      (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid
-    );
-  }
-
-  /** Waits for the server to close the connection. */
-  async expectClosed(timeoutMs = 5000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.closed,
-      new Promise((_, reject) =>
-        timer = setTimeout(
-          () => reject(new Error("server did not close the connection")),
-          timeoutMs,
-        )
-      ),
-    ]);
-    clearTimeout(timer);
   }
 
   close(): void {

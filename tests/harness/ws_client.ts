@@ -112,13 +112,12 @@ export class WsClient extends FrameInbox implements AsyncDisposable {
   readonly closed: Promise<void>;
   #closedResolve!: () => void;
   #reader: Promise<void>;
-  #cid = 0;
   /** Whether the test reads: a test that stops reading makes this client a slow consumer. */
   #paused: Promise<void> | null = null;
   #resume: (() => void) | null = null;
 
   private constructor(conn: Deno.TlsConn, rest: Uint8Array) {
-    super(5000);
+    super(5000, "w");
     this.conn = conn;
     this.closed = new Promise((r) => this.#closedResolve = r);
     this.#reader = this.#read(rest);
@@ -215,28 +214,6 @@ export class WsClient extends FrameInbox implements AsyncDisposable {
 
   writeRaw(bytes: Uint8Array): void {
     writeAll(this.conn, bytes).catch(() => {});
-  }
-
-  nextCid(): string {
-    return `w${++this.#cid}`;
-  }
-
-  async say(room: string, body: string, cid = this.nextCid()): Promise<ServerFrame> {
-    this.send({ type: "send", cid, room, body, ref: cid });
-    return await this.expect((f) =>
-      (f.type === "ack" || f.type === "error") && "ref" in f && f.ref === cid
-    );
-  }
-
-  async expectClosed(timeoutMs = 5000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.closed,
-      new Promise((_, reject) =>
-        timer = setTimeout(() => reject(new Error("server did not close")), timeoutMs)
-      ),
-    ]);
-    clearTimeout(timer);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
