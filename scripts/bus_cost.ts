@@ -7,7 +7,7 @@
 //   deno run -A scripts/bus_cost.ts [--events 100000]
 import { parseArgs } from "node:util";
 import { readCpuSeconds } from "../src/bench/spawn.ts";
-import { startLocalNats } from "../src/bench/local_engines.ts";
+import { LocalNats } from "../src/bench/local_engines.ts";
 import type { FanoutEvent } from "../src/server/fanout.ts";
 import { NatsFanout } from "../src/server/nats_fanout.ts";
 
@@ -54,7 +54,7 @@ if (flags.publish) {
   Deno.exit(0);
 }
 
-const nats = await startLocalNats();
+const nats = await LocalNats.start();
 const child = new Deno.Command(Deno.execPath(), {
   args: [
     "run",

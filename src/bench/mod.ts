@@ -6,7 +6,7 @@ import type { AuthMode, ProtocolAdapter } from "./adapter.ts";
 import { IRC_ADAPTER } from "./irc_adapter.ts";
 import type { Endpoint } from "./line_client.ts";
 import { NATIVE_ADAPTER } from "./native_adapter.ts";
-import { type LocalEngine, startLocalNats, startLocalPostgres } from "./local_engines.ts";
+import { type LocalEngine, LocalNats, startLocalPostgres } from "./local_engines.ts";
 import { fetchPinnedCert } from "./pin.ts";
 import { formatReport, progressBar } from "./report.ts";
 import { type BenchResult, runBench, type Workload } from "./runner.ts";
@@ -231,14 +231,14 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
         let store = f.store;
         if (store === undefined) {
           if (!f.json) io.stderr("chat bench: starting PostgreSQL…\n");
-          const pg = await startLocalPostgres();
+          const pg = await startLocalPostgres({ durable: true });
           engines.push(pg);
-          cpuParts.postgres = pg.cpuSeconds;
+          cpuParts.postgres = () => pg.cpuSeconds();
           store = pg.url;
         }
-        const nats = await startLocalNats();
+        const nats = await LocalNats.start();
         engines.push(nats);
-        cpuParts["nats-server"] = nats.cpuSeconds;
+        cpuParts["nats-server"] = () => nats.cpuSeconds();
         cluster = { store, bus: nats.url };
       }
       const n = Math.max(1, nodeCount);
