@@ -4,7 +4,7 @@ import { timingSafeEqual } from "node:crypto";
 import { ChatError } from "../errors.ts";
 import type { ServerConfig } from "../config/config.ts";
 import { checkPassword, checkUserName } from "../protocol/text_rules.ts";
-import type { Store, UserRecord } from "../store/store.ts";
+import { invalidInvite, type Store, type UserRecord } from "../store/store.ts";
 import { addressKey } from "./address_key.ts";
 import type { PasswordHasher } from "./password_hasher.ts";
 import { type Clock, KeyedBuckets } from "./token_bucket.ts";
@@ -226,8 +226,7 @@ export class AuthService {
       });
     }
     // The invite first, read only: a bad invite is answered alike for a taken and a free name,
-    // before any hashing. It is consumed only after the password is hashed, just before the
-    // account is created (the store's conditional update: a use is never taken twice).
+    // before any hashing. It is consumed only after the password is hashed, with the account.
     const codeHash = policy === "invite" ? await inviteCodeHash(String(req.invite)) : null;
     if (codeHash !== null && !(await this.#inviteUsable(codeHash))) {
       void this.#audit("register_failed", name, remote, { reason: "invalid_invite" });
@@ -246,12 +245,24 @@ export class AuthService {
       });
       throw err;
     }
-    if (codeHash !== null && !(await this.#store.consumeInvite(codeHash, this.#clock()))) {
-      // Used up or revoked while the password was hashed.
-      void this.#audit("register_failed", name, remote, { reason: "invalid_invite" });
-      throw invalidInvite();
+    let user: UserRecord;
+    try {
+      // The invite's use is taken in the account's own transaction (used up or revoked while the
+      // password was hashed: invalid_invite; a name taken meanwhile: user_exists, no use taken).
+      user = await this.#store.createUser({
+        name,
+        passwordHash,
+        ts: this.#clock(),
+        ...(codeHash !== null ? { inviteCodeHash: codeHash } : {}),
+      });
+    } catch (err) {
+      if (
+        err instanceof ChatError && (err.code === "invalid_invite" || err.code === "user_exists")
+      ) {
+        void this.#audit("register_failed", name, remote, { reason: err.code });
+      }
+      throw err;
     }
-    const user = await this.#store.createUser({ name, passwordHash, ts: this.#clock() });
     await this.#audit("register", user.name, remote);
     return await this.#withToken(user, device, remote);
   }
@@ -444,13 +455,6 @@ export class AuthService {
     if (device === undefined) return {};
     return { issued: await this.issueToken(user, device, remote) };
   }
-}
-
-function invalidInvite(): ChatError {
-  return new ChatError(
-    "invalid_invite",
-    "Cannot register: the invite is unknown, used up or expired",
-  );
 }
 
 function wellFormedName(name: unknown): boolean {

@@ -22,6 +22,7 @@ import type {
   UserRecord,
 } from "./store.ts";
 import { type Row, rowMappers } from "./rows.ts";
+import { invalidInvite } from "./store.ts";
 
 /** Booleans are stored as boolean columns. */
 const { toUser, toRoom, toMessage, toInvite, toSessionToken } = rowMappers((v) => v === true);
@@ -523,8 +524,11 @@ export class PostgresStore implements Store {
   // users
 
   createUser(
-    u: { name: string; passwordHash: string; role?: "admin" | "member"; ts: number },
+    u: Parameters<Store["createUser"]>[0],
   ): Promise<UserRecord> {
+    if (u.inviteCodeHash !== undefined) {
+      return this.#createInvitedUser({ ...u, inviteCodeHash: u.inviteCodeHash });
+    }
     return this.#enqueue({
       steps: [{
         text: `INSERT INTO users(name, name_key, password_hash, role, created_at)
@@ -532,6 +536,50 @@ export class PostgresStore implements Store {
         params: [u.name, u.name.toLowerCase(), u.passwordHash, u.role ?? "member", u.ts],
       }],
       finish: ([rows]) => {
+        if (rows.length === 0) {
+          throw new ChatError("user_exists", `Cannot register: the name ${u.name} is taken`);
+        }
+        return toUser(rows[0]);
+      },
+    });
+  }
+
+  /**
+   * One transaction: lock the invite's row if it is valid (step 1; a concurrent registration with
+   * the same invite waits here and then sees the use taken), then create the account and take the
+   * use only if the account was created (step 2: a data-modifying CTE runs whatever the outcome,
+   * so the UPDATE is conditioned on the INSERT's result).
+   */
+  #createInvitedUser(
+    u: Parameters<Store["createUser"]>[0] & { inviteCodeHash: string },
+  ): Promise<UserRecord> {
+    const valid = `code_hash = $1 AND NOT revoked AND (expires_at IS NULL OR expires_at > $2)
+                   AND (uses_left IS NULL OR uses_left > 0)`;
+    return this.#enqueue({
+      steps: [{
+        text: `SELECT id FROM invites WHERE ${valid} FOR UPDATE`,
+        params: [u.inviteCodeHash, u.ts],
+      }, {
+        text: `WITH created AS (
+                 INSERT INTO users(name, name_key, password_hash, role, created_at)
+                 SELECT $3, $4, $5, $6, $2 WHERE EXISTS (SELECT 1 FROM invites WHERE ${valid})
+                 ON CONFLICT (name_key) DO NOTHING RETURNING *
+               ), used AS (
+                 UPDATE invites SET uses_left = uses_left - 1
+                 WHERE ${valid} AND EXISTS (SELECT 1 FROM created) RETURNING id
+               )
+               SELECT * FROM created`,
+        params: [
+          u.inviteCodeHash,
+          u.ts,
+          u.name,
+          u.name.toLowerCase(),
+          u.passwordHash,
+          u.role ?? "member",
+        ],
+      }],
+      finish: ([invite, rows]) => {
+        if (invite.length === 0) throw invalidInvite();
         if (rows.length === 0) {
           throw new ChatError("user_exists", `Cannot register: the name ${u.name} is taken`);
         }

@@ -23,6 +23,7 @@ import type {
   UserRecord,
 } from "./store.ts";
 import { type Row, rowMappers } from "./rows.ts";
+import { invalidInvite } from "./store.ts";
 
 /** Booleans are stored as 0/1 integers. */
 const { toUser, toRoom, toMessage, toInvite, toSessionToken } = rowMappers((v) =>
@@ -310,9 +311,13 @@ export class SqliteStore implements Store {
   // users
 
   createUser(
-    u: { name: string; passwordHash: string; role?: "admin" | "member"; ts: number },
+    u: Parameters<Store["createUser"]>[0],
   ): Promise<UserRecord> {
     return this.#writes.enqueue(() => {
+      // Under a savepoint when an invite is consumed: a taken name rolls the use back.
+      if (u.inviteCodeHash !== undefined && !this.#consumeInvite(u.inviteCodeHash, u.ts)) {
+        throw invalidInvite();
+      }
       try {
         const row = this.#get(
           "INSERT INTO users(name, name_key, password_hash, role, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *",
@@ -330,7 +335,7 @@ export class SqliteStore implements Store {
         }
         throw err;
       }
-    });
+    }, { savepoint: u.inviteCodeHash !== undefined });
   }
 
   userByName(name: string): Promise<UserRecord | null> {
@@ -785,14 +790,17 @@ export class SqliteStore implements Store {
   }
 
   consumeInvite(codeHash: string, now: number): Promise<boolean> {
-    return this.#writes.enqueue(() => {
-      const r = this.#stmt(
-        `UPDATE invites SET uses_left = uses_left - 1
-         WHERE code_hash = ? AND revoked = 0 AND (expires_at IS NULL OR expires_at > ?)
-           AND (uses_left IS NULL OR uses_left > 0)`,
-      ).run(codeHash, now);
-      return Number(r.changes) > 0;
-    });
+    return this.#writes.enqueue(() => this.#consumeInvite(codeHash, now));
+  }
+
+  /** Inside a write: takes one use of a valid invite; false when there is none to take. */
+  #consumeInvite(codeHash: string, now: number): boolean {
+    const r = this.#stmt(
+      `UPDATE invites SET uses_left = uses_left - 1
+       WHERE code_hash = ? AND revoked = 0 AND (expires_at IS NULL OR expires_at > ?)
+         AND (uses_left IS NULL OR uses_left > 0)`,
+    ).run(codeHash, now);
+    return Number(r.changes) > 0;
   }
 
   listInvites(): Promise<InviteRecord[]> {

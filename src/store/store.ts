@@ -1,4 +1,5 @@
 // Owns the storage contract: what the server needs from a database, independent of the engine.
+import { ChatError } from "../errors.ts";
 
 /**
  * A registered account, or the tombstone of a removed one (`removed`). A tombstone keeps its id
@@ -206,8 +207,20 @@ export interface HistoryPage {
  */
 export interface Store {
   // users
+  /**
+   * Creates an account; `user_exists` when the name (any case) is taken. With `inviteCodeHash`,
+   * consumes one use of that invite in the same transaction (valid at `ts`): `invalid_invite` when
+   * it is unknown, revoked, used up or expired, and then nothing is created; a taken name consumes
+   * no use. So concurrent registrations never lose a use nor take one twice.
+   */
   createUser(
-    u: { name: string; passwordHash: string; role?: "admin" | "member"; ts: number },
+    u: {
+      name: string;
+      passwordHash: string;
+      role?: "admin" | "member";
+      ts: number;
+      inviteCodeHash?: string;
+    },
   ): Promise<UserRecord>;
   /** The account with this name (any case); never a removed one. */
   userByName(name: string): Promise<UserRecord | null>;
@@ -359,4 +372,12 @@ export interface Store {
 
   /** Commits pending writes and closes. Idempotent. */
   close(): Promise<void>;
+}
+
+/** The error of a registration whose invite is unknown, revoked, used up or expired. */
+export function invalidInvite(): ChatError {
+  return new ChatError(
+    "invalid_invite",
+    "Cannot register: the invite is unknown, used up or expired",
+  );
 }

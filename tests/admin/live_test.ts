@@ -263,6 +263,24 @@ Deno.test("invites created on a live invite-only server let exactly their uses r
   assertEquals(listed.map((i) => i.status), ["used up", "revoked"]);
 });
 
+Deno.test("two registrations of one name with one invite at once: one account, and the loser's use stays on the invite", async () => {
+  await using ts = await startTestServer({ config: { registration: "invite" } });
+  const d = ["--data", ts.dataDir];
+  const inv = await adminJson<{ code: string }>(["invites", "create", "--uses", "2", ...d]);
+  // Both pass the name check before either's password is hashed; only one account can exist.
+  const answers = await Promise.all(
+    ["nora", "NORA"].map((name) => register(ts.port, ts.certPem, name, inv.code)),
+  );
+  assertEquals(answers.map((a) => a.type === "ok" ? "ok" : (a as ErrorFrame).code).sort(), [
+    "ok",
+    "user_exists",
+  ]);
+  // The one use the loser did not get is still there: a third user registers with it.
+  assertEquals((await register(ts.port, ts.certPem, "omar", inv.code)).type, "ok");
+  const listed = await adminJson<{ status: string }[]>(["invites", "list", ...d]);
+  assertEquals(listed.map((i) => i.status), ["used up"]);
+});
+
 Deno.test("stats reports live connections and message rates; prune reaches the live server", async () => {
   await using ts = await startTestServer();
   const d = ["--data", ts.dataDir];

@@ -595,6 +595,81 @@ export function runStoreContract(
     assertEquals(got, [true, true, false, false, false]);
   });
 
+  t(
+    "createUser with an invite takes one use with the account, and none when it is refused",
+    async (s) => {
+      await s.createInvite({
+        codeHash: "two",
+        usesLeft: 2,
+        expiresAt: 100,
+        ts: 1,
+        createdBy: null,
+      });
+      const usesLeft = async () =>
+        (await s.listInvites()).find((i) => i.codeHash === "two")!.usesLeft;
+      const ann = await s.createUser({
+        name: "ann",
+        passwordHash: "h",
+        ts: 10,
+        inviteCodeHash: "two",
+      });
+      assertEquals([ann.name, await usesLeft()], ["ann", 1]);
+      // A taken name (any case) takes no use.
+      assertEquals(
+        (await assertRejects(
+          () => s.createUser({ name: "ANN", passwordHash: "h", ts: 10, inviteCodeHash: "two" }),
+          ChatError,
+        )).code,
+        "user_exists",
+      );
+      assertEquals(await usesLeft(), 1);
+      // An unknown or expired invite creates nothing.
+      assertEquals(
+        (await assertRejects(
+          () => s.createUser({ name: "bob", passwordHash: "h", ts: 10, inviteCodeHash: "nope" }),
+          ChatError,
+        )).code,
+        "invalid_invite",
+      );
+      assertEquals(
+        (await assertRejects(
+          () => s.createUser({ name: "bob", passwordHash: "h", ts: 100, inviteCodeHash: "two" }),
+          ChatError,
+        )).code,
+        "invalid_invite",
+      );
+      assertEquals([await s.userByName("bob"), await usesLeft()], [null, 1]);
+    },
+  );
+
+  t(
+    "concurrent invited registrations: one account per use, a taken name loses no use",
+    async (s) => {
+      await s.createInvite({
+        codeHash: "two",
+        usesLeft: 2,
+        expiresAt: null,
+        ts: 1,
+        createdBy: null,
+      });
+      // Three registrations race for the same name and three for distinct names, all at once.
+      const attempts = ["dup", "Dup", "DUP", "u1", "u2", "u3"].map((name) =>
+        s.createUser({ name, passwordHash: "h", ts: 5, inviteCodeHash: "two" }).then(
+          (u) => u.name,
+          (err) => (err as { code?: string }).code ?? String(err),
+        )
+      );
+      const got = await Promise.all(attempts);
+      const created = got.filter((g) => g !== "user_exists" && g !== "invalid_invite");
+      // Exactly two accounts (the two uses), and at most one of them among the "dup" spellings.
+      assertEquals(created.length, 2, JSON.stringify(got));
+      assert(created.filter((n) => n.toLowerCase() === "dup").length <= 1, JSON.stringify(got));
+      assertEquals((await s.listInvites())[0].usesLeft, 0);
+      const users = (await s.listUsers()).map((u) => u.name).sort();
+      assertEquals(users, [...created].sort());
+    },
+  );
+
   // audit
 
   t(
