@@ -4,7 +4,14 @@ import { startTestServer } from "../harness/test_server.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
-import { HAVE_CHROMIUM, launchBrowser, logIn, shownBodies, waitForBody } from "./browser.ts";
+import {
+  HAVE_CHROMIUM,
+  launchBrowser,
+  logIn,
+  pageBackToStart,
+  shownBodies,
+  waitForBody,
+} from "./browser.ts";
 import { ChatProcess, fingerprintOf, runChat } from "../client/helpers.ts";
 
 // Functions passed to page.evaluate / waitForFunction run in the page: these are its globals
@@ -179,17 +186,7 @@ browserTest("browser: back-paging reaches the first message of a long room, in o
   const page = await b.user();
   await logIn(page, ts.port, "reader", { register: true });
   await waitForBody(page, `m${n - 1}`);
-  const count = () => page.$$eval("#message-list .msg", (e) => e.length);
-  while (!(await page.isVisible("#history-start"))) {
-    const before = await count();
-    await page.click("#older");
-    await page.waitForFunction(
-      (k) =>
-        document.querySelectorAll("#message-list .msg").length > k ||
-        !document.querySelector("#history-start")!.hasAttribute("hidden"),
-      before,
-    );
-  }
+  await pageBackToStart(page);
   const bodies = await shownBodies(page);
   assertEquals(bodies, Array.from({ length: n }, (_, i) => `m${i}`));
   assertEquals(await page.textContent("#history-start"), "This is the start of #general.");
@@ -286,16 +283,7 @@ browserTest(
     await logIn(page, ts.port, "reader");
     await page.click("#room-list .conv[data-key='#big']");
     await page.waitForSelector("#title:text-is('#big')");
-    while (!(await page.isVisible("#history-start"))) {
-      const before = await page.$$eval("#message-list .msg", (e) => e.length);
-      await page.click("#older");
-      await page.waitForFunction(
-        (k) =>
-          document.querySelectorAll("#message-list .msg").length > k ||
-          !document.querySelector("#history-start")!.hasAttribute("hidden"),
-        before,
-      );
-    }
+    await pageBackToStart(page);
     assertEquals(await page.$$eval("#message-list .msg", (e) => e.length), n);
     // First render of the room in a fresh page's DOM: away to #general, then back, timed.
     await page.click("#room-list .conv[data-key='#general']");
