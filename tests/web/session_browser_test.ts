@@ -269,3 +269,39 @@ browserTest(
     assertEquals([refused.type, (refused as F<"error">).code], ["error", "auth_failed"]);
   },
 );
+
+browserTest(
+  "browser session: the form follows the registration policy: invite asks for a code (a wrong one is refused), closed offers no registration",
+  async () => {
+    await using ts = await startTestServer({ config: { registration: "invite" } });
+    await using b = await launchBrowser();
+    const page = await b.user();
+    const frames = recordFrames(page);
+    await page.goto(`https://127.0.0.1:${ts.port}/`);
+    await page.waitForSelector("#invite-row:not([hidden])");
+    await page.waitForSelector("#register-submit:not([hidden])");
+    await page.fill("#login-user", "gina");
+    await page.fill("#login-password", "password-gina");
+    await page.fill("#login-invite", "not-a-real-invite-code");
+    await page.click("#register-submit");
+    await page.waitForFunction(() => document.querySelector("#login-error").textContent !== "");
+    assertEquals(
+      await page.textContent("#login-error"),
+      "Cannot register: the invite is unknown, used up or expired",
+    );
+    const { code } = await adminJson<{ code: string }>(["invites", "create", "--data", ts.dataDir]);
+    await page.fill("#login-password", "password-gina"); // emptied after each attempt
+    await page.fill("#login-invite", code);
+    await page.click("#register-submit");
+    await page.waitForSelector("#chat-screen:not([hidden])");
+    const ok = frames.got.find((f) => f.type === "ok" && f.op === "register") as F<"ok">;
+    assertMatch(ok.token!, /^[0-9]+\.[A-Za-z0-9_-]{43}$/);
+
+    await using closed = await startTestServer({ config: { registration: "closed" } });
+    const other = await b.user();
+    await other.goto(`https://127.0.0.1:${closed.port}/`);
+    await other.waitForSelector("body[data-link=online]");
+    assertEquals(await other.isVisible("#register-submit"), false);
+    assertEquals(await other.isVisible("#invite-row"), false);
+  },
+);
