@@ -92,3 +92,25 @@ export async function waitForBody(page: Page, body: string, timeout = 10_000): P
     { timeout },
   );
 }
+
+/**
+ * Pages back through the open conversation until "This is the start of …" shows, one "Load older
+ * messages" at a time, activated from the keyboard: focusing the button scrolls it into view, and
+ * the scroll itself may already load a page (the app pages on reaching the top), which moves the
+ * button; a pointer click would race with that, Enter on the focused button does not.
+ */
+export async function pageBackToStart(page: Page): Promise<void> {
+  while (!(await page.isVisible("#history-start"))) {
+    const before = await page.$$eval("#message-list .msg", (e) => e.length);
+    if (await page.isVisible("#older")) {
+      await page.focus("#older");
+      await page.keyboard.press("Enter");
+    }
+    await page.waitForFunction(
+      (k) =>
+        document.querySelectorAll("#message-list .msg").length > k ||
+        !document.querySelector("#history-start")!.hasAttribute("hidden"),
+      before,
+    );
+  }
+}

@@ -4,7 +4,15 @@ import { startTestServer } from "../harness/test_server.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
-import { HAVE_CHROMIUM, launchBrowser, logIn, shownBodies, waitForBody } from "./browser.ts";
+import {
+  HAVE_CHROMIUM,
+  launchBrowser,
+  logIn,
+  pageBackToStart,
+  shownBodies,
+  waitForBody,
+} from "./browser.ts";
+import { ChatProcess, fingerprintOf, runChat } from "../client/helpers.ts";
 
 // Functions passed to page.evaluate / waitForFunction run in the page: these are its globals
 // (Deno's type check has no DOM library, and mixing one in breaks Deno's own stream types).
@@ -77,6 +85,49 @@ browserTest(
 );
 
 browserTest(
+  "browser: a web user and a real `chat connect` terminal user talk in #general and by direct message",
+  async () => {
+    await using ts = await startTestServer();
+    await using cfg = await tempDir("chat-web-term-");
+    (await WireClient.login(ts.port, ts.certPem, "tom", { register: true })).close();
+    const fp = await fingerprintOf(ts.certPem);
+    const env = { CHAT_CONFIG_DIR: cfg.path, CHAT_PASSWORD: "password-tom" };
+    const base = [`127.0.0.1:${ts.port}`, "-u", "tom", "--trust-fingerprint", fp];
+    await using b = await launchBrowser();
+    const web = await b.user();
+    await logIn(web, ts.port, "wendy", { register: true });
+    // The terminal user listens to #general and, in a second process, to the DM with wendy.
+    await using room = new ChatProcess([...base, "--listen", "--json"], env);
+    await room.waitFor("stderr", (l) => l.includes("listening as tom"), "the room listener");
+    await using dm = new ChatProcess([...base, "--to", "wendy", "--listen", "--json"], env);
+    await dm.waitFor("stderr", (l) => l.includes("listening as tom"), "the DM listener");
+
+    await web.fill("#compose", "hi terminal");
+    await web.press("#compose", "Enter");
+    await waitForBody(web, "hi terminal");
+    const inRoom = JSON.parse(
+      await room.waitFor("stdout", (l) => l.includes("hi terminal"), "the web message"),
+    );
+    assertEquals([inRoom.from, inRoom.room, inRoom.body], ["wendy", "general", "hi terminal"]);
+
+    const sent = await runChat([...base, "--send", "hi browser"], { env });
+    assertEquals(sent.code, 0, sent.stderr);
+    await waitForBody(web, "hi browser");
+
+    const direct = await runChat([...base, "--to", "wendy", "--send", "just for you"], { env });
+    assertEquals(direct.code, 0, direct.stderr);
+    await web.waitForSelector("#dm-list .conv[data-key='@tom'] .badge:text-is('1')");
+    await web.click("#dm-list .conv[data-key='@tom']");
+    await waitForBody(web, "just for you");
+    await web.fill("#compose", "got it");
+    await web.press("#compose", "Enter");
+    const back = JSON.parse(await dm.waitFor("stdout", (l) => l.includes("got it"), "the reply"));
+    assertEquals([back.from, back.to, back.body], ["wendy", "tom", "got it"]);
+    assertEquals(await shownBodies(web), ["just for you", "got it"]);
+  },
+);
+
+browserTest(
   "browser: a server restart mid-conversation loses nothing: pending sends go out once, backlogs resume",
   async () => {
     await using tmp = await tempDir("chat-web-restart-");
@@ -135,17 +186,7 @@ browserTest("browser: back-paging reaches the first message of a long room, in o
   const page = await b.user();
   await logIn(page, ts.port, "reader", { register: true });
   await waitForBody(page, `m${n - 1}`);
-  const count = () => page.$$eval("#message-list .msg", (e) => e.length);
-  while (!(await page.isVisible("#history-start"))) {
-    const before = await count();
-    await page.click("#older");
-    await page.waitForFunction(
-      (k) =>
-        document.querySelectorAll("#message-list .msg").length > k ||
-        !document.querySelector("#history-start")!.hasAttribute("hidden"),
-      before,
-    );
-  }
+  await pageBackToStart(page);
   const bodies = await shownBodies(page);
   assertEquals(bodies, Array.from({ length: n }, (_, i) => `m${i}`));
   assertEquals(await page.textContent("#history-start"), "This is the start of #general.");
@@ -242,16 +283,7 @@ browserTest(
     await logIn(page, ts.port, "reader");
     await page.click("#room-list .conv[data-key='#big']");
     await page.waitForSelector("#title:text-is('#big')");
-    while (!(await page.isVisible("#history-start"))) {
-      const before = await page.$$eval("#message-list .msg", (e) => e.length);
-      await page.click("#older");
-      await page.waitForFunction(
-        (k) =>
-          document.querySelectorAll("#message-list .msg").length > k ||
-          !document.querySelector("#history-start")!.hasAttribute("hidden"),
-        before,
-      );
-    }
+    await pageBackToStart(page);
     assertEquals(await page.$$eval("#message-list .msg", (e) => e.length), n);
     // First render of the room in a fresh page's DOM: away to #general, then back, timed.
     await page.click("#room-list .conv[data-key='#general']");
@@ -277,7 +309,9 @@ browserTest(
       `first render of 1,000 messages: ${render.toFixed(1)} ms (DOM and layout), ` +
         `${frame.toFixed(1)} ms to the next frame; runs ${JSON.stringify(times)}`,
     );
-    // A regression guard with room for a loaded machine; the figure itself is in PERFORMANCE.md.
-    assert(render < 500, `render took ${render} ms`);
+    // No assertion on the time: speed lives in docs/PERFORMANCE.md, not in a pass/fail test whose
+    // verdict would depend on what else the shared machine runs. What must hold is above: every
+    // one of the 1,000 messages is in the list after each switch.
+    assert(times.length === 5 && times.every((t) => t.render > 0), JSON.stringify(times));
   },
 );

@@ -8,6 +8,9 @@ import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { convKey, type ReadFrame, UnreadCounts } from "../../src/protocol/unread.ts";
 import { HAVE_CHROMIUM, launchBrowser, logIn, waitForBody } from "./browser.ts";
 import type { Page } from "playwright-core";
+import { HAVE_TMUX, TmuxSession } from "../client/tmux.ts";
+import { chatCommand, fingerprintOf, REPO_ROOT } from "../client/helpers.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 // Functions passed to page.evaluate / waitForFunction run in the page: these are its globals.
 // deno-lint-ignore no-explicit-any
@@ -135,6 +138,50 @@ browserTest(
     assertEquals(await t.count({ room: "ops" }), 1);
   },
 );
+
+Deno.test({
+  name:
+    "browser and terminal: the real `chat connect` screen and a browser tab of one user show the same unread count, and reading in the browser clears it in the terminal",
+  ignore: (!HAVE_CHROMIUM || !HAVE_TMUX) && Deno.env.get("CI") !== "true",
+  async fn() {
+    await using ts = await startTestServer();
+    await using cfg = await tempDir("chat-web-tui-");
+    await using bob = await WireClient.login(ts.port, ts.certPem, "bob", { register: true });
+    await ask(bob, { type: "join", room: "ops" });
+    {
+      await using first = await WireClient.login(ts.port, ts.certPem, "alice", { register: true });
+      assertEquals((await ask(first, { type: "join", room: "ops" })).type, "ok");
+    }
+    await using b = await launchBrowser();
+    const tab = await b.user();
+    await logIn(tab, ts.port, "alice");
+    // The terminal client, as a person runs it, in a 100x24 tmux screen showing #general.
+    const fp = await fingerprintOf(ts.certPem);
+    await using tui = await TmuxSession.start(
+      chatCommand([`127.0.0.1:${ts.port}`, "--user", "alice", "--trust-fingerprint", fp]),
+      {
+        rows: 24,
+        cwd: REPO_ROOT,
+        env: { CHAT_CONFIG_DIR: cfg.path, CHAT_PASSWORD: "password-alice", NO_COLOR: "" },
+      },
+    );
+    await tui.waitForText("as alice (");
+
+    for (const body of ["o1", "o2", "o3"]) await bob.say("ops", body, `c-${body}`);
+    await waitBadge(tab, "#ops", 3);
+    await tui.waitForText("[unread: #ops(3)]");
+
+    // Read in the browser: the terminal's status line drops the count.
+    await tab.click("#room-list .conv[data-key='#ops']");
+    await waitForBody(tab, "o3");
+    await waitBadge(tab, "#ops", 0);
+    await tui.waitFor(
+      (lines) =>
+        lines.some((l) => l.includes("as alice (")) && !lines.some((l) => l.includes("#ops(")),
+      "the terminal's unread count for #ops to go",
+    );
+  },
+});
 
 browserTest(
   "browser: search shows the user's own rooms and DMs, never a private room of others or another user's DM",

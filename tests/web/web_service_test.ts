@@ -5,6 +5,7 @@ import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { openStore } from "../admin/helpers.ts";
 import { advanceUntil, FakeClock } from "../harness/fake_clock.ts";
 import {
   clientFrame,
@@ -142,6 +143,21 @@ Deno.test("web: chat/1 over WebSocket, one frame per message: a WebSocket user a
   web.writeRaw(clientFrame(ping.subarray(0, half), 1, false));
   web.writeRaw(clientFrame(ping.subarray(half), 0, true));
   await web.expect(isType("pong"));
+});
+
+Deno.test("web: a registration over WebSocket lands in the audit trail as one over TLS does, with its address", async () => {
+  await using ts = await startTestServer();
+  await using _web = await WsClient.login(ts.port, ts.certPem, "wanda", { register: true });
+  await using _tls = await WireClient.login(ts.port, ts.certPem, "tess", { register: true });
+  // The registration's audit line is written before its ok (AuthService.register awaits it).
+  await using store = await openStore(ts.dataDir);
+  const lines = (await store.auditTrail({ limit: 100 }))
+    .filter((e) => e.action === "register")
+    .map((e) => [e.actor, e.action, e.remote?.replace(/:[0-9]+$/, "")]);
+  assertEquals(lines.sort(), [
+    ["tess", "register", "127.0.0.1"],
+    ["wanda", "register", "127.0.0.1"],
+  ]);
 });
 
 Deno.test("web: a WebSocket message over maxLineBytes gets line_too_long and a 1009 close", async () => {

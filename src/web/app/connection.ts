@@ -14,6 +14,12 @@ export interface ConnectionEvents {
   /** A frame that answers no pending request (msg, presence, resumed, bye, ack of a resend…). */
   onFrame(f: Frame): void;
   onState(state: LinkState, detail: string): void;
+  /**
+   * Asked after a drop: reconnect? (Only while there is a session or a login to carry on: an idle
+   * login screen whose socket the server closed at `authTimeoutMs` waits for the user instead of
+   * reconnecting every half minute.)
+   */
+  shouldReconnect(): boolean;
 }
 
 const BACKOFF_MIN_MS = 250;
@@ -39,15 +45,28 @@ export class Connection {
     return this.#ws?.readyState === WebSocket.OPEN;
   }
 
+  /** A socket is open or opening, or a reconnect is scheduled. */
+  get active(): boolean {
+    return this.#ws !== null || this.#timer !== undefined;
+  }
+
   start(): void {
     this.#stopped = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
     this.#connect();
+  }
+
+  /** Closes this socket and reconnects with backoff (a refusal worth retrying later). */
+  drop(): void {
+    this.#ws?.close();
   }
 
   /** Closes for good (logout, kicked): no reconnect. */
   stop(detail = ""): void {
     this.#stopped = true;
     clearTimeout(this.#timer);
+    this.#timer = undefined;
     const ws = this.#ws;
     this.#ws = null;
     ws?.close();
@@ -114,11 +133,18 @@ export class Connection {
       this.#ws = null;
       this.#failWaiting();
       if (this.#stopped) return;
+      if (!this.#events.shouldReconnect()) {
+        this.#events.onState("stopped", "");
+        return;
+      }
       this.#events.onState("offline", "");
       // Jittered exponential backoff: a restarting server is not met by every browser at once.
       const wait = this.#backoff * (0.5 + Math.random() / 2);
       this.#backoff = Math.min(BACKOFF_MAX_MS, this.#backoff * 2);
-      this.#timer = setTimeout(() => this.#connect(), wait);
+      this.#timer = setTimeout(() => {
+        this.#timer = undefined;
+        this.#connect();
+      }, wait);
     });
   }
 

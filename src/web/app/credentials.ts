@@ -1,34 +1,34 @@
 /// <reference lib="dom" />
-// Owns what the app logs in with, in memory only (never storage, never a cookie).
-//
-// Seam for revocable session tokens: today the password is kept in this module's memory for the
-// life of the page, so a reconnect can log in again. When chat/1 `login` takes a token, `remember`
-// keeps the token the server issued instead of the password, `loginFrame` sends it, and `forget`
-// (logout) sends its revocation. Nothing else in the app sees the secret.
+// Owns the session token the app reconnects with (docs/PROTOCOL.md §2.1), in this page's memory
+// only: never storage, a cookie or the URL. The password is never kept (docs/WEB.md "Credentials").
 
-export interface Credentials {
+/** What a login left: the account and the revocable token the server issued for this page. */
+export interface Session {
   user: string;
-  password: string;
+  token: string;
+  /** ms since the epoch (`tokenExpiresAt`). */
+  expiresAt: number;
 }
 
-let held: Credentials | null = null;
+let held: Session | null = null;
 
-export function remember(c: Credentials): void {
-  held = { ...c };
+/** Keeps the token of a login's `ok` (replacing any earlier one, e.g. after `passwd`). */
+export function remember(s: Session): void {
+  held = { ...s };
 }
 
+/** Drops the token (sign-out, or the server refused it): nothing is left to log in with. */
 export function forget(): void {
   held = null;
 }
 
-export function heldUser(): string | null {
-  return held?.user ?? null;
-}
-
-/** The frame that logs in again after a reconnect, or null when there is nothing to log in with. */
+/**
+ * The frame that logs in again after a reconnect, with the token and the resume points, or null
+ * when there is nothing to log in with (never a password: it was not kept).
+ */
 export function loginFrame(
   resume: { rooms: Record<string, number>; dm: number },
 ): Record<string, unknown> | null {
   if (!held) return null;
-  return { type: "login", user: held.user, password: held.password, resume };
+  return { type: "login", user: held.user, token: held.token, resume };
 }

@@ -1,10 +1,13 @@
 /// <reference lib="dom" />
-// Owns the web app: login, conversations (rooms and direct messages), history, presence, sending
-// with visible pending and failed states, resume after reconnect. All user text goes in as text.
+// Owns the web app: login and sign-out, conversations (rooms and direct messages), history,
+// presence, sending with visible pending and failed states, resume after reconnect (with the
+// session token, never the password). All user text goes in as text.
 import { Connection, type Frame, type LinkState } from "./connection.ts";
 import { forget, loginFrame, remember } from "./credentials.ts";
+import { deviceLabel } from "./device_label.ts";
 import { byId, h, setText } from "./dom.ts";
 import { UnreadCounts } from "../../protocol/unread.ts";
+import { retryAfterBye, retryAfterError } from "../../error_catalogue.ts";
 
 interface Msg {
   id: number;
@@ -90,15 +93,39 @@ const state = {
   loggedIn: false,
 };
 
+/**
+ * The form's attempt, until its answer: the only place the password is, and only until then (a
+ * success keeps the issued token instead, a failure keeps nothing).
+ */
 let pendingLogin:
   | { op: "login" | "register"; user: string; password: string; invite: string }
   | null = null;
+
+/** Sign-out is waiting for its `ok`: the `bye` `quit` after it is expected, not news. */
+let signingOut = false;
+
+/** What a token refused at reconnect tells the user (the server does not say which it was). */
+const SESSION_ENDED = "Signed out: your session ended (signed out elsewhere, revoked by an " +
+  "administrator, or expired). Log in again.";
 
 const conn = new Connection(`wss://${location.host}/ws`, {
   onHello: (hello) => void onHello(hello),
   onFrame,
   onState,
+  shouldReconnect: () => state.loggedIn || pendingLogin !== null,
 });
+
+/** This browser's label on its session token, e.g. "web: Chromium on Linux". */
+function thisDevice(): string {
+  const hints = (navigator as Navigator & {
+    userAgentData?: { brands?: { brand: string }[]; platform?: string };
+  }).userAgentData;
+  return deviceLabel({
+    userAgent: navigator.userAgent,
+    brands: hints?.brands,
+    platform: hints?.platform,
+  });
+}
 
 // --- conversations ---------------------------------------------------------------------------
 
@@ -173,36 +200,52 @@ async function onHello(hello: Frame): Promise<void> {
   await sendLogin();
 }
 
-/** Logs in on the open connection: the form's attempt, or again after a reconnect. */
+/**
+ * Logs in on the open connection: the form's attempt (password, asking for a token for this
+ * device), or again after a reconnect (the token, with resume).
+ */
 async function sendLogin(): Promise<void> {
   let frame: Record<string, unknown> | null;
-  if (pendingLogin) {
-    const p = pendingLogin;
+  const attempt = pendingLogin;
+  if (attempt) {
     frame = {
-      type: p.op,
-      user: p.user,
-      password: p.password,
-      ...(p.op === "register" && p.invite ? { invite: p.invite } : {}),
+      type: attempt.op,
+      user: attempt.user,
+      password: attempt.password,
+      device: thisDevice(),
+      ...(attempt.op === "register" && attempt.invite ? { invite: attempt.invite } : {}),
     };
+  } else if (state.loggedIn) {
+    frame = loginFrame(state.resume);
+    if (!frame) {
+      logOut("Signed out: the server gave this page no session token. Log in again.");
+      return;
+    }
   } else {
-    frame = state.loggedIn ? loginFrame(state.resume) : null;
+    return;
   }
-  if (!frame) return;
   const ok = await conn.request(frame);
   if (ok.type !== "ok") {
     if (ok.code === "offline") return; // dropped meanwhile: the next hello tries again
-    if (pendingLogin) {
-      pendingLogin = null;
+    if (attempt) {
+      if (pendingLogin === attempt) pendingLogin = null;
       setText(byId("login-error"), ok.message ?? "Cannot log in");
+    } else if (retryAfterError(ok.code).kind === "never") {
+      // auth_failed: the token is revoked, expired or unknown. Asking again would loop.
+      logOut(SESSION_ENDED);
     } else {
-      logOut(`Logged out: ${ok.message ?? ok.code}`);
+      // throttled, busy, shutting down: the token may still be good; try again later.
+      setStatus(ok.message ?? ok.code);
+      conn.drop();
     }
     return;
   }
   conn.loggedIn();
-  if (pendingLogin) {
-    remember({ user: pendingLogin.user, password: pendingLogin.password });
-    pendingLogin = null;
+  if (attempt) {
+    if (pendingLogin === attempt) pendingLogin = null;
+    if (typeof ok.token === "string") {
+      remember({ user: ok.user, token: ok.token, expiresAt: ok.tokenExpiresAt });
+    } else forget();
   }
   const first = !state.loggedIn;
   state.loggedIn = true;
@@ -251,8 +294,11 @@ function onFrame(f: Frame): void {
       return;
     }
     case "bye":
-      if (f.code === "kicked" || f.code === "quit") logOut(f.message || "Disconnected");
-      else setStatus(f.message || "Disconnected");
+      if (signingOut) return;
+      // kicked (an administrator revoked the session), password_changed, quit: no reconnect.
+      if (retryAfterBye(f.code).kind === "never") {
+        logOut(`Signed out: ${f.message || f.code}.`.replace(/\.\.$/, "."));
+      } else setStatus(f.message || "Disconnected");
       return;
   }
 }
@@ -633,9 +679,11 @@ function showChat(): void {
   byId("compose").focus();
 }
 
+/** Back to the login screen with `message`; the token is forgotten, no reconnect is tried. */
 function logOut(message: string): void {
   conn.stop();
-  linkStarted = false;
+  signingOut = false;
+  pendingLogin = null;
   forget();
   state.loggedIn = false;
   state.convs.clear();
@@ -647,28 +695,55 @@ function logOut(message: string): void {
   setText(byId("login-error"), message);
   byId<HTMLInputElement>("login-password").value = "";
   byId("login-user").focus();
-  startLink();
+  // A fresh socket for the form (its hello says whether registration is offered).
+  conn.start();
 }
+
+/**
+ * "Sign out": `logout` revokes this page's token on the server, then the login screen. Offline,
+ * the page forgets the token anyway (nothing else holds it) and says the server was not told.
+ */
+async function signOut(): Promise<void> {
+  if (signingOut) return;
+  let told = false;
+  if (state.loggedIn && conn.open) {
+    signingOut = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      conn.request({ type: "logout" }),
+      new Promise<Frame>((resolve) => {
+        timer = setTimeout(() => resolve({ type: "error", code: "offline" }), LOGOUT_WAIT_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+    told = r.type === "ok";
+  }
+  logOut(
+    told
+      ? "Signed out."
+      : "Signed out on this page. The server could not be reached to revoke the session; " +
+        "it expires by itself, or an administrator can revoke it.",
+  );
+}
+
+/** How long sign-out waits for the server's `ok` before it signs out without it. */
+const LOGOUT_WAIT_MS = 5000;
 
 function submitLogin(op: "login" | "register"): void {
   const user = byId<HTMLInputElement>("login-user").value.trim();
-  const password = byId<HTMLInputElement>("login-password").value;
+  const field = byId<HTMLInputElement>("login-password");
+  const password = field.value;
   const invite = byId<HTMLInputElement>("login-invite").value.trim();
   if (!user || !password) {
     setText(byId("login-error"), "Enter a user name and a password.");
     return;
   }
+  // The field does not keep it either: after this attempt the password is nowhere in the page.
+  field.value = "";
   setText(byId("login-error"), "");
   pendingLogin = { op, user, password, invite };
   if (helloDone) void sendLogin();
-  else if (!linkStarted) startLink();
-}
-
-let linkStarted = false;
-
-function startLink(): void {
-  linkStarted = true;
-  conn.start();
+  else if (!conn.active) conn.start();
 }
 
 function closeMenu(): void {
@@ -832,9 +907,11 @@ function wire(): void {
     const open = document.body.classList.toggle("menu-open");
     byId("menu").setAttribute("aria-expanded", String(open));
   });
-  byId("logout").addEventListener("click", () => {
-    conn.send({ type: "quit" });
-    logOut("Logged out.");
+  byId("logout").addEventListener("click", () => void signOut());
+  // The token lives in this page only, so a page that goes away (reload, tab closed) cannot use it
+  // again: revoke it on the way out (best effort; one the server never hears of just expires).
+  addEventListener("pagehide", (e) => {
+    if (!e.persisted && state.loggedIn) conn.send({ type: "logout" });
   });
   const bell = byId("notify");
   if (!("Notification" in window)) bell.hidden = true;
@@ -851,4 +928,4 @@ function wire(): void {
 
 wire();
 // Connect at once: the server's hello says whether the form offers registration.
-startLink();
+conn.start();
