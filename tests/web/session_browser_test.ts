@@ -305,3 +305,25 @@ browserTest(
     assertEquals(await other.isVisible("#invite-row"), false);
   },
 );
+
+browserTest(
+  "browser session: a password change in another session signs the page out with the server's reason, and its token is refused",
+  async () => {
+    await using ts = await startTestServer();
+    await using b = await launchBrowser();
+    const page = await b.user();
+    const frames = recordFrames(page);
+    await logIn(page, ts.port, "hugo", { register: true });
+    const ok = frames.got.find((f) => f.type === "ok" && f.op === "register") as F<"ok">;
+    await using term = await WireClient.login(ts.port, ts.certPem, "hugo");
+    term.send({ type: "passwd", old: "password-hugo", new: "a-brand-new-password", ref: "p" });
+    assertEquals((await term.expect((f) => "ref" in f && f.ref === "p")).type, "ok");
+    await page.waitForSelector("#login-screen:not([hidden])");
+    assertEquals(
+      await page.textContent("#login-error"),
+      "Signed out: The password of this account was changed; log in with the new one.",
+    );
+    const refused = await tokenLogin(ts.port, ts.certPem, "hugo", ok.token!);
+    assertEquals([refused.type, (refused as F<"error">).code], ["error", "auth_failed"]);
+  },
+);
