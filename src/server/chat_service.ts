@@ -104,11 +104,6 @@ export class ChatService {
   #roomsById = new Map<number, RoomRecord>();
   #roomsByName = new Map<string, RoomRecord>();
   #userNames = new Map<number, string>();
-  /**
-   * Who set each room's topic and when, as far as this process saw it (topic events of every
-   * node since start; not stored, so unknown after a restart). For IRC's RPL_TOPICWHOTIME.
-   */
-  #topicSetBy = new Map<number, { by: string; ts: number }>();
   /** Room creations per user (`roomCreateBurst` / `roomCreateRefillMs`). */
   #creations: KeyedBuckets;
   /** Messages stored since start, for stats. */
@@ -130,9 +125,6 @@ export class ChatService {
       changed: (ev) => {
         if (ev.kind === "room_changed") {
           this.#forgetRoom(ev.roomId, ev.name);
-          // Changed otherwise (the admin tool, an archive): who set the topic is not known.
-          if (ev.topic) this.#topicSetBy.set(ev.roomId, { by: ev.topic.by, ts: ev.topic.ts });
-          else this.#topicSetBy.delete(ev.roomId);
         } else this.#userNames.delete(ev.userId);
       },
       membership: (ev) => this.#membership(ev),
@@ -820,13 +812,14 @@ export class ChatService {
       );
     }
     const topic = checkTopic(rawTopic, "set topic");
-    await this.#store.updateRoom(r.id, { topic });
+    const ts = this.#clock();
+    await this.#store.updateRoom(r.id, { topic, topicBy: s.userName, topicAt: ts });
     await this.#auditBy(s, "rooms.topic", r.name, { topic });
     this.#hub.fanout.publish({
       kind: "room_changed",
       roomId: r.id,
       name: r.name,
-      topic: { text: topic, by: s.userName, ts: this.#clock() },
+      topic: { text: topic, by: s.userName, ts },
       origin: this.#hub.ref(s.connId),
     });
     return { room: r.name, topic };
@@ -1039,8 +1032,8 @@ export class ChatService {
   }
 
   /**
-   * The topic of a room ("" when it has none), with who set it and when when this process knows
-   * (see #topicSetBy); `no_such_room` when it does not exist.
+   * The topic of a room ("" when it has none), with who set it and when as stored (absent for a
+   * topic set before the store kept it); `no_such_room` when it does not exist.
    */
   async topic(
     rawName: string,
@@ -1048,8 +1041,12 @@ export class ChatService {
     const name = checkRoomName(rawName);
     const r = await this.#room(name);
     if (!r || r.archived) throw new ChatError("no_such_room", `Cannot use ${name}: no such room`);
-    const setBy = this.#topicSetBy.get(r.id);
-    return { room: r.name, topic: r.topic, ...(setBy ? { setBy } : {}) };
+    const known = r.topic !== "" && r.topicBy != null && r.topicAt != null;
+    return {
+      room: r.name,
+      topic: r.topic,
+      ...(known ? { setBy: { by: r.topicBy!, ts: r.topicAt! } } : {}),
+    };
   }
 
   /**
