@@ -199,7 +199,7 @@ export class IrcProtocol implements ProtocolAdapter {
     if (p.command === "NOTICE") return []; // never an automatic reply to a NOTICE (RFC 1459)
     const r = errorReply(code, p.command);
     const ctx = { command: p.command, target: p.target, message, sub: p.sub };
-    if ("numeric" in r) return [this.#numeric(r.numeric, ...r.params(ctx), message)];
+    if ("numeric" in r) return [this.#numeric(r.numeric, ...r.params(ctx), r.text ?? message)];
     // CHATHISTORY's failures are FAIL by its own spec; others need standard-replies.
     if (this.#caps.has("standard-replies") || p.command === "CHATHISTORY") {
       return [this.#server("FAIL", p.command, r.fail, ...(r.context?.(ctx) ?? []), message)];
@@ -256,7 +256,7 @@ export class IrcProtocol implements ProtocolAdapter {
         this.#nick = p[0];
         return this.#tryRegister(bytes);
       case "USER":
-        if (p.length < 4) {
+        if (p.length < 4 || p[3] === "") { // an empty realname is not a parameter
           return this.#send([this.#numeric("461", "USER", "Not enough parameters")]);
         }
         this.#userGiven = true;
@@ -268,7 +268,7 @@ export class IrcProtocol implements ProtocolAdapter {
       case "AUTHENTICATE":
         return this.#authenticate(p[0] ?? "", bytes);
       case "PING":
-        return this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0] ?? "")], label);
+        return this.#pong(p, label);
       case "PONG":
         return;
       case "QUIT":
@@ -277,6 +277,14 @@ export class IrcProtocol implements ProtocolAdapter {
       default:
         return this.#send([this.#numeric("451", "You have not registered")]);
     }
+  }
+
+  /** PONG <server> <token>; a PING without a token is ERR_NEEDMOREPARAMS (modern.ircdocs.horse). */
+  #pong(p: string[], label: string | undefined): void {
+    if (p.length === 0) {
+      return this.#send([this.#numeric("461", "PING", "Not enough parameters")], label);
+    }
+    this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0])], label);
   }
 
   #cap(m: IrcMessage, label: string | undefined): Promise<void> | void {
@@ -517,7 +525,7 @@ export class IrcProtocol implements ProtocolAdapter {
     const p = m.params;
     switch (m.command) {
       case "PING":
-        return this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0] ?? "")], label);
+        return this.#pong(p, label);
       case "PONG":
         return this.#send([], label);
       case "CAP":

@@ -6,6 +6,8 @@ import { assert, assertEquals, assertMatch, assertThrows } from "../harness/asse
 import { startTestServer, type TestServer } from "../harness/test_server.ts";
 import { IrcClient } from "../harness/irc_client.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { FakeClock } from "../harness/fake_clock.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 import { resolveConfig } from "../../src/config/config.ts";
 import { ChatError } from "../../src/errors.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
@@ -145,6 +147,49 @@ Deno.test("IRC: commands before registration get 451; CAP REQ with an unknown ca
   assertEquals((await c.expectCommand("CAP")).params, ["*", "LIST", ""]);
   c.send("CAP FOO");
   await c.expectCommand("410");
+});
+
+Deno.test("IRC: an empty realname in USER and a PING without a token are ERR_NEEDMOREPARAMS", async () => {
+  await using ts = await server();
+  await account(ts, "rita");
+  await using c = await IrcClient.connect(ts.irc, ts.certPem);
+  // modern.ircdocs.horse USER: "If the <realname> is empty, the server SHOULD reject the
+  // command with ERR_NEEDMOREPARAMS": 461 <client> <command> :<text>.
+  c.send("PASS password-rita");
+  c.send("NICK rita");
+  c.send("USER rita 0 * :");
+  assertEquals((await c.expectCommand("461")).params.slice(0, 2), ["rita", "USER"]);
+  c.send("PING");
+  assertEquals((await c.expectCommand("461")).params.slice(0, 2), ["rita", "PING"]);
+  c.send("USER rita 0 * :Rita");
+  await c.expectCommand("001");
+  c.send("PING");
+  assertEquals((await c.expectCommand("461")).params.slice(0, 2), ["rita", "PING"]);
+  // PING with an empty token is still a token: PONG <server> :<the same, empty> .
+  c.send("PING :");
+  assertEquals((await c.expectCommand("PONG")).params.at(-1), "");
+  assertEquals((await c.barrier()).filter((m) => m.command === "461"), []);
+});
+
+Deno.test("IRC: NAMES and WHO of a channel that does not exist or one is not in end the list at once", async () => {
+  await using ts = await server();
+  await account(ts, "sara");
+  await account(ts, "tom");
+  await using other = await IrcClient.sasl(ts.irc, ts.certPem, "tom");
+  other.send("JOIN #secretplans");
+  await other.expectCommand("366");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "sara");
+  // modern.ircdocs.horse NAMES: "If the channel name is invalid or the channel does not exist,
+  // one RPL_ENDOFNAMES numeric containing the given channel name should be returned"; WHO: the
+  // list of matches, none here, then RPL_ENDOFWHO.
+  for (const chan of ["#nonexisting", "#secretplans"]) {
+    c.send(`NAMES ${chan}`);
+    assertEquals((await c.expectCommand("366")).params.slice(0, 2), ["sara", chan]);
+    c.send(`WHO ${chan}`);
+    assertEquals((await c.expectCommand("315")).params.slice(0, 2), ["sara", chan]);
+  }
+  const rest = await c.barrier();
+  assertEquals(rest.filter((m) => ["353", "352", "403", "442"].includes(m.command)), []);
 });
 
 Deno.test("IRC and chat/1 talk in one room: tags on delivery, echo after commit, labels", async () => {
@@ -312,6 +357,45 @@ Deno.test("IRC: TOPIC sets the topic under the roomTopic policy: TOPIC to the ch
   assertEquals((await late.expectCommand("333")).params[2], "tina");
   await late.expectCommand("366");
   assertEquals((await other.barrier()).filter((m) => m.command === "TOPIC"), []);
+});
+
+Deno.test("IRC: who set a topic and when is stored: 333 after 332 on JOIN, TOPIC and the burst after a restart", async () => {
+  await using tmp = await tempDir("chat-irc-topic-");
+  const clock = new FakeClock(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
+  const setAt = String(Math.floor(clock.now() / 1000)); // <setat>: seconds since the epoch
+  const first = await server({ dataDir: tmp.path, clock });
+  await account(first, "tina");
+  await account(first, "ugo");
+  {
+    await using owner = await IrcClient.sasl(first.irc, first.certPem, "tina");
+    owner.send("JOIN #plans");
+    await owner.expectCommand("366");
+    owner.send("TOPIC #plans :ship on Friday");
+    await owner.expectCommand("TOPIC");
+    await using member = await IrcClient.sasl(first.irc, first.certPem, "ugo");
+    member.send("JOIN #plans");
+    await member.expectCommand("366");
+  }
+  await first.stop();
+  // A new process knows only what the store kept.
+  await using ts = await server({ dataDir: tmp.path });
+  await account(ts, "vera");
+  await using late = await IrcClient.sasl(ts.irc, ts.certPem, "vera");
+  late.send("JOIN #plans");
+  // RPL_TOPIC <client> <channel> :<topic>, then RPL_TOPICWHOTIME <client> <channel> <nick> <setat>.
+  assertEquals((await late.expectCommand("332")).params, ["vera", "#plans", "ship on Friday"]);
+  assertEquals((await late.expectCommand("333")).params, ["vera", "#plans", "tina", setAt]);
+  await late.expectCommand("366");
+  late.send("TOPIC #plans");
+  assertEquals((await late.expectCommand("332")).params, ["vera", "#plans", "ship on Friday"]);
+  assertEquals((await late.expectCommand("333")).params, ["vera", "#plans", "tina", setAt]);
+  // A member's registration burst shows the channel as a JOIN would: 332, 333, NAMES.
+  await using again = await IrcClient.sasl(ts.irc, ts.certPem, "ugo");
+  const burst = again.raw.filter((l) => / (332|333) ugo #plans /.test(l));
+  assertEquals(burst.map((l) => l.split(" ").slice(1).join(" ")), [
+    "332 ugo #plans :ship on Friday",
+    `333 ugo #plans tina ${setAt}`,
+  ]);
 });
 
 Deno.test("IRC: with roomTopic admin, TOPIC from a room's owner is 482", async () => {
