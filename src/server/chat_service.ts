@@ -584,6 +584,7 @@ export class ChatService {
       this.#enter(o, room, false);
       o.entered?.(room.name, this.#hub.online(room.id), room.topic);
     }
+    if (fresh) this.#ownMembership(s, room, "added");
     const starts = await Promise.all(
       [...(fresh ? [s] : []), ...others].map(() => this.#hub.follow(stream)),
     );
@@ -658,6 +659,7 @@ export class ChatService {
       if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, sess, "leave");
       if (sess !== s) sess.left?.(r.name);
     }
+    this.#ownMembership(s, r, "removed");
     return { room: r.name };
   }
 
@@ -846,15 +848,22 @@ export class ChatService {
    * here enter the room live, or leave it, and are told with a `membership` notice.
    */
   #membership(ev: Extract<FanoutEvent, { kind: "membership" }>): void {
+    // The user's own join or part: the node it happened on moved its sessions in join/part.
+    const own = ev.origin !== undefined;
+    if (own && ev.origin!.node === this.#hub.fanout.node) return;
     const sessions = [...this.#hub.sessionsOf(ev.userId)] as ServiceSession[];
     if (sessions.length === 0) return;
     const stream = roomStream(ev.roomId);
     if (ev.change === "removed") {
-      const r = this.#roomsById.get(ev.roomId);
+      const r = this.#roomsById.get(ev.roomId) ?? { id: ev.roomId, name: ev.room };
       for (const sess of sessions) {
         if (!sess.rooms.delete(ev.roomId)) continue;
         if (sess.untrack(stream)) this.#hub.unfollow(stream);
-        if (this.#hub.unsubscribe(sess, ev.roomId) && r) this.#announce(r, sess, "leave");
+        if (this.#hub.unsubscribe(sess, ev.roomId)) this.#announce(r, sess, "leave");
+        if (own) {
+          sess.left?.(ev.room);
+          continue;
+        }
         sess.notice({ type: "membership", room: ev.room, event: "removed", by: ev.by });
         sess.left?.(ev.room, ev.by);
       }
@@ -867,9 +876,29 @@ export class ChatService {
         this.#enter(sess, r, false);
         sess.entered?.(r.name, this.#hub.online(r.id), r.topic);
         void this.#hub.follow(stream).catch(() => {/* the store is down: no live delivery */});
-        sess.notice({ type: "membership", room: r.name, event: "added", by: ev.by });
+        if (!own) sess.notice({ type: "membership", room: r.name, event: "added", by: ev.by });
       }
     }, () => {/* the store is down: the user sees the room at the next login */});
+  }
+
+  /**
+   * Tells the other nodes that the user joined or parted on `s` (this node's sessions moved
+   * already): their sessions of the user follow (see #membership).
+   */
+  #ownMembership(
+    s: ServiceSession,
+    r: { id: number; name: string },
+    change: "added" | "removed",
+  ): void {
+    this.#hub.fanout.publish({
+      kind: "membership",
+      roomId: r.id,
+      room: r.name,
+      userId: s.userId,
+      change,
+      by: s.userName,
+      origin: this.#hub.ref(s.connId),
+    });
   }
 
   async #dmRoom(
