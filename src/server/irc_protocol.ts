@@ -9,7 +9,6 @@ import {
   channelOf,
   clean,
   hostmask,
-  IRC_SERVER_NAME,
   IRC_VERSION,
   ircEncoder,
   lineBytes,
@@ -115,8 +114,12 @@ export class IrcProtocol implements ProtocolAdapter {
   #seq = 0;
   #batchSeq = 0;
 
+  /** This server's name on IRC (config `ircServerName`). */
+  readonly #serverName: string;
+
   constructor(s: Session) {
     this.s = s;
+    this.#serverName = s.service.config.ircServerName;
     s.holdDeliveries(); // released after the registration burst (#welcome)
   }
 
@@ -153,12 +156,12 @@ export class IrcProtocol implements ProtocolAdapter {
   // --- output ------------------------------------------------------------------------------
 
   #numeric(code: string, ...params: string[]): IrcMessage {
-    return { source: IRC_SERVER_NAME, command: code, params: [this.#me, ...params] };
+    return { source: this.#serverName, command: code, params: [this.#me, ...params] };
   }
 
   /** A server line to this client. */
   #server(command: string, ...params: string[]): IrcMessage {
-    return { source: IRC_SERVER_NAME, command, params };
+    return { source: this.#serverName, command, params };
   }
 
   /**
@@ -284,7 +287,7 @@ export class IrcProtocol implements ProtocolAdapter {
     if (p.length === 0) {
       return this.#send([this.#numeric("461", "PING", "Not enough parameters")], label);
     }
-    this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0])], label);
+    this.#send([this.#server("PONG", this.#serverName, p[0])], label);
   }
 
   #cap(m: IrcMessage, label: string | undefined): Promise<void> | void {
@@ -443,9 +446,9 @@ export class IrcProtocol implements ProtocolAdapter {
     ];
     const out: IrcMessage[] = [
       this.#numeric("001", `Welcome to the chat IRC gateway, ${u.name}`),
-      this.#numeric("002", `Your host is ${IRC_SERVER_NAME}, running version ${IRC_VERSION}`),
+      this.#numeric("002", `Your host is ${this.#serverName}, running version ${IRC_VERSION}`),
       this.#numeric("003", "This server speaks IRC beside chat/1"),
-      this.#numeric("004", IRC_SERVER_NAME, IRC_VERSION, "i", "nt"),
+      this.#numeric("004", this.#serverName, IRC_VERSION, "i", "nt"),
       this.#numeric("005", ...tokens.slice(0, 12), "are supported by this server"),
       this.#numeric("005", ...tokens.slice(12), "are supported by this server"),
       this.#numeric("422", "MOTD File is missing"),
@@ -792,7 +795,7 @@ export class IrcProtocol implements ProtocolAdapter {
     this.#send([
       this.#numeric("311", found, found, "chat", "*", found),
       this.#numeric("319", found, chans.join(" ")),
-      this.#numeric("312", found, IRC_SERVER_NAME, "chat"),
+      this.#numeric("312", found, this.#serverName, "chat"),
       this.#numeric("330", found, found, "is logged in as"),
       ...(away !== undefined ? [this.#numeric("301", found, away)] : []),
       this.#numeric("318", found, "End of /WHOIS list"),
@@ -874,7 +877,7 @@ export class IrcProtocol implements ProtocolAdapter {
         if (frame.code === "slow_consumer") return null;
         return this.#bytes([this.#server("ERROR", `Closing link: ${frame.message || frame.code}`)]);
       case "ping":
-        return this.#bytes([this.#server("PING", IRC_SERVER_NAME)]);
+        return this.#bytes([this.#server("PING", this.#serverName)]);
       case "error": {
         if (req?.op === "login" || req?.op === "register") {
           this.#authError = frame.code;
@@ -948,7 +951,7 @@ export class IrcProtocol implements ProtocolAdapter {
               chan,
               u,
               "chat",
-              IRC_SERVER_NAME,
+              this.#serverName,
               u,
               this.#awayOf(u) !== undefined ? "G" : "H",
               `0 ${u}`,

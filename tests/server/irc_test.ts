@@ -685,6 +685,21 @@ Deno.test("IRC: a long chat/1 message arrives in lines of at most 512 bytes", as
   }
 });
 
+Deno.test("IRC: ircServerName is the source of numerics and PONG's server; it must be a host name with a dot", async () => {
+  await using ts = await server({ config: { ircServerName: "irc.example.com" } });
+  await account(ts, "nia");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "nia");
+  c.send("PING tok");
+  // modern.ircdocs.horse PING/PONG: PONG <server> <token>.
+  const pong = await c.expectCommand("PONG");
+  assertEquals([pong.source, ...pong.params], ["irc.example.com", "irc.example.com", "tok"]);
+  c.send("MOTD");
+  assertEquals((await c.expectCommand("422")).source, "irc.example.com");
+  for (const bad of ["nodot", "has space.example", "bad..name", ""]) {
+    assertThrows(() => resolveConfig({ ircServerName: bad }), ChatError, "ircServerName");
+  }
+});
+
 Deno.test("config: a plain listener (tls: false) is allowed only on loopback", () => {
   const ok = resolveConfig({
     listeners: [{ port: 1 }, { host: "127.0.0.1", port: 6667, alpn: { "": "irc" }, tls: false }],
