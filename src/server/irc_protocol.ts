@@ -34,6 +34,7 @@ const CAPS: Record<string, string> = {
   "sasl": "PLAIN",
   "server-time": "",
   "standard-replies": "",
+  "userhost-in-names": "",
 };
 
 /** Longest AWAY message kept (AWAYLEN). */
@@ -439,7 +440,7 @@ export class IrcProtocol implements ProtocolAdapter {
       "MSGREFTYPES=msgid,timestamp",
       "NETWORK=chat",
       "NICKLEN=32",
-      "PREFIX=(o)@",
+      "PREFIX=", // no user has a channel prefix: rooms have no operators on IRC
       "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:,PART:,NAMES:1,WHO:1",
       "USERLEN=32",
       "UTF8ONLY",
@@ -508,7 +509,10 @@ export class IrcProtocol implements ProtocolAdapter {
     const out: IrcMessage[] = [];
     let line: string[] = [];
     let size = 0;
-    for (const u of users) {
+    // userhost-in-names: each name as nick!user@host.
+    const full = this.#caps.has("userhost-in-names");
+    for (const name of users) {
+      const u = full ? hostmask(name) : name;
       if (size + u.length + 1 > 400 && line.length) {
         out.push(this.#numeric("353", "=", chan, line.join(" ")));
         line = [];

@@ -700,6 +700,47 @@ Deno.test("IRC: ircServerName is the source of numerics and PONG's server; it mu
   }
 });
 
+Deno.test("IRC: userhost-in-names lists nick!user@host in NAMES; PREFIX is empty: nobody has a channel prefix", async () => {
+  await using ts = await server();
+  await account(ts, "olaf");
+  await account(ts, "pia");
+  await using pia = await IrcClient.sasl(ts.irc, ts.certPem, "pia");
+  pia.send("JOIN #crew");
+  await pia.expectCommand("366");
+  await using c = await IrcClient.connect(ts.irc, ts.certPem);
+  c.send("CAP LS 302");
+  const ls = await c.expectCommand("CAP");
+  assert(ls.params[2].split(" ").includes("userhost-in-names"), ls.params[2]);
+  c.send("CAP REQ :sasl userhost-in-names");
+  assertEquals((await c.expectCommand("CAP")).params.slice(1), ["ACK", "sasl userhost-in-names"]);
+  c.send("NICK olaf");
+  c.send("USER olaf 0 * :Olaf");
+  c.send("AUTHENTICATE PLAIN");
+  await c.expect((m) => m.command === "AUTHENTICATE");
+  c.send("AUTHENTICATE " + btoa("\0olaf\0password-olaf"));
+  await c.expectCommand("903");
+  c.send("CAP END");
+  // modern.ircdocs.horse: "PREFIX=" with no value: no prefixes are supported.
+  const isupport = await c.expect((m) => m.command === "005" && m.params.includes("PREFIX="));
+  assert(!isupport.params.some((p) => p.startsWith("PREFIX=(")), isupport.params.join(" "));
+  await c.barrier();
+  c.send("JOIN #crew");
+  // ircv3.net userhost-in-names: RPL_NAMREPLY carries nick!user@host for each name.
+  const names = await c.expectCommand("353");
+  assertEquals(names.params.slice(0, 3), ["olaf", "=", "#crew"]);
+  assertEquals(names.params[3].split(" ").sort(), ["olaf!olaf@chat", "pia!pia@chat"]);
+  c.send("NAMES #crew");
+  const again = await c.expectCommand("353");
+  assertEquals(again.params[3].split(" ").sort(), ["olaf!olaf@chat", "pia!pia@chat"]);
+  // A client without the capability keeps bare nicks.
+  pia.send("NAMES #crew");
+  assertEquals(
+    (await pia.expect((m) => m.command === "353" && m.params[3].includes("olaf"))).params[3]
+      .split(" ").sort(),
+    ["olaf", "pia"],
+  );
+});
+
 Deno.test("config: a plain listener (tls: false) is allowed only on loopback", () => {
   const ok = resolveConfig({
     listeners: [{ port: 1 }, { host: "127.0.0.1", port: 6667, alpn: { "": "irc" }, tls: false }],
