@@ -37,6 +37,8 @@ const CAPS: Record<string, string> = {
   "userhost-in-names": "",
 };
 
+/** WHO <mask>: at most this many replies (one reply stays far below the send-queue bound). */
+const WHO_MAX = 500;
 /** Longest AWAY message kept (AWAYLEN). */
 const AWAY_LEN = 200;
 /** SASL: an AUTHENTICATE payload over this many bytes (base64) is refused (ERR_SASLTOOLONG). */
@@ -637,8 +639,9 @@ export class IrcProtocol implements ProtocolAdapter {
     command: "NAMES" | "WHO",
   ): Promise<void> {
     const chan = p[0] ?? "";
+    if (command === "WHO" && chan !== "" && chan[0] !== "#") return this.#whoMask(chan, label);
     if (chan.length < 2 || chan[0] !== "#") {
-      // Not a channel (WHO for a nick or mask, NAMES with no channel): the end numeric only.
+      // Not a channel (NAMES with no channel, WHO with no mask): the end numeric only.
       return this.#send(
         [
           command === "WHO"
@@ -653,6 +656,28 @@ export class IrcProtocol implements ProtocolAdapter {
       target: clean(chan),
       label,
     }, bytes);
+  }
+
+  /**
+   * WHO <mask> for nicks (modern.ircdocs.horse WHO: `*` and `?` wildcards, case-insensitive):
+   * users who share a room with this client, as WHOIS sees them; channel `*` in each reply.
+   */
+  #whoMask(mask: string, label: string | undefined): void {
+    const seen = new Set<string>();
+    for (const r of this.s.service.roomsOnline(this.s)) for (const u of r.users) seen.add(u);
+    const m = mask.toLowerCase();
+    const found = [...seen].filter((u) => globMatch(m, u.toLowerCase())).sort()
+      .slice(0, WHO_MAX);
+    this.#send([
+      ...found.map((u) => this.#whoReply("*", u)),
+      this.#numeric("315", clean(mask), "End of WHO list"),
+    ], label);
+  }
+
+  /** RPL_WHOREPLY <client> <channel> <user> <host> <server> <nick> <flags> :<hopcount> <realname>. */
+  #whoReply(chan: string, u: string): IrcMessage {
+    const flags = this.#awayOf(u) !== undefined ? "G" : "H";
+    return this.#numeric("352", chan, u, "chat", this.#serverName, u, flags, `0 ${u}`);
   }
 
   async #topic(p: string[], label: string | undefined, bytes: number): Promise<void> {
@@ -949,18 +974,7 @@ export class IrcProtocol implements ProtocolAdapter {
         const chan = channelOf(frame.room);
         if (p.command === "NAMES") return this.#namesLines(chan, frame.users);
         return [
-          ...frame.users.map((u) =>
-            this.#numeric(
-              "352",
-              chan,
-              u,
-              "chat",
-              this.#serverName,
-              u,
-              this.#awayOf(u) !== undefined ? "G" : "H",
-              `0 ${u}`,
-            )
-          ),
+          ...frame.users.map((u) => this.#whoReply(chan, u)),
           this.#numeric("315", chan, "End of WHO list"),
         ];
       }
@@ -1023,6 +1037,28 @@ export class IrcProtocol implements ProtocolAdapter {
     reg.away.delete(key);
     return undefined;
   }
+}
+
+/**
+ * `*` (any run) and `?` (one character) wildcards; the greedy scan with one backtrack point runs
+ * in O(mask × text) at worst, whatever the mask (a regular expression could backtrack badly).
+ */
+export function globMatch(mask: string, text: string): boolean {
+  let m = 0, t = 0, star = -1, mark = 0;
+  while (t < text.length) {
+    if (m < mask.length && (mask[m] === "?" || mask[m] === text[t])) {
+      m++;
+      t++;
+    } else if (m < mask.length && mask[m] === "*") {
+      star = m++;
+      mark = t;
+    } else if (star >= 0) {
+      m = star + 1;
+      t = ++mark;
+    } else return false;
+  }
+  while (m < mask.length && mask[m] === "*") m++;
+  return m === mask.length;
 }
 
 /** A CHATHISTORY reference: `msgid=<id>` or `timestamp=<ISO 8601>`. */

@@ -5,6 +5,7 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "../harness/assert.ts";
 import { startTestServer, type TestServer } from "../harness/test_server.ts";
 import { IrcClient } from "../harness/irc_client.ts";
+import { globMatch } from "../../src/server/irc_protocol.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import { FakeClock } from "../harness/fake_clock.ts";
 import { tempDir } from "../harness/temp_dir.ts";
@@ -739,6 +740,59 @@ Deno.test("IRC: userhost-in-names lists nick!user@host in NAMES; PREFIX is empty
       .split(" ").sort(),
     ["olaf", "pia"],
   );
+});
+
+Deno.test("IRC: WHO <nick or mask> lists matching users who share a room, then 315", async () => {
+  await using ts = await server();
+  for (const name of ["kai", "kira", "lev"]) await account(ts, name);
+  await using kai = await IrcClient.sasl(ts.irc, ts.certPem, "kai");
+  await using kira = await IrcClient.sasl(ts.irc, ts.certPem, "kira");
+  await using lev = await IrcClient.sasl(ts.irc, ts.certPem, "lev");
+  for (const c of [kai, kira, lev]) {
+    c.send("JOIN #crew");
+    await c.expectCommand("366");
+  }
+  await kai.barrier();
+  // modern.ircdocs.horse WHO: a mask matches nicknames, `*` and `?` wildcards, case-insensitive;
+  // RPL_WHOREPLY <client> <channel> <username> <host> <server> <nick> <flags> :<hopcount> <realname>
+  // (channel `*` when none is meant), then RPL_ENDOFWHO <client> <mask>.
+  const who = async (mask: string) => {
+    kai.send(`WHO ${mask}`);
+    const end = await kai.expect((m) => m.command === "315");
+    assertEquals(end.params.slice(0, 2), ["kai", mask]);
+    const rest = await kai.barrier();
+    return rest.filter((m) => m.command === "352");
+  };
+  const [lev1] = await who("LEV");
+  assertEquals([lev1.params[0], lev1.params[1], lev1.params[5], lev1.params[6]], [
+    "kai",
+    "*",
+    "lev",
+    "H",
+  ]);
+  assertMatch(lev1.params[7], /^0 /);
+  assertEquals((await who("k?r*")).map((m) => m.params[5]), ["kira"]);
+  assertEquals((await who("k*")).map((m) => m.params[5]), ["kai", "kira"]);
+  assertEquals(await who("nobody"), []);
+  assertEquals(await who("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"), []);
+});
+
+Deno.test("globMatch() matches * and ? like IRC masks", () => {
+  const cases: [string, string, boolean][] = [
+    ["*", "", true],
+    ["*", "anything", true],
+    ["a?c", "abc", true],
+    ["a?c", "ac", false],
+    ["a*c", "abbbc", true],
+    ["a*c", "abbb", false],
+    ["*b*", "abc", true],
+    ["ab", "abc", false],
+    ["**a", "bba", true],
+    ["*a*a*a*a*a*a*a*a*a*a*a*a*b", "a".repeat(32), false],
+  ];
+  for (const [mask, text, want] of cases) {
+    assertEquals(globMatch(mask, text), want, `${mask} ~ ${text}`);
+  }
 });
 
 Deno.test("config: a plain listener (tls: false) is allowed only on loopback", () => {
