@@ -81,6 +81,14 @@ interface Pending {
   sub?: string;
   /** A send: the body as stored. */
   body?: string;
+  /** Part of a labeled command with several targets: its lines go in this batch, unlabeled. */
+  batch?: string;
+}
+
+/** Where the replies of one target of a labeled multi-target command (JOIN, PART) go. */
+interface Group {
+  label?: string;
+  batch?: string;
 }
 
 /**
@@ -592,20 +600,46 @@ export class IrcProtocol implements ProtocolAdapter {
   }
 
   /** `#name` → `name`, or null (ERR_NOSUCHCHANNEL answered). */
-  #room(chan: string, label: string | undefined): string | null {
+  #room(chan: string, label: string | undefined, batch?: string): string | null {
     if (chan.length > 1 && chan[0] === "#") return chan.slice(1);
-    this.#send([this.#numeric("403", clean(chan) || "*", "No such channel")], label);
+    const reply = this.#numeric("403", clean(chan) || "*", "No such channel");
+    if (batch) this.s.writeInOrder(this.#bytes([{ ...reply, tags: { batch } }]));
+    else this.#send([reply], label);
     return null;
+  }
+
+  /**
+   * A labeled command with several targets answers in one labeled-response batch (ircv3.net
+   * labeled-response: a response of more than one message is a batch); `run` handles each
+   * target. With one target, or without batch, each reply carries the label as before.
+   */
+  async #grouped(
+    targets: string[],
+    label: string | undefined,
+    run: (target: string, g: Group) => Promise<void>,
+  ): Promise<void> {
+    const batched = label !== undefined && targets.length > 1 &&
+      this.#caps.has("labeled-response") && this.#caps.has("batch");
+    if (!batched) {
+      for (const t of targets) await run(t, { label });
+      return;
+    }
+    const id = this.#batchId();
+    const start = this.#server("BATCH", "+" + id, "labeled-response");
+    this.s.writeInOrder(this.#bytes([{ tags: { label }, ...start }]));
+    for (const t of targets) await run(t, { batch: id });
+    this.s.writeInOrder(this.#bytes([this.#server("BATCH", "-" + id)]));
   }
 
   async #join(p: string[], label: string | undefined, bytes: number): Promise<void> {
     if (!p[0]) return this.#send([this.#numeric("461", "JOIN", "Not enough parameters")], label);
     if (p[0] === "0") return this.#send([], label); // leaving every channel: not here
     const joined = new Set(this.s.service.roomsOnline(this.s).map((r) => r.room));
-    for (const chan of p[0].split(",")) {
-      const room = this.#room(chan, label);
-      if (room === null) continue;
-      if (joined.has(room.toLowerCase())) continue; // already in it: nothing to do
+    await this.#grouped(p[0].split(","), label, async (chan, g) => {
+      const room = this.#room(chan, g.label, g.batch);
+      if (room === null) return;
+      // Already in it: nothing to do (a labeled JOIN still gets its ACK).
+      if (joined.has(room.toLowerCase())) return this.#send([], g.label);
       let topic: Topic = { topic: "" };
       try {
         topic = await this.s.service.topic(room);
@@ -613,23 +647,23 @@ export class IrcProtocol implements ProtocolAdapter {
       await this.#dispatch({ op: "join", room }, {
         command: "JOIN",
         target: clean(chan),
-        label,
+        ...g,
         topic,
       }, bytes);
-    }
+    });
   }
 
   async #part(p: string[], label: string | undefined, bytes: number): Promise<void> {
     if (!p[0]) return this.#send([this.#numeric("461", "PART", "Not enough parameters")], label);
-    for (const chan of p[0].split(",")) {
-      const room = this.#room(chan, label);
-      if (room === null) continue;
+    await this.#grouped(p[0].split(","), label, async (chan, g) => {
+      const room = this.#room(chan, g.label, g.batch);
+      if (room === null) return;
       await this.#dispatch(
         { op: "part", room },
-        { command: "PART", target: clean(chan), label },
+        { command: "PART", target: clean(chan), ...g },
         bytes,
       );
-    }
+    });
   }
 
   async #names(
@@ -935,6 +969,12 @@ export class IrcProtocol implements ProtocolAdapter {
   }
 
   #out(msgs: IrcMessage[], p: Pending, single = false): Uint8Array | null {
+    if (p.batch) {
+      const batch = p.batch;
+      return msgs.length
+        ? this.#bytes(msgs.map((m) => ({ ...m, tags: { ...m.tags, batch } })))
+        : null;
+    }
     const out = this.#labeled(p.label, msgs, single && this.#caps.has("batch"));
     return out.length ? this.#bytes(out) : null;
   }

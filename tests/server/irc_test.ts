@@ -795,6 +795,47 @@ Deno.test("globMatch() matches * and ? like IRC masks", () => {
   }
 });
 
+Deno.test("IRC: a labeled JOIN of several channels answers in one labeled-response batch; a labeled JOIN with nothing to do is ACK", async () => {
+  await using ts = await server();
+  await account(ts, "gus");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "gus", {
+    caps: ["batch", "labeled-response"],
+  });
+  // ircv3.net labeled-response: a response of more than one message MUST be a batch of type
+  // labeled-response whose BATCH start carries the label; every line in it has the batch tag.
+  c.send("@label=l1 JOIN #valid,inv@lid,#second");
+  const start = await c.expectCommand("BATCH");
+  assertEquals([start.tags?.label, start.params[1]], ["l1", "labeled-response"]);
+  const id = start.params[0].slice(1);
+  assertMatch(start.params[0], /^\+[A-Za-z0-9-]+$/);
+  const inside: { command: string; params: string[]; tags?: Record<string, string> }[] = [];
+  for (;;) {
+    const m = await c.expect(() => true);
+    if (m.command === "BATCH") {
+      assertEquals(m.params, ["-" + id]);
+      break;
+    }
+    inside.push(m);
+  }
+  for (const m of inside) {
+    assertEquals([m.command, m.tags?.batch, m.tags?.label], [m.command, id, undefined]);
+  }
+  assertEquals(
+    inside.filter((m) => ["JOIN", "403", "366"].includes(m.command)).map((
+      m,
+    ) => [m.command, m.params.at(m.command === "JOIN" ? 0 : 1)]),
+    [["JOIN", "#valid"], ["366", "#valid"], ["403", "inv@lid"], ["JOIN", "#second"], [
+      "366",
+      "#second",
+    ]],
+  );
+  // "Servers MUST respond with a labeled ACK message when a client sends a labeled command that
+  // normally produces no response": a JOIN of a channel it is in already.
+  c.send("@label=l2 JOIN #valid");
+  const ack = await c.expect((m) => m.tags?.label === "l2");
+  assertEquals(ack.command, "ACK");
+});
+
 Deno.test("config: a plain listener (tls: false) is allowed only on loopback", () => {
   const ok = resolveConfig({
     listeners: [{ port: 1 }, { host: "127.0.0.1", port: 6667, alpn: { "": "irc" }, tls: false }],
