@@ -62,7 +62,7 @@ export function registerServe(program: Command, ctx: CliContext): void {
     .option("--print-config", "print the default configuration and exit")
     .addHelpText(
       "after",
-      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_IRC_PORT, CHAT_DATA, CHAT_STORE, CHAT_STORE_POOL_SIZE,\n" +
+      "\nEnvironment: CHAT_HOST, CHAT_PORT, CHAT_IRC_PORT, CHAT_IRC_SERVER_NAME, CHAT_DATA, CHAT_STORE, CHAT_STORE_POOL_SIZE,\n" +
         "CHAT_STORE_CONNECT_TIMEOUT_MS, CHAT_CERT, CHAT_KEY, CHAT_REGISTRATION,\n" +
         "CHAT_LOG_FORMAT, CHAT_LOG_LEVEL, CHAT_BUS, CHAT_BUS_CLUSTER, CHAT_BUS_CA, CHAT_BUS_CERT,\n" +
         "CHAT_BUS_KEY, CHAT_NODE_NAME, CHAT_LIMIT_<NAME> (e.g. CHAT_LIMIT_MAX_CONNECTIONS).\n" +

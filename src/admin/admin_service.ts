@@ -392,7 +392,9 @@ export class AdminService {
       throw new ChatError("room_exists", `Cannot create room ${name}: it exists already`);
     }
     const r = await this.#store.ensureRoom(name, "room", this.#clock());
-    if (topic !== "") await this.#store.updateRoom(r.id, { topic });
+    if (topic !== "") {
+      await this.#store.updateRoom(r.id, { topic, topicBy: actor, topicAt: this.#clock() });
+    }
     this.#live?.invalidateRoom(name);
     await this.#audit(actor, "rooms.create", name, topic ? { topic } : undefined);
     return roomView({ ...r, topic }, 0);
@@ -401,7 +403,9 @@ export class AdminService {
   async setTopic(actor: string, a: { name: string; topic: string }): Promise<{ changed: boolean }> {
     const r = await this.#room(a.name, "set the topic of");
     const topic = checkTopic(a.topic, "set topic");
-    if (r.topic !== topic) await this.#store.updateRoom(r.id, { topic });
+    if (r.topic !== topic) {
+      await this.#store.updateRoom(r.id, { topic, topicBy: actor, topicAt: this.#clock() });
+    }
     this.#live?.invalidateRoom(r.name);
     await this.#audit(actor, "rooms.topic", r.name, { topic });
     return { changed: r.topic !== topic };

@@ -61,6 +61,11 @@ export interface ServerConfig {
    * above (`chat serve --irc-port 6697`). Default null: no IRC listener.
    */
   ircPort: number | null;
+  /**
+   * The server's name on IRC: the source of numerics and server lines, PONG's first parameter.
+   * A host name with at least one dot (IRC tells servers from nicks by it). Default `chat.server`.
+   */
+  ircServerName: string;
   dataDir: string;
   /** Paths to a real certificate and key; when unset a self-signed pair lives in dataDir. */
   certFile: string | null;
@@ -214,6 +219,7 @@ export const DEFAULT_CONFIG: Readonly<ServerConfig> = Object.freeze({
   port: 7443,
   listeners: Object.freeze([Object.freeze({ host: "", port: 7443, alpn: DEFAULT_ALPN })]),
   ircPort: null,
+  ircServerName: "chat.server",
   dataDir: "./data",
   certFile: null,
   keyFile: null,
@@ -246,6 +252,7 @@ export const ENV_NAMES: Readonly<
   host: "CHAT_HOST",
   port: "CHAT_PORT",
   ircPort: "CHAT_IRC_PORT",
+  ircServerName: "CHAT_IRC_SERVER_NAME",
   dataDir: "CHAT_DATA",
   certFile: "CHAT_CERT",
   keyFile: "CHAT_KEY",
@@ -385,6 +392,7 @@ export function resolveConfig(...layers: Partialish[]): ServerConfig {
       Object.freeze({ host, port: ircPort, alpn: IRC_ALPN }),
     ]),
     ircPort,
+    ircServerName: checkServerName(merged.ircServerName),
     dataDir: str("dataDir", merged.dataDir),
     certFile: merged.certFile === null ? null : str("certFile", merged.certFile),
     keyFile: merged.keyFile === null ? null : str("keyFile", merged.keyFile),
@@ -426,6 +434,14 @@ function optStr(field: string, v: unknown): string | null {
 }
 
 /** A name that fits in a NATS subject token: letters, digits, `-` and `_`, 1-64 of them. */
+function checkServerName(v: unknown): string {
+  const t = str("ircServerName", v);
+  if (t.length > 63 || !/^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$/.test(t)) {
+    throw invalid("ircServerName", "must be a host name with a dot, at most 63 characters");
+  }
+  return t;
+}
+
 function checkToken(field: string, v: unknown): string {
   const t = str(field, v);
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(t)) {

@@ -104,11 +104,6 @@ export class ChatService {
   #roomsById = new Map<number, RoomRecord>();
   #roomsByName = new Map<string, RoomRecord>();
   #userNames = new Map<number, string>();
-  /**
-   * Who set each room's topic and when, as far as this process saw it (topic events of every
-   * node since start; not stored, so unknown after a restart). For IRC's RPL_TOPICWHOTIME.
-   */
-  #topicSetBy = new Map<number, { by: string; ts: number }>();
   /** Room creations per user (`roomCreateBurst` / `roomCreateRefillMs`). */
   #creations: KeyedBuckets;
   /** Messages stored since start, for stats. */
@@ -130,9 +125,6 @@ export class ChatService {
       changed: (ev) => {
         if (ev.kind === "room_changed") {
           this.#forgetRoom(ev.roomId, ev.name);
-          // Changed otherwise (the admin tool, an archive): who set the topic is not known.
-          if (ev.topic) this.#topicSetBy.set(ev.roomId, { by: ev.topic.by, ts: ev.topic.ts });
-          else this.#topicSetBy.delete(ev.roomId);
         } else this.#userNames.delete(ev.userId);
       },
       membership: (ev) => this.#membership(ev),
@@ -592,6 +584,7 @@ export class ChatService {
       this.#enter(o, room, false);
       o.entered?.(room.name, this.#hub.online(room.id), room.topic);
     }
+    if (fresh) this.#ownMembership(s, room, "added");
     const starts = await Promise.all(
       [...(fresh ? [s] : []), ...others].map(() => this.#hub.follow(stream)),
     );
@@ -666,6 +659,7 @@ export class ChatService {
       if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, sess, "leave");
       if (sess !== s) sess.left?.(r.name);
     }
+    this.#ownMembership(s, r, "removed");
     return { room: r.name };
   }
 
@@ -820,13 +814,14 @@ export class ChatService {
       );
     }
     const topic = checkTopic(rawTopic, "set topic");
-    await this.#store.updateRoom(r.id, { topic });
+    const ts = this.#clock();
+    await this.#store.updateRoom(r.id, { topic, topicBy: s.userName, topicAt: ts });
     await this.#auditBy(s, "rooms.topic", r.name, { topic });
     this.#hub.fanout.publish({
       kind: "room_changed",
       roomId: r.id,
       name: r.name,
-      topic: { text: topic, by: s.userName, ts: this.#clock() },
+      topic: { text: topic, by: s.userName, ts },
       origin: this.#hub.ref(s.connId),
     });
     return { room: r.name, topic };
@@ -853,15 +848,22 @@ export class ChatService {
    * here enter the room live, or leave it, and are told with a `membership` notice.
    */
   #membership(ev: Extract<FanoutEvent, { kind: "membership" }>): void {
+    // The user's own join or part: the node it happened on moved its sessions in join/part.
+    const own = ev.origin !== undefined;
+    if (own && ev.origin!.node === this.#hub.fanout.node) return;
     const sessions = [...this.#hub.sessionsOf(ev.userId)] as ServiceSession[];
     if (sessions.length === 0) return;
     const stream = roomStream(ev.roomId);
     if (ev.change === "removed") {
-      const r = this.#roomsById.get(ev.roomId);
+      const r = this.#roomsById.get(ev.roomId) ?? { id: ev.roomId, name: ev.room };
       for (const sess of sessions) {
         if (!sess.rooms.delete(ev.roomId)) continue;
         if (sess.untrack(stream)) this.#hub.unfollow(stream);
-        if (this.#hub.unsubscribe(sess, ev.roomId) && r) this.#announce(r, sess, "leave");
+        if (this.#hub.unsubscribe(sess, ev.roomId)) this.#announce(r, sess, "leave");
+        if (own) {
+          sess.left?.(ev.room);
+          continue;
+        }
         sess.notice({ type: "membership", room: ev.room, event: "removed", by: ev.by });
         sess.left?.(ev.room, ev.by);
       }
@@ -874,9 +876,29 @@ export class ChatService {
         this.#enter(sess, r, false);
         sess.entered?.(r.name, this.#hub.online(r.id), r.topic);
         void this.#hub.follow(stream).catch(() => {/* the store is down: no live delivery */});
-        sess.notice({ type: "membership", room: r.name, event: "added", by: ev.by });
+        if (!own) sess.notice({ type: "membership", room: r.name, event: "added", by: ev.by });
       }
     }, () => {/* the store is down: the user sees the room at the next login */});
+  }
+
+  /**
+   * Tells the other nodes that the user joined or parted on `s` (this node's sessions moved
+   * already): their sessions of the user follow (see #membership).
+   */
+  #ownMembership(
+    s: ServiceSession,
+    r: { id: number; name: string },
+    change: "added" | "removed",
+  ): void {
+    this.#hub.fanout.publish({
+      kind: "membership",
+      roomId: r.id,
+      room: r.name,
+      userId: s.userId,
+      change,
+      by: s.userName,
+      origin: this.#hub.ref(s.connId),
+    });
   }
 
   async #dmRoom(
@@ -1039,8 +1061,8 @@ export class ChatService {
   }
 
   /**
-   * The topic of a room ("" when it has none), with who set it and when when this process knows
-   * (see #topicSetBy); `no_such_room` when it does not exist.
+   * The topic of a room ("" when it has none), with who set it and when as stored (absent for a
+   * topic set before the store kept it); `no_such_room` when it does not exist.
    */
   async topic(
     rawName: string,
@@ -1048,8 +1070,12 @@ export class ChatService {
     const name = checkRoomName(rawName);
     const r = await this.#room(name);
     if (!r || r.archived) throw new ChatError("no_such_room", `Cannot use ${name}: no such room`);
-    const setBy = this.#topicSetBy.get(r.id);
-    return { room: r.name, topic: r.topic, ...(setBy ? { setBy } : {}) };
+    const known = r.topic !== "" && r.topicBy != null && r.topicAt != null;
+    return {
+      room: r.name,
+      topic: r.topic,
+      ...(known ? { setBy: { by: r.topicBy!, ts: r.topicAt! } } : {}),
+    };
   }
 
   /**

@@ -53,6 +53,12 @@ export type FanoutEvent =
     change: "added" | "removed";
     /** Who did it, as shown to the user (a user name, or `admin`). */
     by: string;
+    /**
+     * Set when the user joined or parted on connection `origin` themselves: that node moved its
+     * sessions already; on the others the user's sessions follow as for a join or part of their
+     * own (IRC JOIN/PART, no notice of someone else's hand).
+     */
+    origin?: ConnRef;
   }
   /**
    * A user's read marker moved (docs/PROTOCOL.md §7.1): their other sessions, on every node, get

@@ -4,8 +4,6 @@ import type { WireMessage } from "../protocol/frames.ts";
 import { type IrcMessage, serializeIrc } from "../protocol/irc_codec.ts";
 import type { EventEncoder, HubEvent } from "./hub.ts";
 
-/** The server's name in prefixes and numerics. */
-export const IRC_SERVER_NAME = "chat.server";
 /** Version in RPL_YOURHOST / RPL_MYINFO. */
 export const IRC_VERSION = "chat-0.1.0";
 

@@ -9,7 +9,6 @@ import {
   channelOf,
   clean,
   hostmask,
-  IRC_SERVER_NAME,
   IRC_VERSION,
   ircEncoder,
   lineBytes,
@@ -35,8 +34,11 @@ const CAPS: Record<string, string> = {
   "sasl": "PLAIN",
   "server-time": "",
   "standard-replies": "",
+  "userhost-in-names": "",
 };
 
+/** WHO <mask>: at most this many replies (one reply stays far below the send-queue bound). */
+const WHO_MAX = 500;
 /** Longest AWAY message kept (AWAYLEN). */
 const AWAY_LEN = 200;
 /** SASL: an AUTHENTICATE payload over this many bytes (base64) is refused (ERR_SASLTOOLONG). */
@@ -79,6 +81,14 @@ interface Pending {
   sub?: string;
   /** A send: the body as stored. */
   body?: string;
+  /** Part of a labeled command with several targets: its lines go in this batch, unlabeled. */
+  batch?: string;
+}
+
+/** Where the replies of one target of a labeled multi-target command (JOIN, PART) go. */
+interface Group {
+  label?: string;
+  batch?: string;
 }
 
 /**
@@ -115,8 +125,12 @@ export class IrcProtocol implements ProtocolAdapter {
   #seq = 0;
   #batchSeq = 0;
 
+  /** This server's name on IRC (config `ircServerName`). */
+  readonly #serverName: string;
+
   constructor(s: Session) {
     this.s = s;
+    this.#serverName = s.service.config.ircServerName;
     s.holdDeliveries(); // released after the registration burst (#welcome)
   }
 
@@ -153,12 +167,12 @@ export class IrcProtocol implements ProtocolAdapter {
   // --- output ------------------------------------------------------------------------------
 
   #numeric(code: string, ...params: string[]): IrcMessage {
-    return { source: IRC_SERVER_NAME, command: code, params: [this.#me, ...params] };
+    return { source: this.#serverName, command: code, params: [this.#me, ...params] };
   }
 
   /** A server line to this client. */
   #server(command: string, ...params: string[]): IrcMessage {
-    return { source: IRC_SERVER_NAME, command, params };
+    return { source: this.#serverName, command, params };
   }
 
   /**
@@ -199,7 +213,7 @@ export class IrcProtocol implements ProtocolAdapter {
     if (p.command === "NOTICE") return []; // never an automatic reply to a NOTICE (RFC 1459)
     const r = errorReply(code, p.command);
     const ctx = { command: p.command, target: p.target, message, sub: p.sub };
-    if ("numeric" in r) return [this.#numeric(r.numeric, ...r.params(ctx), message)];
+    if ("numeric" in r) return [this.#numeric(r.numeric, ...r.params(ctx), r.text ?? message)];
     // CHATHISTORY's failures are FAIL by its own spec; others need standard-replies.
     if (this.#caps.has("standard-replies") || p.command === "CHATHISTORY") {
       return [this.#server("FAIL", p.command, r.fail, ...(r.context?.(ctx) ?? []), message)];
@@ -256,7 +270,7 @@ export class IrcProtocol implements ProtocolAdapter {
         this.#nick = p[0];
         return this.#tryRegister(bytes);
       case "USER":
-        if (p.length < 4) {
+        if (p.length < 4 || p[3] === "") { // an empty realname is not a parameter
           return this.#send([this.#numeric("461", "USER", "Not enough parameters")]);
         }
         this.#userGiven = true;
@@ -268,7 +282,7 @@ export class IrcProtocol implements ProtocolAdapter {
       case "AUTHENTICATE":
         return this.#authenticate(p[0] ?? "", bytes);
       case "PING":
-        return this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0] ?? "")], label);
+        return this.#pong(p, label);
       case "PONG":
         return;
       case "QUIT":
@@ -277,6 +291,14 @@ export class IrcProtocol implements ProtocolAdapter {
       default:
         return this.#send([this.#numeric("451", "You have not registered")]);
     }
+  }
+
+  /** PONG <server> <token>; a PING without a token is ERR_NEEDMOREPARAMS (modern.ircdocs.horse). */
+  #pong(p: string[], label: string | undefined): void {
+    if (p.length === 0) {
+      return this.#send([this.#numeric("461", "PING", "Not enough parameters")], label);
+    }
+    this.#send([this.#server("PONG", this.#serverName, p[0])], label);
   }
 
   #cap(m: IrcMessage, label: string | undefined): Promise<void> | void {
@@ -428,16 +450,16 @@ export class IrcProtocol implements ProtocolAdapter {
       "MSGREFTYPES=msgid,timestamp",
       "NETWORK=chat",
       "NICKLEN=32",
-      "PREFIX=(o)@",
+      "PREFIX=", // no user has a channel prefix: rooms have no operators on IRC
       "TARGMAX=PRIVMSG:1,NOTICE:1,JOIN:,PART:,NAMES:1,WHO:1",
       "USERLEN=32",
       "UTF8ONLY",
     ];
     const out: IrcMessage[] = [
       this.#numeric("001", `Welcome to the chat IRC gateway, ${u.name}`),
-      this.#numeric("002", `Your host is ${IRC_SERVER_NAME}, running version ${IRC_VERSION}`),
+      this.#numeric("002", `Your host is ${this.#serverName}, running version ${IRC_VERSION}`),
       this.#numeric("003", "This server speaks IRC beside chat/1"),
-      this.#numeric("004", IRC_SERVER_NAME, IRC_VERSION, "i", "nt"),
+      this.#numeric("004", this.#serverName, IRC_VERSION, "i", "nt"),
       this.#numeric("005", ...tokens.slice(0, 12), "are supported by this server"),
       this.#numeric("005", ...tokens.slice(12), "are supported by this server"),
       this.#numeric("422", "MOTD File is missing"),
@@ -497,7 +519,10 @@ export class IrcProtocol implements ProtocolAdapter {
     const out: IrcMessage[] = [];
     let line: string[] = [];
     let size = 0;
-    for (const u of users) {
+    // userhost-in-names: each name as nick!user@host.
+    const full = this.#caps.has("userhost-in-names");
+    for (const name of users) {
+      const u = full ? hostmask(name) : name;
       if (size + u.length + 1 > 400 && line.length) {
         out.push(this.#numeric("353", "=", chan, line.join(" ")));
         line = [];
@@ -517,7 +542,7 @@ export class IrcProtocol implements ProtocolAdapter {
     const p = m.params;
     switch (m.command) {
       case "PING":
-        return this.#send([this.#server("PONG", IRC_SERVER_NAME, p[0] ?? "")], label);
+        return this.#pong(p, label);
       case "PONG":
         return this.#send([], label);
       case "CAP":
@@ -575,20 +600,46 @@ export class IrcProtocol implements ProtocolAdapter {
   }
 
   /** `#name` → `name`, or null (ERR_NOSUCHCHANNEL answered). */
-  #room(chan: string, label: string | undefined): string | null {
+  #room(chan: string, label: string | undefined, batch?: string): string | null {
     if (chan.length > 1 && chan[0] === "#") return chan.slice(1);
-    this.#send([this.#numeric("403", clean(chan) || "*", "No such channel")], label);
+    const reply = this.#numeric("403", clean(chan) || "*", "No such channel");
+    if (batch) this.s.writeInOrder(this.#bytes([{ ...reply, tags: { batch } }]));
+    else this.#send([reply], label);
     return null;
+  }
+
+  /**
+   * A labeled command with several targets answers in one labeled-response batch (ircv3.net
+   * labeled-response: a response of more than one message is a batch); `run` handles each
+   * target. With one target, or without batch, each reply carries the label as before.
+   */
+  async #grouped(
+    targets: string[],
+    label: string | undefined,
+    run: (target: string, g: Group) => Promise<void>,
+  ): Promise<void> {
+    const batched = label !== undefined && targets.length > 1 &&
+      this.#caps.has("labeled-response") && this.#caps.has("batch");
+    if (!batched) {
+      for (const t of targets) await run(t, { label });
+      return;
+    }
+    const id = this.#batchId();
+    const start = this.#server("BATCH", "+" + id, "labeled-response");
+    this.s.writeInOrder(this.#bytes([{ tags: { label }, ...start }]));
+    for (const t of targets) await run(t, { batch: id });
+    this.s.writeInOrder(this.#bytes([this.#server("BATCH", "-" + id)]));
   }
 
   async #join(p: string[], label: string | undefined, bytes: number): Promise<void> {
     if (!p[0]) return this.#send([this.#numeric("461", "JOIN", "Not enough parameters")], label);
     if (p[0] === "0") return this.#send([], label); // leaving every channel: not here
     const joined = new Set(this.s.service.roomsOnline(this.s).map((r) => r.room));
-    for (const chan of p[0].split(",")) {
-      const room = this.#room(chan, label);
-      if (room === null) continue;
-      if (joined.has(room.toLowerCase())) continue; // already in it: nothing to do
+    await this.#grouped(p[0].split(","), label, async (chan, g) => {
+      const room = this.#room(chan, g.label, g.batch);
+      if (room === null) return;
+      // Already in it: nothing to do (a labeled JOIN still gets its ACK).
+      if (joined.has(room.toLowerCase())) return this.#send([], g.label);
       let topic: Topic = { topic: "" };
       try {
         topic = await this.s.service.topic(room);
@@ -596,23 +647,23 @@ export class IrcProtocol implements ProtocolAdapter {
       await this.#dispatch({ op: "join", room }, {
         command: "JOIN",
         target: clean(chan),
-        label,
+        ...g,
         topic,
       }, bytes);
-    }
+    });
   }
 
   async #part(p: string[], label: string | undefined, bytes: number): Promise<void> {
     if (!p[0]) return this.#send([this.#numeric("461", "PART", "Not enough parameters")], label);
-    for (const chan of p[0].split(",")) {
-      const room = this.#room(chan, label);
-      if (room === null) continue;
+    await this.#grouped(p[0].split(","), label, async (chan, g) => {
+      const room = this.#room(chan, g.label, g.batch);
+      if (room === null) return;
       await this.#dispatch(
         { op: "part", room },
-        { command: "PART", target: clean(chan), label },
+        { command: "PART", target: clean(chan), ...g },
         bytes,
       );
-    }
+    });
   }
 
   async #names(
@@ -622,8 +673,9 @@ export class IrcProtocol implements ProtocolAdapter {
     command: "NAMES" | "WHO",
   ): Promise<void> {
     const chan = p[0] ?? "";
+    if (command === "WHO" && chan !== "" && chan[0] !== "#") return this.#whoMask(chan, label);
     if (chan.length < 2 || chan[0] !== "#") {
-      // Not a channel (WHO for a nick or mask, NAMES with no channel): the end numeric only.
+      // Not a channel (NAMES with no channel, WHO with no mask): the end numeric only.
       return this.#send(
         [
           command === "WHO"
@@ -638,6 +690,28 @@ export class IrcProtocol implements ProtocolAdapter {
       target: clean(chan),
       label,
     }, bytes);
+  }
+
+  /**
+   * WHO <mask> for nicks (modern.ircdocs.horse WHO: `*` and `?` wildcards, case-insensitive):
+   * users who share a room with this client, as WHOIS sees them; channel `*` in each reply.
+   */
+  #whoMask(mask: string, label: string | undefined): void {
+    const seen = new Set<string>();
+    for (const r of this.s.service.roomsOnline(this.s)) for (const u of r.users) seen.add(u);
+    const m = mask.toLowerCase();
+    const found = [...seen].filter((u) => globMatch(m, u.toLowerCase())).sort()
+      .slice(0, WHO_MAX);
+    this.#send([
+      ...found.map((u) => this.#whoReply("*", u)),
+      this.#numeric("315", clean(mask), "End of WHO list"),
+    ], label);
+  }
+
+  /** RPL_WHOREPLY <client> <channel> <user> <host> <server> <nick> <flags> :<hopcount> <realname>. */
+  #whoReply(chan: string, u: string): IrcMessage {
+    const flags = this.#awayOf(u) !== undefined ? "G" : "H";
+    return this.#numeric("352", chan, u, "chat", this.#serverName, u, flags, `0 ${u}`);
   }
 
   async #topic(p: string[], label: string | undefined, bytes: number): Promise<void> {
@@ -784,7 +858,7 @@ export class IrcProtocol implements ProtocolAdapter {
     this.#send([
       this.#numeric("311", found, found, "chat", "*", found),
       this.#numeric("319", found, chans.join(" ")),
-      this.#numeric("312", found, IRC_SERVER_NAME, "chat"),
+      this.#numeric("312", found, this.#serverName, "chat"),
       this.#numeric("330", found, found, "is logged in as"),
       ...(away !== undefined ? [this.#numeric("301", found, away)] : []),
       this.#numeric("318", found, "End of /WHOIS list"),
@@ -866,7 +940,7 @@ export class IrcProtocol implements ProtocolAdapter {
         if (frame.code === "slow_consumer") return null;
         return this.#bytes([this.#server("ERROR", `Closing link: ${frame.message || frame.code}`)]);
       case "ping":
-        return this.#bytes([this.#server("PING", IRC_SERVER_NAME)]);
+        return this.#bytes([this.#server("PING", this.#serverName)]);
       case "error": {
         if (req?.op === "login" || req?.op === "register") {
           this.#authError = frame.code;
@@ -895,6 +969,12 @@ export class IrcProtocol implements ProtocolAdapter {
   }
 
   #out(msgs: IrcMessage[], p: Pending, single = false): Uint8Array | null {
+    if (p.batch) {
+      const batch = p.batch;
+      return msgs.length
+        ? this.#bytes(msgs.map((m) => ({ ...m, tags: { ...m.tags, batch } })))
+        : null;
+    }
     const out = this.#labeled(p.label, msgs, single && this.#caps.has("batch"));
     return out.length ? this.#bytes(out) : null;
   }
@@ -934,18 +1014,7 @@ export class IrcProtocol implements ProtocolAdapter {
         const chan = channelOf(frame.room);
         if (p.command === "NAMES") return this.#namesLines(chan, frame.users);
         return [
-          ...frame.users.map((u) =>
-            this.#numeric(
-              "352",
-              chan,
-              u,
-              "chat",
-              IRC_SERVER_NAME,
-              u,
-              this.#awayOf(u) !== undefined ? "G" : "H",
-              `0 ${u}`,
-            )
-          ),
+          ...frame.users.map((u) => this.#whoReply(chan, u)),
           this.#numeric("315", chan, "End of WHO list"),
         ];
       }
@@ -1008,6 +1077,28 @@ export class IrcProtocol implements ProtocolAdapter {
     reg.away.delete(key);
     return undefined;
   }
+}
+
+/**
+ * `*` (any run) and `?` (one character) wildcards; the greedy scan with one backtrack point runs
+ * in O(mask × text) at worst, whatever the mask (a regular expression could backtrack badly).
+ */
+export function globMatch(mask: string, text: string): boolean {
+  let m = 0, t = 0, star = -1, mark = 0;
+  while (t < text.length) {
+    if (m < mask.length && (mask[m] === "?" || mask[m] === text[t])) {
+      m++;
+      t++;
+    } else if (m < mask.length && mask[m] === "*") {
+      star = m++;
+      mark = t;
+    } else if (star >= 0) {
+      m = star + 1;
+      t = ++mark;
+    } else return false;
+  }
+  while (m < mask.length && mask[m] === "*") m++;
+  return m === mask.length;
 }
 
 /** A CHATHISTORY reference: `msgid=<id>` or `timestamp=<ISO 8601>`. */

@@ -17,10 +17,16 @@ export interface ErrorContext {
 
 /** A reply: a numeric with its params after the client's nick, or a FAIL code with context. */
 export type ErrorReply =
-  | { numeric: string; params: (c: ErrorContext) => string[] }
+  | { numeric: string; params: (c: ErrorContext) => string[]; text?: string }
   | { fail: string; context?: (c: ErrorContext) => string[] };
 
 const target = (c: ErrorContext) => [c.target || "*"];
+/**
+ * NAMES and WHO of a channel one cannot see, or that does not exist, list nobody: only the end
+ * numeric (modern.ircdocs.horse, NAMES and WHO).
+ */
+const END_OF_NAMES: ErrorReply = { numeric: "366", params: target, text: "End of /NAMES list" };
+const END_OF_WHO: ErrorReply = { numeric: "315", params: target, text: "End of WHO list" };
 
 /**
  * Every catalogue code an IRC client can meet, by command where it differs. Codes not listed
@@ -30,10 +36,20 @@ const target = (c: ErrorContext) => [c.target || "*"];
 const TABLE: Partial<Record<ErrorCode, ErrorReply | Record<string, ErrorReply>>> = {
   not_member: {
     PRIVMSG: { numeric: "404", params: target }, // ERR_CANNOTSENDTOCHAN
+    NAMES: END_OF_NAMES,
+    WHO: END_OF_WHO,
     "*": { numeric: "442", params: target }, // ERR_NOTONCHANNEL
   },
-  no_such_room: { numeric: "403", params: target }, // ERR_NOSUCHCHANNEL
-  invalid_room: { numeric: "403", params: target },
+  no_such_room: {
+    NAMES: END_OF_NAMES,
+    WHO: END_OF_WHO,
+    "*": { numeric: "403", params: target }, // ERR_NOSUCHCHANNEL
+  },
+  invalid_room: {
+    NAMES: END_OF_NAMES,
+    WHO: END_OF_WHO,
+    "*": { numeric: "403", params: target },
+  },
   no_such_user: { numeric: "401", params: target }, // ERR_NOSUCHNICK
   invalid_username: {
     NICK: { numeric: "432", params: target }, // ERR_ERRONEUSNICKNAME

@@ -35,10 +35,21 @@ export const TABLES: readonly Table[] = [
   },
   {
     name: "rooms",
-    cols: ["id", "name", "topic", "kind", "archived", "created_at", "private", "owner_id"],
+    cols: [
+      "id",
+      "name",
+      "topic",
+      "topic_by",
+      "topic_at",
+      "kind",
+      "archived",
+      "created_at",
+      "private",
+      "owner_id",
+    ],
     key: ["id"],
     bools: ["archived", "private"],
-    ints: ["id", "created_at", "owner_id"],
+    ints: ["id", "created_at", "owner_id", "topic_at"],
   },
   {
     name: "memberships",

@@ -204,6 +204,11 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX session_tokens_user ON session_tokens(user_id, last_used_at);
   `,
+  // 8: who set a room's topic and when (IRC's RPL_TOPICWHOTIME); null for topics set before.
+  `
+  ALTER TABLE rooms ADD COLUMN topic_by TEXT;
+  ALTER TABLE rooms ADD COLUMN topic_at INTEGER;
+  `,
 ];
 
 /** The schema version this build writes. */

@@ -122,6 +122,14 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     CREATE INDEX session_tokens_user ON session_tokens(user_id, last_used_at);
     `,
   },
+  // 5: who set a room's topic and when (SQLite's migration 8). Additive: older nodes neither read
+  // nor write the columns (a topic they set keeps the previous setter; the next set corrects it).
+  {
+    sql: `
+    ALTER TABLE rooms ADD COLUMN topic_by TEXT;
+    ALTER TABLE rooms ADD COLUMN topic_at BIGINT;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

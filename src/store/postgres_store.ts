@@ -745,15 +745,24 @@ export class PostgresStore implements Store {
 
   updateRoom(
     id: number,
-    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+    patch: Partial<Pick<RoomRecord, "topic" | "topicBy" | "topicAt" | "archived" | "private">>,
   ): Promise<void> {
     return this.#enqueue({
       locks: { rooms: [id] },
       steps: [{
         text: `UPDATE rooms SET topic = coalesce($2, topic),
+                 topic_by = CASE WHEN $2::text IS NULL THEN topic_by ELSE $5::text END,
+                 topic_at = CASE WHEN $2::text IS NULL THEN topic_at ELSE $6::bigint END,
                  archived = coalesce($3::boolean, archived),
                  private = coalesce($4::boolean, private) WHERE id = $1`,
-        params: [id, patch.topic ?? null, patch.archived ?? null, patch.private ?? null],
+        params: [
+          id,
+          patch.topic ?? null,
+          patch.archived ?? null,
+          patch.private ?? null,
+          patch.topicBy ?? null,
+          patch.topicAt ?? null,
+        ],
       }],
       finish: () => {},
     });

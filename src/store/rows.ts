@@ -26,6 +26,8 @@ export function rowMappers(flag: (v: unknown) => boolean) {
       id: Number(r.id),
       name: String(r.name),
       topic: String(r.topic),
+      topicBy: r.topic_by === null || r.topic_by === undefined ? null : String(r.topic_by),
+      topicAt: r.topic_at === null || r.topic_at === undefined ? null : Number(r.topic_at),
       kind: r.kind === "dm" ? "dm" : "room",
       archived: flag(r.archived),
       createdAt: Number(r.created_at),

@@ -480,14 +480,15 @@ export class SqliteStore implements Store {
 
   updateRoom(
     id: number,
-    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+    patch: Partial<Pick<RoomRecord, "topic" | "topicBy" | "topicAt" | "archived" | "private">>,
   ): Promise<void> {
     return this.#writes.enqueue(() => {
       if (patch.private !== undefined) {
         this.#stmt("UPDATE rooms SET private = ? WHERE id = ?").run(patch.private ? 1 : 0, id);
       }
       if (patch.topic !== undefined) {
-        this.#stmt("UPDATE rooms SET topic = ? WHERE id = ?").run(patch.topic, id);
+        this.#stmt("UPDATE rooms SET topic = ?, topic_by = ?, topic_at = ? WHERE id = ?")
+          .run(patch.topic, patch.topicBy ?? null, patch.topicAt ?? null, id);
       }
       if (patch.archived !== undefined) {
         this.#stmt("UPDATE rooms SET archived = ? WHERE id = ?").run(patch.archived ? 1 : 0, id);

@@ -23,6 +23,10 @@ export interface RoomRecord {
   /** Lowercase room name, or `dm:<lowId>:<highId>` for a direct conversation. */
   name: string;
   topic: string;
+  /** Who set the topic (an account or administrator name); null when not known or no topic. */
+  topicBy?: string | null;
+  /** When the topic was set (ms since the epoch); null when not known. */
+  topicAt?: number | null;
   kind: "room" | "dm";
   archived: boolean;
   createdAt: number;
@@ -244,9 +248,13 @@ export interface Store {
   /** Returns the room, creating it when missing. */
   ensureRoom(name: string, kind: "room" | "dm", ts: number): Promise<RoomRecord>;
   listRooms(): Promise<(RoomRecord & { members: number })[]>;
+  /**
+   * Changes a room. A patch with `topic` also sets `topicBy` and `topicAt` (to null when the patch
+   * does not give them: who set a topic is never kept from an earlier one).
+   */
   updateRoom(
     id: number,
-    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+    patch: Partial<Pick<RoomRecord, "topic" | "topicBy" | "topicAt" | "archived" | "private">>,
   ): Promise<void>;
   /**
    * Creates a room (kind room) unless it exists; the limits are checked in the same transaction

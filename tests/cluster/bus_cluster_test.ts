@@ -274,3 +274,100 @@ Deno.test({
     assertEquals((await irc.expectCommand("333")).params[2], "tom");
   },
 });
+
+Deno.test({
+  name: "cluster: IRC users see JOIN, PART and QUIT of users on other nodes, and NAMES counts them",
+  ignore,
+  async fn() {
+    await using nats = await NatsServer.start();
+    await using c = await startCluster({ nats, nodes: 2, config: { ircPort: 0 } });
+    const [n0, n1] = c.nodes;
+    for (const name of ["ivy", "rex", "sol"]) {
+      await (await WireClient.login(n0.port, c.certPem, name, { register: true }))[
+        Symbol.asyncDispose
+      ]();
+    }
+    await using ivy = await IrcClient.sasl(n0.server.addrs[1].port, c.certPem, "ivy");
+    ivy.send("JOIN #ops");
+    await ivy.expectCommand("366");
+    const joinOf = (nick: string) => (m: { command: string; source?: string; params: string[] }) =>
+      m.command === "JOIN" && m.source === `${nick}!${nick}@chat` && m.params[0] === "#ops";
+    // A chat/1 user on the other node: the JOIN of a room (RFC 2812 §3.2.1: sent to every member),
+    // its PART, then, online in #general only, going offline: QUIT.
+    const rex = await WireClient.login(n1.port, c.certPem, "rex");
+    rex.send({ type: "join", room: "ops" });
+    await rex.expect((f) => f.type === "ok" && f.op === "join");
+    await ivy.expect(joinOf("rex"), 10_000);
+    await ivy.barrier(); // drops the NAMES reply of ivy's own JOIN
+    ivy.send("NAMES #ops");
+    const names = await ivy.expectCommand("353");
+    assertEquals(names.params[3].split(" ").sort(), ["ivy", "rex"]);
+    rex.send({ type: "part", room: "ops" });
+    await rex.expect((f) => f.type === "ok" && f.op === "part");
+    const part = await ivy.expect((m) => m.command === "PART" && m.source === "rex!rex@chat");
+    assertEquals(part.params[0], "#ops");
+    await rex[Symbol.asyncDispose]();
+    const quit = await ivy.expect((m) => m.command === "QUIT" && m.source === "rex!rex@chat");
+    assertEquals(quit.params.length, 1);
+    // An IRC user on the other node: JOIN and PART the same way.
+    await using sol = await IrcClient.sasl(n1.server.addrs[1].port, c.certPem, "sol");
+    sol.send("JOIN #ops");
+    await sol.expectCommand("366");
+    await ivy.expect(joinOf("sol"), 10_000);
+    sol.send("PART #ops");
+    await sol.expectCommand("PART");
+    await ivy.expect((m) => m.command === "PART" && m.source === "sol!sol@chat", 10_000);
+    // Each change once: nothing else about rex or sol arrived meanwhile.
+    const rest = await ivy.barrier();
+    assertEquals(
+      rest.filter((m) => ["JOIN", "PART", "QUIT"].includes(m.command) && m.params[0] === "#ops"),
+      [],
+    );
+  },
+});
+
+Deno.test({
+  name:
+    "cluster: a join or part by another connection of the same account on another node shows on IRC as JOIN with NAMES, then PART",
+  ignore,
+  async fn() {
+    await using nats = await NatsServer.start();
+    await using c = await startCluster({ nats, nodes: 2, config: { ircPort: 0 } });
+    const [n0, n1] = c.nodes;
+    await using web = await WireClient.login(n1.port, c.certPem, "abe", { register: true });
+    await using irc = await IrcClient.sasl(n0.server.addrs[1].port, c.certPem, "abe");
+    await using other = await WireClient.login(n1.port, c.certPem, "bea", { register: true });
+    other.send({ type: "join", room: "deploys" });
+    await other.expect((f) => f.type === "ok" && f.op === "join");
+    // abe joins on n1 (chat/1): his IRC connection on n0 is in the room as if it had joined.
+    web.send({ type: "join", room: "deploys" });
+    await web.expect((f) => f.type === "ok" && f.op === "join");
+    const join = await irc.expect(
+      (m) => m.command === "JOIN" && m.params[0] === "#deploys",
+      10_000,
+    );
+    assertEquals(join.source, "abe!abe@chat");
+    const names = await irc.expect((m) => m.command === "353" && m.params[2] === "#deploys");
+    assertEquals(names.params[3].split(" ").sort(), ["abe", "bea"]);
+    await irc.expect((m) => m.command === "366" && m.params[1] === "#deploys");
+    // …and gets the room's messages live.
+    other.send({ type: "send", room: "deploys", body: "rolling out", cid: "r1" });
+    await other.expect((f) => f.type === "ack");
+    const msg = await irc.expect((m) => m.command === "PRIVMSG", 10_000);
+    assertEquals([msg.source, ...msg.params], ["bea!bea@chat", "#deploys", "rolling out"]);
+    // abe parts on n1: PART on n0, and the room's messages stop.
+    web.send({ type: "part", room: "deploys" });
+    await web.expect((f) => f.type === "ok" && f.op === "part");
+    const part = await irc.expect((m) => m.command === "PART", 10_000);
+    assertEquals([part.source, ...part.params], ["abe!abe@chat", "#deploys"]);
+    other.send({ type: "send", room: "deploys", body: "done", cid: "r2" });
+    await other.expect((f) => f.type === "ack");
+    irc.send("NAMES #deploys");
+    await irc.expect((m) => m.command === "366" && m.params[1] === "#deploys");
+    const rest = await irc.barrier();
+    assertEquals(
+      rest.filter((m) => ["PRIVMSG", "JOIN"].includes(m.command) && m.params[0] === "#deploys"),
+      [],
+    );
+  },
+});

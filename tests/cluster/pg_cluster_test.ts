@@ -12,6 +12,7 @@ import {
   StormSender,
 } from "../harness/storm.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { IrcClient } from "../harness/irc_client.ts";
 import { startChildNodes } from "../harness/child_cluster.ts";
 import { ERRORS } from "../../src/error_catalogue.ts";
 
@@ -123,5 +124,61 @@ Deno.test({
         await cl.closed;
       }
     }
+  },
+});
+
+/** A port free on 127.0.0.1 now (for a child's `--irc-port`). */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
+}
+
+Deno.test({
+  name:
+    "cluster on PostgreSQL: IRC users follow joins, parts and quits on another node live, their own account's too",
+  ignore,
+  async fn() {
+    await using pg = await startPostgres();
+    await using nats = await NatsServer.start();
+    const irc = [freePort(), freePort()];
+    await using c = await startChildNodes(
+      await pg.createDatabase(),
+      nats.url,
+      2,
+      (i) => ["--irc-port", String(irc[i])],
+    );
+    const p1 = c.nodes[1];
+    await using ivyWeb = await WireClient.login(p1.port, c.certPem, "ivy", { register: true });
+    await using ivy = await IrcClient.sasl(irc[0], c.certPem, "ivy");
+    ivy.send("JOIN #ops");
+    await ivy.expectCommand("366");
+    // Another user on the other node: JOIN (RFC 2812 §3.2.1), PART, and QUIT when they go offline.
+    const rex = await WireClient.login(p1.port, c.certPem, "rex", { register: true });
+    rex.send({ type: "join", room: "ops" });
+    await rex.expect((f) => f.type === "ok" && f.op === "join");
+    await ivy.expect(
+      (m) => m.command === "JOIN" && m.source === "rex!rex@chat" && m.params[0] === "#ops",
+      10_000,
+    );
+    rex.send({ type: "part", room: "ops" });
+    await rex.expect((f) => f.type === "ok" && f.op === "part");
+    await ivy.expect(
+      (m) => m.command === "PART" && m.source === "rex!rex@chat" && m.params[0] === "#ops",
+      10_000,
+    );
+    await rex[Symbol.asyncDispose]();
+    await ivy.expect((m) => m.command === "QUIT" && m.source === "rex!rex@chat", 10_000);
+    // ivy's own chat/1 connection on p1 joins and parts: her IRC connection on p0 follows.
+    ivyWeb.send({ type: "join", room: "ship" });
+    await ivyWeb.expect((f) => f.type === "ok" && f.op === "join");
+    const join = await ivy.expect((m) => m.command === "JOIN" && m.params[0] === "#ship", 10_000);
+    assertEquals(join.source, "ivy!ivy@chat");
+    await ivy.expect((m) => m.command === "366" && m.params[1] === "#ship");
+    ivyWeb.send({ type: "part", room: "ship" });
+    await ivyWeb.expect((f) => f.type === "ok" && f.op === "part");
+    const part = await ivy.expect((m) => m.command === "PART" && m.params[0] === "#ship", 10_000);
+    assertEquals(part.source, "ivy!ivy@chat");
   },
 });

@@ -17,8 +17,16 @@ export interface ChildCluster extends AsyncDisposable {
   certPem: string;
 }
 
-/** Starts `n` nodes named p0, p1, … on `store` (a postgres:// URL) and `bus` (a nats:// URL). */
-export async function startChildNodes(store: string, bus: string, n = 3): Promise<ChildCluster> {
+/**
+ * Starts `n` nodes named p0, p1, … on `store` (a postgres:// URL) and `bus` (a nats:// URL);
+ * `args(i)` adds flags for node i (e.g. `--irc-port`).
+ */
+export async function startChildNodes(
+  store: string,
+  bus: string,
+  n = 3,
+  args: (i: number) => string[] = () => [],
+): Promise<ChildCluster> {
   const pair = await generateSelfSigned();
   const dirs: string[] = [];
   const nodes: ChildServer[] = [];
@@ -38,7 +46,7 @@ export async function startChildNodes(store: string, bus: string, n = 3): Promis
         await ChildServer.start({
           dataDir: dirs[i],
           env: CLUSTER_ENV,
-          args: ["--store", store, "--bus", bus, "--node-name", `p${i}`],
+          args: ["--store", store, "--bus", bus, "--node-name", `p${i}`, ...args(i)],
         }),
       );
     }

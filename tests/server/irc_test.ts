@@ -5,7 +5,10 @@
 import { assert, assertEquals, assertMatch, assertThrows } from "../harness/assert.ts";
 import { startTestServer, type TestServer } from "../harness/test_server.ts";
 import { IrcClient } from "../harness/irc_client.ts";
+import { globMatch } from "../../src/server/irc_protocol.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { FakeClock } from "../harness/fake_clock.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 import { resolveConfig } from "../../src/config/config.ts";
 import { ChatError } from "../../src/errors.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
@@ -145,6 +148,49 @@ Deno.test("IRC: commands before registration get 451; CAP REQ with an unknown ca
   assertEquals((await c.expectCommand("CAP")).params, ["*", "LIST", ""]);
   c.send("CAP FOO");
   await c.expectCommand("410");
+});
+
+Deno.test("IRC: an empty realname in USER and a PING without a token are ERR_NEEDMOREPARAMS", async () => {
+  await using ts = await server();
+  await account(ts, "rita");
+  await using c = await IrcClient.connect(ts.irc, ts.certPem);
+  // modern.ircdocs.horse USER: "If the <realname> is empty, the server SHOULD reject the
+  // command with ERR_NEEDMOREPARAMS": 461 <client> <command> :<text>.
+  c.send("PASS password-rita");
+  c.send("NICK rita");
+  c.send("USER rita 0 * :");
+  assertEquals((await c.expectCommand("461")).params.slice(0, 2), ["rita", "USER"]);
+  c.send("PING");
+  assertEquals((await c.expectCommand("461")).params.slice(0, 2), ["rita", "PING"]);
+  c.send("USER rita 0 * :Rita");
+  await c.expectCommand("001");
+  c.send("PING");
+  assertEquals((await c.expectCommand("461")).params.slice(0, 2), ["rita", "PING"]);
+  // PING with an empty token is still a token: PONG <server> :<the same, empty> .
+  c.send("PING :");
+  assertEquals((await c.expectCommand("PONG")).params.at(-1), "");
+  assertEquals((await c.barrier()).filter((m) => m.command === "461"), []);
+});
+
+Deno.test("IRC: NAMES and WHO of a channel that does not exist or one is not in end the list at once", async () => {
+  await using ts = await server();
+  await account(ts, "sara");
+  await account(ts, "tom");
+  await using other = await IrcClient.sasl(ts.irc, ts.certPem, "tom");
+  other.send("JOIN #secretplans");
+  await other.expectCommand("366");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "sara");
+  // modern.ircdocs.horse NAMES: "If the channel name is invalid or the channel does not exist,
+  // one RPL_ENDOFNAMES numeric containing the given channel name should be returned"; WHO: the
+  // list of matches, none here, then RPL_ENDOFWHO.
+  for (const chan of ["#nonexisting", "#secretplans"]) {
+    c.send(`NAMES ${chan}`);
+    assertEquals((await c.expectCommand("366")).params.slice(0, 2), ["sara", chan]);
+    c.send(`WHO ${chan}`);
+    assertEquals((await c.expectCommand("315")).params.slice(0, 2), ["sara", chan]);
+  }
+  const rest = await c.barrier();
+  assertEquals(rest.filter((m) => ["353", "352", "403", "442"].includes(m.command)), []);
 });
 
 Deno.test("IRC and chat/1 talk in one room: tags on delivery, echo after commit, labels", async () => {
@@ -312,6 +358,45 @@ Deno.test("IRC: TOPIC sets the topic under the roomTopic policy: TOPIC to the ch
   assertEquals((await late.expectCommand("333")).params[2], "tina");
   await late.expectCommand("366");
   assertEquals((await other.barrier()).filter((m) => m.command === "TOPIC"), []);
+});
+
+Deno.test("IRC: who set a topic and when is stored: 333 after 332 on JOIN, TOPIC and the burst after a restart", async () => {
+  await using tmp = await tempDir("chat-irc-topic-");
+  const clock = new FakeClock(Date.UTC(2026, 0, 2, 3, 4, 5, 678));
+  const setAt = String(Math.floor(clock.now() / 1000)); // <setat>: seconds since the epoch
+  const first = await server({ dataDir: tmp.path, clock });
+  await account(first, "tina");
+  await account(first, "ugo");
+  {
+    await using owner = await IrcClient.sasl(first.irc, first.certPem, "tina");
+    owner.send("JOIN #plans");
+    await owner.expectCommand("366");
+    owner.send("TOPIC #plans :ship on Friday");
+    await owner.expectCommand("TOPIC");
+    await using member = await IrcClient.sasl(first.irc, first.certPem, "ugo");
+    member.send("JOIN #plans");
+    await member.expectCommand("366");
+  }
+  await first.stop();
+  // A new process knows only what the store kept.
+  await using ts = await server({ dataDir: tmp.path });
+  await account(ts, "vera");
+  await using late = await IrcClient.sasl(ts.irc, ts.certPem, "vera");
+  late.send("JOIN #plans");
+  // RPL_TOPIC <client> <channel> :<topic>, then RPL_TOPICWHOTIME <client> <channel> <nick> <setat>.
+  assertEquals((await late.expectCommand("332")).params, ["vera", "#plans", "ship on Friday"]);
+  assertEquals((await late.expectCommand("333")).params, ["vera", "#plans", "tina", setAt]);
+  await late.expectCommand("366");
+  late.send("TOPIC #plans");
+  assertEquals((await late.expectCommand("332")).params, ["vera", "#plans", "ship on Friday"]);
+  assertEquals((await late.expectCommand("333")).params, ["vera", "#plans", "tina", setAt]);
+  // A member's registration burst shows the channel as a JOIN would: 332, 333, NAMES.
+  await using again = await IrcClient.sasl(ts.irc, ts.certPem, "ugo");
+  const burst = again.raw.filter((l) => / (332|333) ugo #plans /.test(l));
+  assertEquals(burst.map((l) => l.split(" ").slice(1).join(" ")), [
+    "332 ugo #plans :ship on Friday",
+    `333 ugo #plans tina ${setAt}`,
+  ]);
 });
 
 Deno.test("IRC: with roomTopic admin, TOPIC from a room's owner is 482", async () => {
@@ -599,6 +684,156 @@ Deno.test("IRC: a long chat/1 message arrives in lines of at most 512 bytes", as
     const rest = l.startsWith("@") ? l.slice(l.indexOf(" ") + 1) : l;
     assert(new TextEncoder().encode(rest).length + 2 <= 512, `line of ${rest.length} bytes`);
   }
+});
+
+Deno.test("IRC: ircServerName is the source of numerics and PONG's server; it must be a host name with a dot", async () => {
+  await using ts = await server({ config: { ircServerName: "irc.example.com" } });
+  await account(ts, "nia");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "nia");
+  c.send("PING tok");
+  // modern.ircdocs.horse PING/PONG: PONG <server> <token>.
+  const pong = await c.expectCommand("PONG");
+  assertEquals([pong.source, ...pong.params], ["irc.example.com", "irc.example.com", "tok"]);
+  c.send("MOTD");
+  assertEquals((await c.expectCommand("422")).source, "irc.example.com");
+  for (const bad of ["nodot", "has space.example", "bad..name", ""]) {
+    assertThrows(() => resolveConfig({ ircServerName: bad }), ChatError, "ircServerName");
+  }
+});
+
+Deno.test("IRC: userhost-in-names lists nick!user@host in NAMES; PREFIX is empty: nobody has a channel prefix", async () => {
+  await using ts = await server();
+  await account(ts, "olaf");
+  await account(ts, "pia");
+  await using pia = await IrcClient.sasl(ts.irc, ts.certPem, "pia");
+  pia.send("JOIN #crew");
+  await pia.expectCommand("366");
+  await using c = await IrcClient.connect(ts.irc, ts.certPem);
+  c.send("CAP LS 302");
+  const ls = await c.expectCommand("CAP");
+  assert(ls.params[2].split(" ").includes("userhost-in-names"), ls.params[2]);
+  c.send("CAP REQ :sasl userhost-in-names");
+  assertEquals((await c.expectCommand("CAP")).params.slice(1), ["ACK", "sasl userhost-in-names"]);
+  c.send("NICK olaf");
+  c.send("USER olaf 0 * :Olaf");
+  c.send("AUTHENTICATE PLAIN");
+  await c.expect((m) => m.command === "AUTHENTICATE");
+  c.send("AUTHENTICATE " + btoa("\0olaf\0password-olaf"));
+  await c.expectCommand("903");
+  c.send("CAP END");
+  // modern.ircdocs.horse: "PREFIX=" with no value: no prefixes are supported.
+  const isupport = await c.expect((m) => m.command === "005" && m.params.includes("PREFIX="));
+  assert(!isupport.params.some((p) => p.startsWith("PREFIX=(")), isupport.params.join(" "));
+  await c.barrier();
+  c.send("JOIN #crew");
+  // ircv3.net userhost-in-names: RPL_NAMREPLY carries nick!user@host for each name.
+  const names = await c.expectCommand("353");
+  assertEquals(names.params.slice(0, 3), ["olaf", "=", "#crew"]);
+  assertEquals(names.params[3].split(" ").sort(), ["olaf!olaf@chat", "pia!pia@chat"]);
+  c.send("NAMES #crew");
+  const again = await c.expectCommand("353");
+  assertEquals(again.params[3].split(" ").sort(), ["olaf!olaf@chat", "pia!pia@chat"]);
+  // A client without the capability keeps bare nicks.
+  pia.send("NAMES #crew");
+  assertEquals(
+    (await pia.expect((m) => m.command === "353" && m.params[3].includes("olaf"))).params[3]
+      .split(" ").sort(),
+    ["olaf", "pia"],
+  );
+});
+
+Deno.test("IRC: WHO <nick or mask> lists matching users who share a room, then 315", async () => {
+  await using ts = await server();
+  for (const name of ["kai", "kira", "lev"]) await account(ts, name);
+  await using kai = await IrcClient.sasl(ts.irc, ts.certPem, "kai");
+  await using kira = await IrcClient.sasl(ts.irc, ts.certPem, "kira");
+  await using lev = await IrcClient.sasl(ts.irc, ts.certPem, "lev");
+  for (const c of [kai, kira, lev]) {
+    c.send("JOIN #crew");
+    await c.expectCommand("366");
+  }
+  await kai.barrier();
+  // modern.ircdocs.horse WHO: a mask matches nicknames, `*` and `?` wildcards, case-insensitive;
+  // RPL_WHOREPLY <client> <channel> <username> <host> <server> <nick> <flags> :<hopcount> <realname>
+  // (channel `*` when none is meant), then RPL_ENDOFWHO <client> <mask>.
+  const who = async (mask: string) => {
+    kai.send(`WHO ${mask}`);
+    const end = await kai.expect((m) => m.command === "315");
+    assertEquals(end.params.slice(0, 2), ["kai", mask]);
+    const rest = await kai.barrier();
+    return rest.filter((m) => m.command === "352");
+  };
+  const [lev1] = await who("LEV");
+  assertEquals([lev1.params[0], lev1.params[1], lev1.params[5], lev1.params[6]], [
+    "kai",
+    "*",
+    "lev",
+    "H",
+  ]);
+  assertMatch(lev1.params[7], /^0 /);
+  assertEquals((await who("k?r*")).map((m) => m.params[5]), ["kira"]);
+  assertEquals((await who("k*")).map((m) => m.params[5]), ["kai", "kira"]);
+  assertEquals(await who("nobody"), []);
+  assertEquals(await who("*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b"), []);
+});
+
+Deno.test("globMatch() matches * and ? like IRC masks", () => {
+  const cases: [string, string, boolean][] = [
+    ["*", "", true],
+    ["*", "anything", true],
+    ["a?c", "abc", true],
+    ["a?c", "ac", false],
+    ["a*c", "abbbc", true],
+    ["a*c", "abbb", false],
+    ["*b*", "abc", true],
+    ["ab", "abc", false],
+    ["**a", "bba", true],
+    ["*a*a*a*a*a*a*a*a*a*a*a*a*b", "a".repeat(32), false],
+  ];
+  for (const [mask, text, want] of cases) {
+    assertEquals(globMatch(mask, text), want, `${mask} ~ ${text}`);
+  }
+});
+
+Deno.test("IRC: a labeled JOIN of several channels answers in one labeled-response batch; a labeled JOIN with nothing to do is ACK", async () => {
+  await using ts = await server();
+  await account(ts, "gus");
+  await using c = await IrcClient.sasl(ts.irc, ts.certPem, "gus", {
+    caps: ["batch", "labeled-response"],
+  });
+  // ircv3.net labeled-response: a response of more than one message MUST be a batch of type
+  // labeled-response whose BATCH start carries the label; every line in it has the batch tag.
+  c.send("@label=l1 JOIN #valid,inv@lid,#second");
+  const start = await c.expectCommand("BATCH");
+  assertEquals([start.tags?.label, start.params[1]], ["l1", "labeled-response"]);
+  const id = start.params[0].slice(1);
+  assertMatch(start.params[0], /^\+[A-Za-z0-9-]+$/);
+  const inside: { command: string; params: string[]; tags?: Record<string, string> }[] = [];
+  for (;;) {
+    const m = await c.expect(() => true);
+    if (m.command === "BATCH") {
+      assertEquals(m.params, ["-" + id]);
+      break;
+    }
+    inside.push(m);
+  }
+  for (const m of inside) {
+    assertEquals([m.command, m.tags?.batch, m.tags?.label], [m.command, id, undefined]);
+  }
+  assertEquals(
+    inside.filter((m) => ["JOIN", "403", "366"].includes(m.command)).map((
+      m,
+    ) => [m.command, m.params.at(m.command === "JOIN" ? 0 : 1)]),
+    [["JOIN", "#valid"], ["366", "#valid"], ["403", "inv@lid"], ["JOIN", "#second"], [
+      "366",
+      "#second",
+    ]],
+  );
+  // "Servers MUST respond with a labeled ACK message when a client sends a labeled command that
+  // normally produces no response": a JOIN of a channel it is in already.
+  c.send("@label=l2 JOIN #valid");
+  const ack = await c.expect((m) => m.tags?.label === "l2");
+  assertEquals(ack.command, "ACK");
 });
 
 Deno.test("config: a plain listener (tls: false) is allowed only on loopback", () => {

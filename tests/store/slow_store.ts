@@ -103,7 +103,7 @@ export class SlowStore implements Store {
   }
   updateRoom(
     id: number,
-    patch: Partial<Pick<RoomRecord, "topic" | "archived" | "private">>,
+    patch: Partial<Pick<RoomRecord, "topic" | "topicBy" | "topicAt" | "archived" | "private">>,
   ): Promise<void> {
     return this.#late(() => this.#inner.updateRoom(id, patch));
   }

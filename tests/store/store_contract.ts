@@ -226,6 +226,36 @@ export function runStoreContract(
       ]);
     },
   );
+  t(
+    "updateRoom keeps who set the topic and when; other changes keep them; a topic without a setter has none",
+    async (s) => {
+      const r = await s.ensureRoom("ops", "room", 1);
+      const fresh = await s.roomById(r.id);
+      assertEquals([fresh?.topicBy ?? null, fresh?.topicAt ?? null], [null, null]);
+      await s.updateRoom(r.id, { topic: "deploys", topicBy: "alice", topicAt: 1_700_000_000_123 });
+      const set = await s.roomByName("ops");
+      assertEquals([set?.topic, set?.topicBy, set?.topicAt], [
+        "deploys",
+        "alice",
+        1_700_000_000_123,
+      ]);
+      await s.updateRoom(r.id, { archived: true });
+      await s.updateRoom(r.id, { private: true });
+      const kept = await s.roomById(r.id);
+      assertEquals([kept?.topic, kept?.topicBy, kept?.topicAt], [
+        "deploys",
+        "alice",
+        1_700_000_000_123,
+      ]);
+      await s.updateRoom(r.id, { topic: "by someone unknown" });
+      const unknown = await s.roomById(r.id);
+      assertEquals([unknown?.topic, unknown?.topicBy, unknown?.topicAt], [
+        "by someone unknown",
+        null,
+        null,
+      ]);
+    },
+  );
 
   t(
     "createRoom: private and owner kept, an existing name not created again, limits refused in the same write",
