@@ -98,6 +98,11 @@ export function registerServe(program: Command, ctx: CliContext): void {
       const config = resolveConfig(fileLayer, env, flagLayer as never);
       await setupLogging({ format: config.logFormat, level: config.logLevel });
       const server = await startServer(config, { fallback: ctx.fallbackProtocol });
+      if (config.ircPort !== null) {
+        // The IRC listener is the last one (config.ts); said before the line tools wait for.
+        const irc = server.addrs[config.listeners.length - 1];
+        ctx.stdout(`chat: IRC on port ${irc.port}\n`);
+      }
       ctx.stdout(`chat: listening on port ${server.addr.port}\n`);
       const url = Object.values(config.listeners[0].alpn).includes("https")
         ? webUrl(config.host, server.addr.port)

@@ -220,12 +220,6 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
   const cpuParts: Record<string, () => Promise<number | null>> = {};
   try {
     if (spawning) {
-      if (adapter === IRC_ADAPTER) {
-        throw new ChatError(
-          "usage",
-          "Cannot run bench: --spawn starts a chat server; IRC needs HOST:PORT",
-        );
-      }
       let cluster: { store: string; bus: string } | undefined;
       if (nodeCount > 0) {
         let store = f.store;
@@ -265,10 +259,16 @@ export async function benchCommand(f: BenchFlags, io: BenchIo): Promise<number> 
             denoFlags: f.serverDenoFlags?.split(" ").filter((x) => x),
             synchronous: f.sync as "FULL" | "NORMAL",
             cluster: cluster && { ...cluster, nodeName: `bench${i}` },
+            irc: adapter === IRC_ADAPTER,
           }),
         );
       }
-      endpoints = servers.map((s) => ({ host: s.host, port: s.port, caCerts: [s.certPem] }));
+      // IRC clients go to each server's IRC listener (started because of --protocol irc).
+      endpoints = servers.map((s) => ({
+        host: s.host,
+        port: s.ircPort ?? s.port,
+        caCerts: [s.certPem],
+      }));
       const sum = async (get: (s: SpawnedServer) => Promise<number | null>) => {
         const all = await Promise.all(servers.map(get));
         return all.some((v) => v === null) ? null : all.reduce((a, b) => a! + b!, 0);

@@ -54,6 +54,14 @@ export function formatReport(r: BenchResult): string {
           : ""),
     );
   }
+  if (r.send.benchCpuSeconds !== null) {
+    lines.push(
+      `bench CPU       ${r.send.benchCpuSeconds} s during the send phase (the load generator; ` +
+        `${
+          Math.round((100 * r.send.benchCpuSeconds) / Math.max(r.send.seconds, 1e-3))
+        } % of one core)`,
+    );
+  }
   if (s.cpuMicrosPerDelivery !== null) {
     lines.push(`server CPU/del  ${s.cpuMicrosPerDelivery} µs per delivery (all nodes)`);
   }

@@ -4,6 +4,7 @@ import { LatencyHistogram } from "./histogram.ts";
 import type { ClientHooks, Endpoint } from "./line_client.ts";
 import { nativeLoginOnce } from "./native_adapter.ts";
 import { encodeBody, MIN_PAYLOAD_BYTES, parseBody, type ParsedBody } from "./payload.ts";
+import { readCpuSeconds } from "./spawn.ts";
 import { type DeliveryCounts, DeliveryTracker } from "./tracker.ts";
 
 /** The workload, independent of the wire protocol. */
@@ -105,6 +106,11 @@ export interface BenchResult {
     acceptedPerSecond: number | null;
     latencyMs: LatencySummary;
     ackLatencyMs: LatencySummary | null;
+    /**
+     * CPU seconds this load generator used during the send phase (all its threads). Near the
+     * send phase's length it is saturated, and latencies include its own queueing.
+     */
+    benchCpuSeconds: number | null;
   };
   integrity: DeliveryCounts;
   errors: Record<string, number>;
@@ -339,6 +345,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
     return out;
   };
   const parts0 = await readParts();
+  const benchCpu0 = await readCpuSeconds(Deno.pid);
   // Reading the stats also restarts the server's worst-lag window (chat servers only).
   const stats0 = o.serverStats ? await o.serverStats() as { loop?: ServerLoop } | null : null;
   const t0 = performance.now();
@@ -445,6 +452,7 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
   sending = false;
   // The send phase ends here: server CPU and stats before waiting for slow storm logins.
   const cpu1 = o.cpuSeconds ? await o.cpuSeconds() : null;
+  const benchCpu1 = await readCpuSeconds(Deno.pid);
   const parts1 = await readParts();
   const serverStats = o.serverStats ? await o.serverStats() : null;
   await sender;
@@ -494,6 +502,9 @@ export async function runBench(o: RunOptions): Promise<BenchResult> {
         : null,
       latencyMs: summarize(tracker.latency),
       ackLatencyMs: wantAcks ? summarize(ackLatency) : null,
+      benchCpuSeconds: benchCpu0 !== null && benchCpu1 !== null
+        ? round(benchCpu1 - benchCpu0, 2)
+        : null,
     },
     integrity: counts,
     errors,

@@ -25,6 +25,8 @@ export interface SeedUsers {
 export interface SpawnedServer extends AsyncDisposable {
   host: string;
   port: number;
+  /** The IRC listener's port (`irc: true`), else null. */
+  ircPort: number | null;
   pid: number;
   dataDir: string;
   certPem: string;
@@ -168,6 +170,8 @@ export async function spawnServer(opts: {
   denoFlags?: string[];
   /** A node of a cluster: its store (postgres://, seeded there), bus (nats://) and name. */
   cluster?: { store: string; bus: string; nodeName: string };
+  /** Also listen for IRC (TLS, a free port): `chat bench --spawn --protocol irc`. */
+  irc?: boolean;
 }): Promise<SpawnedServer> {
   const dataDir = await Deno.makeTempDir({ prefix: "chat-bench-" });
   const cleanup = () => Deno.remove(dataDir, { recursive: true }).catch(() => {});
@@ -183,6 +187,7 @@ export async function spawnServer(opts: {
         logLevel: "warning",
         dbSynchronous: opts.synchronous ?? "FULL",
         limits: opts.limits,
+        ...(opts.irc ? { ircPort: 0 } : {}),
         ...(opts.cluster ?? {}),
       }),
     );
@@ -202,8 +207,8 @@ export async function spawnServer(opts: {
       env: { NO_COLOR: "1" },
     }).spawn();
     const stderrText = collect(child.stderr);
-    const { port, drained } = await waitForPort(child.stdout, 60_000);
-    if (port === null) {
+    const { port, ircPort, drained } = await waitForPort(child.stdout, 60_000);
+    if (port === null || (opts.irc && ircPort === null)) {
       try {
         child.kill("SIGKILL");
       } catch { /* gone */ }
@@ -255,6 +260,7 @@ export async function spawnServer(opts: {
     return {
       host: "127.0.0.1",
       port,
+      ircPort: opts.irc ? ircPort : null,
       pid: proc.pid,
       dataDir,
       certPem,
@@ -285,11 +291,14 @@ function collect(stream: ReadableStream<Uint8Array>): () => Promise<string> {
   };
 }
 
-/** Reads stdout until `listening on port N`, then keeps draining it so the child never blocks. */
+/**
+ * Reads stdout until `listening on port N` (the IRC port, `IRC on port N`, is said before it),
+ * then keeps draining it so the child never blocks.
+ */
 async function waitForPort(
   stdout: ReadableStream<Uint8Array>,
   timeoutMs: number,
-): Promise<{ port: number | null; drained: Promise<void> }> {
+): Promise<{ port: number | null; ircPort: number | null; drained: Promise<void> }> {
   const reader = stdout.getReader();
   const dec = new TextDecoder();
   let text = "";
@@ -299,7 +308,7 @@ async function waitForPort(
     for (;;) {
       const r = await Promise.race([reader.read(), timeout]);
       if (r === null || r.done) {
-        return { port: null, drained: reader.cancel().catch(() => {}) };
+        return { port: null, ircPort: null, drained: reader.cancel().catch(() => {}) };
       }
       text += dec.decode(r.value, { stream: true });
       const m = /listening on port (\d+)/.exec(text);
@@ -309,7 +318,8 @@ async function waitForPort(
             while (!(await reader.read()).done) { /* discard */ }
           } catch { /* closed */ }
         })();
-        return { port: Number(m[1]), drained };
+        const irc = /IRC on port (\d+)/.exec(text);
+        return { port: Number(m[1]), ircPort: irc ? Number(irc[1]) : null, drained };
       }
     }
   } finally {

@@ -139,13 +139,21 @@ export class IrcProtocol implements ProtocolAdapter {
    * the tags negotiated when they arrived.)
    */
   get encoder(): EventEncoder {
-    return ircEncoder(this.#mask);
+    return this.#encoder;
   }
 
-  get #mask(): number {
-    return (this.#caps.has("server-time") ? TAG_TIME : 0) |
+  /**
+   * The tag set of deliveries, kept with its shared encoder: fan-out asks every member for its
+   * encoder per batch, so these are worked out when the capabilities change (CAP REQ), not then.
+   */
+  #mask = 0;
+  #encoder: EventEncoder = ircEncoder(0);
+
+  #capsChanged(): void {
+    this.#mask = (this.#caps.has("server-time") ? TAG_TIME : 0) |
       (this.#caps.has("message-tags") ? TAG_MSGID : 0) |
       (this.#caps.has("account-tag") ? TAG_ACCOUNT : 0);
+    this.#encoder = ircEncoder(this.#mask);
   }
 
   /** The nick numerics address: the account once registered, else what NICK said, else `*`. */
@@ -325,6 +333,7 @@ export class IrcProtocol implements ProtocolAdapter {
           if (c.startsWith("-")) this.#caps.delete(c.slice(1));
           else this.#caps.add(c);
         }
+        this.#capsChanged();
         return this.#send([this.#server("CAP", me, "ACK", asked.join(" "))], label);
       }
       case "END":

@@ -38,9 +38,13 @@ const MAX_JOIN = 64 * 1024;
  *    (1 ms per 20 open queues, at most `LAZY_FLUSH_MAX_MS`), so these writes stay a small,
  *    bounded share of the CPU at any scale.
  * 7. Every change of the unsent bytes is reported to the `meter`, if any (input flow control).
- * 8. Pacing: an ordinary chunk queued less than `PACE_MS` after this queue's last write waits for
- *    a shared timer (at most `PACE_MS`), taking everything queued meanwhile in one write. An idle
- *    connection is written at once; a busy one at most once per `PACE_MS`.
+ * 8. Pacing, only under load: while the server is busy writing (more than `PACE_BUSY_WAKES`
+ *    writer wake-ups asked for by the queues on these timers within the current or the last
+ *    window of `PACE_MS`), an ordinary chunk queued less than `PACE_MS` after this queue's last
+ *    write waits for a shared timer (at most `PACE_MS`), taking everything queued meanwhile in
+ *    one write. Otherwise it is written at once: at low load nothing ever waits, and an idle
+ *    connection is written at once at any load. While a write is in flight, what is queued
+ *    waits for it and follows in one write (item 3), at any load.
  * 9. Writers start through one scheduler, at most `WRITES_PER_TURN` per step.
  * 10. Time (the pace, the lazy interval and their timers) comes from the `timers` given
  *     (default `REAL_TIMERS`); queues on the same `Timers` share one lazy and one pace timer.
@@ -82,7 +86,10 @@ class WakeGroup {
   }
 }
 
-/** What the queues on one `Timers` share: its clock, the two wake groups, the open count. */
+/**
+ * What the queues on one `Timers` share: its clock, the two wake groups, the open count, and the
+ * write load that decides whether pacing is on.
+ */
 class QueueClock {
   readonly timers: Timers;
   /** Queues holding only lazy chunks. */
@@ -91,11 +98,31 @@ class QueueClock {
   readonly pace: WakeGroup;
   /** Queues not yet closed: the lazy interval grows with them. */
   open = 0;
+  /** Start of the current load window, and writer wake-ups asked for in it and the one before. */
+  #windowStart = -Infinity;
+  #wakes = 0;
+  #lastWakes = 0;
 
   constructor(timers: Timers) {
     this.timers = timers;
     this.lazy = new WakeGroup(timers);
     this.pace = new WakeGroup(timers);
+  }
+
+  /**
+   * Counts one wake-up asked for at `now` (an ordinary chunk for a queue not writing: written
+   * at once or paced, the demand is the same, so pacing does not switch itself off) and says
+   * whether the server is busy writing: over `PACE_BUSY_WAKES` in this window or the last.
+   */
+  wake(now: number): boolean {
+    if (now - this.#windowStart >= PACE_MS) {
+      // A window with no wake-up at all between means the last one saw none.
+      this.#lastWakes = now - this.#windowStart < 2 * PACE_MS ? this.#wakes : 0;
+      this.#windowStart = now;
+      this.#wakes = 0;
+    }
+    this.#wakes++;
+    return this.#wakes > PACE_BUSY_WAKES || this.#lastWakes > PACE_BUSY_WAKES;
   }
 }
 
@@ -113,6 +140,13 @@ function queueClockOf(timers: Timers): QueueClock {
  * (1,000 clients in a busy room) costs far less as one write per interval.
  */
 export const PACE_MS = 10;
+
+/**
+ * Pacing is on while the queues ask for more writer wake-ups than this per `PACE_MS` (25,600 a
+ * second: at ~5 µs a TLS write, about an eighth of a core). Below it every chunk is written at
+ * once, as an IRC daemon does; above it the writes saved are worth the wait (docs/PERFORMANCE.md).
+ */
+export const PACE_BUSY_WAKES = 256;
 
 /**
  * At most this many queues start a write per step; the rest follow in an immediate. Note: Deno
@@ -208,8 +242,10 @@ export class SendQueue {
     }
     clock.lazy.delete(this);
     if (this.#paced) return true;
-    const since = clock.timers.now() - this.#lastWrite;
-    if (since < PACE_MS) {
+    const now = clock.timers.now();
+    const busy = clock.wake(now);
+    const since = now - this.#lastWrite;
+    if (busy && since < PACE_MS) {
       this.#paced = true;
       clock.pace.add(this, PACE_MS - since);
       return true;

@@ -162,3 +162,44 @@ Deno.test("`chat bench --spawn --json` starts its own server and reports a clean
   assert(r.server.rssLoggedInKb > 0, "the RSS of a spawned server is visible");
   assert(r.ok);
 });
+
+Deno.test("`chat bench --spawn --protocol irc` measures the spawned server's IRC listener the same way", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "main.ts",
+      "bench",
+      "--spawn",
+      "--protocol",
+      "irc",
+      "--server-entry",
+      `${root}main.ts`,
+      "-n",
+      "6",
+      "-s",
+      "2",
+      "-m",
+      "5",
+      "--json",
+    ],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  const r = JSON.parse(text);
+  assertEquals(r.protocol, "irc");
+  assertEquals(r.integrity, {
+    expected: 50,
+    delivered: 50,
+    lost: 0,
+    duplicated: 0,
+    reordered: 0,
+    unexpected: 0,
+  });
+  assert(r.server.sendCpuSeconds !== null, "the spawned server's CPU is read");
+  assert(r.send.benchCpuSeconds !== null, "the load generator's own CPU is read");
+  assert(r.ok, JSON.stringify(r.errors));
+});

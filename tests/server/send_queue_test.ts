@@ -3,6 +3,7 @@ import { FakeClock, turn } from "../harness/fake_clock.ts";
 import {
   LAZY_FLUSH_MAX_MS,
   LAZY_FLUSH_MS,
+  PACE_BUSY_WAKES,
   PACE_MS,
   SendQueue,
   WRITES_PER_TURN,
@@ -222,16 +223,31 @@ Deno.test("SendQueue tells its meter of every unsent byte, and of its opening an
   g.open();
 });
 
-Deno.test("SendQueue paces a busy connection: frames within PACE_MS of the last write wait for it and share one write", async () => {
-  const clock = new FakeClock();
-  const seen: string[] = [];
-  const q = new SendQueue({
+/** A queue on `clock` recording each write as text. */
+function recordingQueue(clock: FakeClock, seen: string[]): SendQueue {
+  return new SendQueue({
     sink: { write: (p) => (seen.push(new TextDecoder().decode(p)), Promise.resolve(p.length)) },
     maxBytes: 1000,
     onOverflow: () => {},
     onError: () => {},
     timers: clock,
   });
+}
+
+/** Makes the server busy writing: `n` other queues on `clock` each ask for one write. */
+async function writeLoad(clock: FakeClock, n: number): Promise<SendQueue[]> {
+  const others = Array.from({ length: n }, () => recordingQueue(clock, []));
+  for (const o of others) o.enqueue(bytes("x"));
+  await turn();
+  await turn();
+  return others;
+}
+
+Deno.test("SendQueue paces a busy connection on a busy server: frames within PACE_MS of the last write wait for it and share one write", async () => {
+  const clock = new FakeClock();
+  const seen: string[] = [];
+  const q = recordingQueue(clock, seen);
+  const others = await writeLoad(clock, PACE_BUSY_WAKES);
   q.enqueue(bytes("1"));
   await turn();
   assertEquals(seen, ["1"], "an idle connection is written at once");
@@ -255,6 +271,61 @@ Deno.test("SendQueue paces a busy connection: frames within PACE_MS of the last 
   assertEquals(seen, ["1", "23", "4", "5"], "flushed() writes a paced chunk without waiting");
   assertEquals(clock.pending, 0, "flushed() left the pace timer set");
   q.close();
+  for (const o of others) o.close();
+});
+
+Deno.test("SendQueue never paces at low load: a frame right after a write is written at once", async () => {
+  const clock = new FakeClock();
+  const seen: string[] = [];
+  const q = recordingQueue(clock, seen);
+  // Busy for this connection (a write every millisecond), but the server as a whole is not.
+  for (let i = 0; i < 20; i++) {
+    q.enqueue(bytes(String(i % 10)));
+    await turn();
+    assertEquals(seen.length, i + 1, `frame ${i} waited although the server is idle`);
+    await clock.advance(1);
+  }
+  assertEquals(clock.pending, 0, "a pace timer was set at low load");
+  // At PACE_BUSY_WAKES wake-ups in one window the server is not busy yet either.
+  const others = await writeLoad(clock, PACE_BUSY_WAKES - 1);
+  q.enqueue(bytes("a"));
+  await turn();
+  assertEquals(seen.at(-1), "a", "paced at PACE_BUSY_WAKES wake-ups in the window");
+  q.close();
+  for (const o of others) o.close();
+});
+
+Deno.test("SendQueue pacing follows the load: on while the last window was busy, off after a quiet one", async () => {
+  const clock = new FakeClock();
+  const seen: string[] = [];
+  const q = recordingQueue(clock, seen);
+  q.enqueue(bytes("1"));
+  await turn();
+  const others = await writeLoad(clock, PACE_BUSY_WAKES);
+  // The next window: busy because the last one was.
+  await clock.advance(PACE_MS);
+  q.enqueue(bytes("2"));
+  await turn();
+  await clock.advance(1);
+  q.enqueue(bytes("3"));
+  await turn();
+  assertEquals(
+    seen,
+    ["1", "2"],
+    "a frame 1 ms after a write was not paced in the window after a busy one",
+  );
+  await clock.advance(PACE_MS);
+  assertEquals(seen, ["1", "2", "3"]);
+  // Two windows later with only this queue writing: not busy any more, written at once.
+  await clock.advance(2 * PACE_MS);
+  q.enqueue(bytes("4"));
+  await turn();
+  await clock.advance(1);
+  q.enqueue(bytes("5"));
+  await turn();
+  assertEquals(seen, ["1", "2", "3", "4", "5"], "still paced after the load went away");
+  q.close();
+  for (const o of others) o.close();
 });
 
 Deno.test("SendQueue starts at most WRITES_PER_TURN writers per turn; the rest follow on the next turns", async () => {
