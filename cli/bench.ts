@@ -18,7 +18,8 @@ deliveries (every body carries sender, sequence number and send time; all must b
 
 --spawn starts \`chat serve\` on 127.0.0.1 with a temporary data directory, limits raised for
 the benchmark (message rate, connections and registrations per address), accounts seeded into
-the database (cheap hashes unless --seed-users real), and FULL sync; it is removed afterwards.
+the database (real argon2id hashes; --seed-users cheap for far cheaper logins, and the report says
+so), and FULL sync; it is removed afterwards.
 --spawn-nodes N starts a throwaway PostgreSQL (or uses --store postgres://…), a nats-server and N
 \`chat serve\` nodes on them, seeds the accounts once, and spreads the clients over the nodes
 round-robin (client i on node i mod N), as HOST:PORT,HOST:PORT does for a running cluster. CPU is
@@ -54,7 +55,11 @@ export function registerBench(program: Command, ctx: CliContext): void {
     .option("--password <pw>", "password of every bench user", "bench-password")
     .option("--auth <mode>", "auto (register, log in when taken), login or register", "auto")
     .option("--login-concurrency <n>", "logins in flight at once", "32")
-    .option("--seed-users <cost>", "with --spawn: cheap or real argon2id cost", "cheap")
+    .option(
+      "--seed-users <cost>",
+      "with --spawn: the accounts' argon2id cost, real (OWASP, as real users) or cheap (labelled)",
+      "real",
+    )
     .option("--server-cpus <list>", "with --spawn: pin the server (taskset -c), e.g. 0")
     .option("--bench-cpus <list>", "pin this process (taskset), e.g. 1")
     .option(

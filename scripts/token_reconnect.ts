@@ -5,6 +5,11 @@
 // RSS (VmHWM).
 //
 //   deno run -A scripts/token_reconnect.ts [--clients 2000] [--parallel 500] [--engine node|deno] [--idle 3]
+//                                          [--server-cpus 0] [--load-cpus 1]
+//
+// --server-cpus / --load-cpus pin the server (every thread, the hashing worker included) and this
+// load process with `taskset -a -p` once the server listens. The server's descriptor limit is
+// N + 1,000, or the hard limit of this shell when that is lower (20,000 here: 19,900 clients).
 import tls from "node:tls";
 import { parseArgs } from "node:util";
 import { openStore, storeSpec } from "../src/store/open_store.ts";
@@ -17,6 +22,8 @@ const { values } = parseArgs({
     parallel: { type: "string", default: "500" },
     engine: { type: "string", default: "node" },
     idle: { type: "string", default: "3" },
+    "server-cpus": { type: "string" },
+    "load-cpus": { type: "string" },
   },
 });
 const N = Number(values.clients);
@@ -25,6 +32,22 @@ const PARALLEL = Number(values.parallel);
 async function sha256Hex(text: string): Promise<string> {
   const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
   return Array.from(new Uint8Array(d), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Pins every thread of `pid` to `cpus` (Linux taskset). */
+async function pin(pid: number, cpus: string): Promise<void> {
+  const out = await new Deno.Command("taskset", {
+    args: ["-a", "-p", "-c", cpus, String(pid)],
+    stdout: "null",
+  }).output();
+  if (!out.success) throw new Error(`taskset -c ${cpus} ${pid} failed`);
+}
+
+/** The hard limit on open files of a process started from here. */
+async function hardFileLimit(): Promise<number> {
+  const out = await new Deno.Command("sh", { args: ["-c", "ulimit -Hn"] }).output();
+  const n = Number(new TextDecoder().decode(out.stdout).trim());
+  return Number.isFinite(n) && n > 0 ? n : Infinity;
 }
 
 function vm(pid: number, key: string): number {
@@ -38,7 +61,7 @@ try {
   const store = await openStore(storeSpec({ dataDir }));
   const tokens: { user: string; token: string }[] = [];
   const now = Date.now();
-  for (let i = 0; i < N; i++) {
+  const seedOne = async (i: number) => {
     const user = `u${i}`;
     const u = await store.createUser({ name: user, passwordHash: "unused", ts: now });
     const secret = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
@@ -51,7 +74,12 @@ try {
       lastUsedAt: now,
       expiresAt: now + 86_400_000,
     }, 20);
-    tokens.push({ user, token: `${t.id}.${secret}` });
+    tokens[i] = { user, token: `${t.id}.${secret}` };
+  };
+  // A thousand at a time: group commit puts them in a few transactions (one by one, every write
+  // waited for its own commit and sync: minutes at 19,900).
+  for (let i = 0; i < N; i += 1000) {
+    await Promise.all(Array.from({ length: Math.min(1000, N - i) }, (_, k) => seedOne(i + k)));
   }
   await store.close();
   await Deno.chmod(dataDir, 0o700);
@@ -63,8 +91,10 @@ try {
       CHAT_LIMIT_MAX_CONNECTIONS_PER_ADDRESS: "1000",
       CHAT_TLS_ENGINE: values.engine!,
     },
-    maxFiles: N + 1000,
+    maxFiles: Math.min(N + 1000, await hardFileLimit()),
   });
+  if (values["server-cpus"]) await pin(srv.pid, values["server-cpus"]);
+  if (values["load-cpus"]) await pin(Deno.pid, values["load-cpus"]);
   const idleRss = vm(srv.pid, "VmRSS");
   const sockets: tls.TLSSocket[] = [];
   let errors = 0;

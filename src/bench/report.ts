@@ -14,6 +14,14 @@ function kb(v: number | null): string {
 }
 
 /** The human-readable report: one fact per line, the verdict last. */
+/** How a spawned server's accounts were seeded, as the report says it. */
+const ACCOUNTS = {
+  real:
+    "accounts        seeded with real argon2id hashes (m=19456, t=2, p=1): every login verifies one",
+  cheap: "accounts        CHEAP argon2id hashes (--seed-users cheap): logins cost far less than " +
+    "real ones (~50-70 ms of server CPU each)",
+};
+
 export function formatReport(r: BenchResult): string {
   const w = r.workload;
   const lines = [
@@ -21,6 +29,7 @@ export function formatReport(r: BenchResult): string {
     `workload        ${num(w.clients)} clients in ${w.rooms} room(s), ${w.senders} senders × ` +
     `${num(w.messages)} messages, ${w.rate > 0 ? `${w.rate}/s per sender` : "unpaced"}, ` +
     `${w.payload} B bodies`,
+    ...(r.accounts ? [ACCOUNTS[r.accounts]] : []),
     `connect+login   ${num(r.login.clients)} in ${r.login.seconds} s (${
       num(r.login.perSecond)
     }/s)` +

@@ -95,6 +95,11 @@ export interface LatencySummary {
 export interface BenchResult {
   protocol: string;
   target: string;
+  /**
+   * The argon2id cost of the accounts a spawned server was seeded with: `real` (OWASP, what real
+   * users cost at login) or `cheap` (`--seed-users cheap`); null for a server not spawned here.
+   */
+  accounts?: "real" | "cheap" | null;
   workload: Workload;
   login: { clients: number; failed: number; seconds: number; perSecond: number };
   send: {

@@ -105,6 +105,20 @@ interface PendingRoomEvent {
   msgId: number;
 }
 
+/** Shortest wait of a room's presence notices for the rest of their batch (contract 5). */
+export const PRESENCE_WAIT_MS = 50;
+/** Longest wait (reached at 4,000 users online here). */
+export const PRESENCE_WAIT_MAX_MS = 1000;
+
+/** One room's presence notices that wait to be fanned out together. */
+interface PresenceBatch {
+  events: PendingRoomEvent[];
+  /** Members owed only the events from this index on (they joined or were served mid-batch). */
+  from: Map<HubMember, number>;
+  /** Per codec: each event's bytes, encoded once when first needed. */
+  frames: Map<EventEncoder, (Uint8Array | null)[]>;
+}
+
 /**
  * Rooms, presence and ordered delivery on one node. Presence counts users, not connections, and
  * is cluster-wide: a node announces `join` when a user's first session on it enters a room and
@@ -126,6 +140,14 @@ interface PendingRoomEvent {
  *    change of membership and every direct delivery flushes what is pending first.
  * 4. A member that sent some of the batched events gets the runs of the joined buffer between
  *    its own frames (subarrays, no copy).
+ * 5. Presence notices (a user came online in a room or left it) wait for one shared timer
+ *    (`PRESENCE_WAIT_MS`, 1 ms longer per 4 users online, at most `PRESENCE_WAIT_MAX_MS`) and go
+ *    out per room as one buffer encoded once per codec and queued to every member: a login storm
+ *    of N users costs each member one write per interval, not N frames of its own to copy and
+ *    write (docs/PERFORMANCE.md, "Memory under real logins"). Order per member is kept: any other
+ *    event of the room sends the room's waiting notices first; a member that joins mid-batch is
+ *    owed only the later ones; and before anything else is written to a member (a reply, a
+ *    message of another room, a direct message: `presenceDue`) it is given what it is owed.
  */
 export class Hub {
   /** roomId → userId → sessions of that user in the room. */
@@ -153,6 +175,9 @@ export class Hub {
   delivered = 0;
   #pending: PendingRoomEvent[] = [];
   #flushScheduled = false;
+  /** Presence notices waiting for `#presenceTimer`, by room (contract 5). */
+  #presenceBatches = new Map<number, PresenceBatch>();
+  #presenceTimer: TimerHandle | undefined;
 
   constructor(fanout: Fanout, timers: Timers = REAL_TIMERS) {
     this.#fanout = fanout;
@@ -548,6 +573,7 @@ export class Hub {
   /** Removes a session everywhere; returns the rooms whose presence changed (user left). */
   removeSession(m: HubMember): number[] {
     this.flush();
+    this.presenceDue(m);
     const left: number[] = [];
     for (const [roomId, byUser] of this.#rooms) {
       const set = byUser.get(m.userId);
@@ -574,12 +600,17 @@ export class Hub {
     const first = !set;
     if (!set) byUser.set(m.userId, set = new Set());
     set.add(m);
+    // Notices already waiting were about the room before this member was in it.
+    const batch = this.#presenceBatches.get(roomId);
+    if (batch) batch.from.set(m, batch.events.length);
     return first;
   }
 
   /** Takes a session out of a room; true when that was the user's last session there. */
   unsubscribe(m: HubMember, roomId: number): boolean {
     this.flush();
+    const batch = this.#presenceBatches.get(roomId);
+    if (batch && this.isSubscribed(m, roomId)) this.#presenceOwed(batch, m);
     const set = this.#rooms.get(roomId)?.get(m.userId);
     if (!set?.delete(m)) return false;
     if (set.size === 0) {
@@ -642,6 +673,14 @@ export class Hub {
   #toRoom(roomId: number, ev: HubEvent, origin: ConnRef, msgId: number): void {
     if (!this.#rooms.has(roomId)) return;
     const exceptConnId = origin.node === this.#fanout.node ? origin.conn : -1;
+    if (ev.kind === "presence") {
+      return this.#deferPresence(roomId, { roomId, ev, exceptConnId, msgId });
+    }
+    if (this.#presenceBatches.has(roomId)) {
+      // The room's waiting notices came before this event: out they go, after what preceded them.
+      this.flush();
+      this.#sendPresence(roomId);
+    }
     this.#pending.push({ roomId, ev, exceptConnId, msgId });
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
@@ -661,6 +700,107 @@ export class Hub {
       while (end < pending.length && pending[end].roomId === pending[start].roomId) end++;
       this.#fanOut(pending, start, end);
       start = end;
+    }
+  }
+
+  /**
+   * Gives `m` every waiting presence notice it is owed now, before something else is written to
+   * it (the session calls this before each write that is not itself a presence notice).
+   */
+  presenceDue(m: HubMember): void {
+    if (this.#presenceBatches.size === 0) return;
+    for (const [roomId, batch] of this.#presenceBatches) {
+      if (this.isSubscribed(m, roomId)) this.#presenceOwed(batch, m);
+    }
+  }
+
+  /** Stops the presence timer (the server stops); waiting notices are dropped. */
+  close(): void {
+    if (this.#presenceTimer !== undefined) this.#timers.clearTimeout(this.#presenceTimer);
+    this.#presenceTimer = undefined;
+    this.#presenceBatches.clear();
+  }
+
+  #deferPresence(roomId: number, p: PendingRoomEvent): void {
+    let batch = this.#presenceBatches.get(roomId);
+    if (!batch) {
+      this.#presenceBatches.set(roomId, batch = { events: [], from: new Map(), frames: new Map() });
+    }
+    batch.events.push(p);
+    if (this.#presenceTimer === undefined) {
+      const waitMs = Math.min(
+        PRESENCE_WAIT_MAX_MS,
+        Math.max(PRESENCE_WAIT_MS, this.#users.size / 4),
+      );
+      this.#presenceTimer = this.#timers.setTimeout(() => {
+        this.#presenceTimer = undefined;
+        for (const roomId of [...this.#presenceBatches.keys()]) this.#sendPresence(roomId);
+      }, waitMs);
+    }
+  }
+
+  /** The frames of a batch's first `n` events in `enc`'s bytes (encoded once each). */
+  #presenceFrames(batch: PresenceBatch, enc: EventEncoder): (Uint8Array | null)[] {
+    let list = batch.frames.get(enc);
+    if (!list) batch.frames.set(enc, list = []);
+    while (list.length < batch.events.length) {
+      list.push(enc.encodeEvent(batch.events[list.length].ev));
+    }
+    return list;
+  }
+
+  /** Delivers what `m` is owed of a room's batch now, frame by frame (no joined buffer). */
+  #presenceOwed(batch: PresenceBatch, m: HubMember): void {
+    const k = batch.from.get(m) ?? 0;
+    const n = batch.events.length;
+    if (k >= n) return;
+    const list = this.#presenceFrames(batch, m.encoder);
+    for (let i = k; i < n; i++) {
+      const bytes = list[i];
+      if (bytes && batch.events[i].exceptConnId !== m.connId) m.deliver(null, bytes, 0);
+    }
+    batch.from.set(m, n);
+  }
+
+  /** Fans out a room's waiting presence notices: one joined buffer per codec, shared. */
+  #sendPresence(roomId: number): void {
+    const batch = this.#presenceBatches.get(roomId);
+    if (!batch) return;
+    this.#presenceBatches.delete(roomId);
+    if (this.#presenceBatches.size === 0 && this.#presenceTimer !== undefined) {
+      this.#timers.clearTimeout(this.#presenceTimer);
+      this.#presenceTimer = undefined;
+    }
+    const byUser = this.#rooms.get(roomId);
+    if (!byUser) return;
+    const n = batch.events.length;
+    const origins = new Set<number>();
+    for (const p of batch.events) if (p.exceptConnId !== -1) origins.add(p.exceptConnId);
+    const joined = new Map<EventEncoder, Joined | null>();
+    for (const set of byUser.values()) {
+      for (const m of set) {
+        const k = batch.from.get(m) ?? 0;
+        if (k >= n) continue;
+        let all = joined.get(m.encoder);
+        if (all === undefined) {
+          joined.set(m.encoder, all = join(this.#presenceFrames(batch, m.encoder)));
+        }
+        if (!all) continue;
+        if (k === 0 && !origins.has(m.connId)) {
+          m.deliver(null, all.bytes, 0);
+          continue;
+        }
+        // Joined mid-batch, or told of itself: the runs it is owed, as subarrays.
+        let runStart = all.offsets[k];
+        for (let i = k; i < n; i++) {
+          if (batch.events[i].exceptConnId !== m.connId) continue;
+          if (all.offsets[i] > runStart) {
+            m.deliver(null, all.bytes.subarray(runStart, all.offsets[i]), 0);
+          }
+          runStart = all.offsets[i + 1];
+        }
+        if (all.bytes.length > runStart) m.deliver(null, all.bytes.subarray(runStart), 0);
+      }
     }
   }
 

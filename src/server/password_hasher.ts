@@ -2,6 +2,7 @@
 import { argon2id, argon2Verify } from "hash-wasm";
 import { setPriority } from "node:os";
 import { ChatError } from "../errors.ts";
+import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
 
 /**
  * Nice value of a hashing thread (Linux). Hashing is the one CPU-heavy job of the server: a login
@@ -17,6 +18,13 @@ function lowerThreadPriority(): void {
     if (Number.isInteger(tid) && tid > 0) setPriority(tid, HASHER_NICE);
   } catch { /* not Linux, or not permitted */ }
 }
+
+/**
+ * A pool with nothing to hash for this long ends its workers. A worker holds about 44 MB (its
+ * isolate and one argon2 memory of 19 MiB) that an idle server should not keep; starting one
+ * again costs the next login about 100 ms once (docs/PERFORMANCE.md, "Memory under real logins").
+ */
+export const HASHER_IDLE_MS = 1000;
 
 /** OWASP's minimum for argon2id: m=19 MiB, t=2, p=1. */
 export const ARGON2_PARAMS = Object.freeze({ memorySize: 19456, iterations: 2, parallelism: 1 });
@@ -163,6 +171,8 @@ export interface HasherStats {
   rejectedBusy: number;
   /** WebAssembly instances the workers hold; flat after each worker's first job (reuse). */
   wasmInstances: number;
+  /** Workers alive now (0 when the pool has been idle for `idleMs`). */
+  workers: number;
 }
 
 /**
@@ -171,7 +181,9 @@ export interface HasherStats {
  * 1. At most `workers` jobs run at once, one per worker; the rest wait in FIFO order.
  * 2. At most `queue` jobs wait; past that `hash`/`verify` reject at once with ChatError `busy`
  *    carrying `retryAfterMs`, so a login storm costs memory proportional to `queue`, not to it.
- * 3. Workers start lazily on first use and are terminated by `close()`.
+ * 3. Workers start lazily on first use; once nothing has been queued or running for `idleMs`
+ *    they are all ended (their memory goes back to the system) and the next job starts one
+ *    again. `close()` ends them for good.
  */
 export class PasswordHasher {
   #size: number;
@@ -187,10 +199,24 @@ export class PasswordHasher {
   #closed = false;
   /** Average job time, used for the retry hint. */
   #avgMs = 80;
+  #idleMs: number;
+  #timers: Timers;
+  #idleTimer: TimerHandle | undefined;
 
-  constructor(opts: { workers: number; queue: number }) {
+  constructor(
+    opts: {
+      workers: number;
+      queue: number;
+      /** Idle time after which the workers end. Default `HASHER_IDLE_MS`. */
+      idleMs?: number;
+      /** Timers of the idle wait. Default `REAL_TIMERS`. */
+      timers?: Timers;
+    },
+  ) {
     this.#size = Math.max(1, opts.workers);
     this.#maxQueue = opts.queue;
+    this.#idleMs = opts.idleMs ?? HASHER_IDLE_MS;
+    this.#timers = opts.timers ?? REAL_TIMERS;
   }
 
   get stats(): HasherStats {
@@ -200,6 +226,7 @@ export class PasswordHasher {
       completed: this.#completed,
       rejectedBusy: this.#rejectedBusy,
       wasmInstances: [...this.#instances.values()].reduce((a, b) => a + b, 0),
+      workers: this.#all.length,
     };
   }
 
@@ -230,6 +257,10 @@ export class PasswordHasher {
           retryAfterMs,
         }),
       );
+    }
+    if (this.#idleTimer !== undefined) {
+      this.#timers.clearTimeout(this.#idleTimer);
+      this.#idleTimer = undefined;
     }
     return new Promise((resolve, reject) => {
       this.#waiting.push({ job, resolve, reject });
@@ -277,7 +308,21 @@ export class PasswordHasher {
     if (!this.#closed) {
       this.#idle.push(worker);
       this.#pump();
+      if (this.#running.size === 0 && this.#waiting.length === 0) this.#armIdle();
     }
+  }
+
+  /** Ends every worker after `idleMs` without work (a new job cancels the wait). */
+  #armIdle(): void {
+    if (this.#idleTimer !== undefined) this.#timers.clearTimeout(this.#idleTimer);
+    this.#idleTimer = this.#timers.setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#closed || this.#running.size > 0 || this.#waiting.length > 0) return;
+      for (const w of this.#all) w.terminate();
+      this.#all = [];
+      this.#idle = [];
+      this.#instances.clear();
+    }, this.#idleMs);
   }
 
   #onWorkerFailure(worker: Worker, message: string): void {
@@ -300,6 +345,8 @@ export class PasswordHasher {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    if (this.#idleTimer !== undefined) this.#timers.clearTimeout(this.#idleTimer);
+    this.#idleTimer = undefined;
     const err = new ChatError("shutting_down", "Cannot check password: server is stopping");
     for (const w of this.#waiting) w.reject(err);
     for (const { w } of this.#running.values()) w.reject(err);

@@ -168,7 +168,7 @@ export class ChatServer {
     this.#timers = timers;
     this.hub = new Hub(opts.fanout ?? new LocalFanout(), timers);
     const l = opts.config.limits;
-    this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue });
+    this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue, timers });
     this.auth = new AuthService({
       store: opts.store,
       hasher: this.hasher,
@@ -703,6 +703,7 @@ export class ChatServer {
     clearInterval(this.#lagProbe);
     clearInterval(this.#listenerProbe);
     await Promise.all(this.#listening.map((l) => l.loop));
+    this.hub.close();
     await this.hub.fanout.close();
     await this.#store.close();
     log.info("Stopped");

@@ -273,7 +273,10 @@ export class Session implements HubMember, CommandContext {
 
   /** Queues raw bytes for this client (`lazy`: may wait a little to share a write; see SendQueue). */
   write(bytes: Uint8Array, lazy = false): void {
-    if (!this.#closed) this.queue.enqueue(bytes, lazy ? { lazy } : undefined);
+    if (this.#closed) return;
+    // Presence notices still waiting in the hub come before anything else (Hub contract 5).
+    if (!lazy) this.#deps.service.hub.presenceDue(this);
+    this.queue.enqueue(bytes, lazy ? { lazy } : undefined);
   }
 
   /** Writes a notice that answers no request (ping, bye, an unprompted error). */

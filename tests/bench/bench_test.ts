@@ -1,5 +1,5 @@
 // Smoke tests of `chat bench`: its accounting pieces, and tiny real runs over TLS (no timing asserts).
-import { assert, assertEquals } from "../harness/assert.ts";
+import { assert, assertEquals, assertMatch } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { LatencyHistogram } from "../../src/bench/histogram.ts";
 import { encodeBody, parseBody, type ParsedBody } from "../../src/bench/payload.ts";
@@ -160,6 +160,7 @@ Deno.test("`chat bench --spawn --json` starts its own server and reports a clean
     unexpected: 0,
   });
   assert(r.server.rssLoggedInKb > 0, "the RSS of a spawned server is visible");
+  assertEquals(r.accounts, "real", "logins verify real argon2id hashes unless asked otherwise");
   assert(r.ok);
 });
 
@@ -202,4 +203,32 @@ Deno.test("`chat bench --spawn --protocol irc` measures the spawned server's IRC
   assert(r.server.sendCpuSeconds !== null, "the spawned server's CPU is read");
   assert(r.send.benchCpuSeconds !== null, "the load generator's own CPU is read");
   assert(r.ok, JSON.stringify(r.errors));
+});
+
+Deno.test("`chat bench --spawn --seed-users cheap` says so in its report", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      "main.ts",
+      "bench",
+      "--spawn",
+      "--server-entry",
+      `${root}main.ts`,
+      "--seed-users",
+      "cheap",
+      "-n",
+      "4",
+      "-s",
+      "1",
+      "-m",
+      "2",
+    ],
+    cwd: root,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  assertMatch(text, /^accounts +CHEAP argon2id hashes \(--seed-users cheap\)/m);
 });

@@ -1,9 +1,17 @@
 // Unit tests of the Hub without sockets: per-stream order by links, where live delivery starts,
 // gaps read from the store, and batched fan-out (joined buffers, own frames cut out, hold).
 import { assert, assertEquals } from "../harness/assert.ts";
-import { type EventEncoder, Hub, type HubMember, type MsgEvent } from "../../src/server/hub.ts";
+import {
+  type EventEncoder,
+  Hub,
+  type HubMember,
+  type MsgEvent,
+  PRESENCE_WAIT_MAX_MS,
+  PRESENCE_WAIT_MS,
+} from "../../src/server/hub.ts";
 import { LocalFanout } from "../../src/server/fanout.ts";
 import type { StreamKey } from "../../src/store/store.ts";
+import { FakeClock } from "../harness/fake_clock.ts";
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -55,9 +63,10 @@ function msg(id: number, prev: number, roomId = 1, conn = -1): MsgEvent {
 function hubWith(
   heads: Record<string, number>,
   backfill: (s: StreamKey, after: number, before: number) => MsgEvent[] = () => [],
+  clock?: FakeClock,
 ) {
   const fanout = new LocalFanout();
-  const hub = new Hub(fanout);
+  const hub = new Hub(fanout, clock);
   hub.setSource({
     heads: (keys) => Promise.resolve(new Map(keys.map((k) => [k, heads[k] ?? 0]))),
     backfill: (s, a, b) => Promise.resolve(backfill(s, a, b)),
@@ -148,27 +157,95 @@ Deno.test("hub: a member already sent part of a batch gets only the rest", async
   assertEquals(m.text, "3;");
 });
 
-Deno.test("hub: presence is delivered lazily, and a kick reaches every session of the user", async () => {
-  const { hub, fanout, join } = hubWith({ "r:1": 0 });
+/** A presence event of user `userId` (named u<userId>) from connection `conn`. */
+function presence(userId: number, conn: number, event: "join" | "leave" = "join", roomId = 1) {
+  return {
+    kind: "presence" as const,
+    roomId,
+    room: `room${roomId}`,
+    userId,
+    user: `u${userId}`,
+    event,
+    origin: { node: "local", conn },
+  };
+}
+
+Deno.test("hub: presence waits for the shared timer, and a kick reaches every session of the user", async () => {
+  const clock = new FakeClock();
+  const { hub, fanout, join } = hubWith({ "r:1": 0 }, undefined, clock);
   const a = new Member(1, 1);
   const a2 = new Member(2, 1);
   const b = new Member(3, 2);
   await join(a);
   await join(a2);
   await join(b);
-  fanout.publish({
-    kind: "presence",
-    roomId: 1,
-    room: "room1",
-    userId: 2,
-    user: "u2",
-    event: "join",
-    origin: { node: "local", conn: 3 },
-  });
+  fanout.publish(presence(2, 3));
   await turn();
+  assertEquals(a.calls, [], "not before the presence timer");
+  await clock.advance(PRESENCE_WAIT_MS);
   assertEquals(a.calls, [{ stream: null, text: "p:u2;", lastId: 0 }]);
   assertEquals(b.calls, [], "the origin connection is not told of itself");
   fanout.publish({ kind: "kick", userId: 1, code: "kicked", message: "bye" });
   assertEquals([a.kicked, a2.kicked, b.kicked], ["kicked", "kicked", null]);
   assert(hub.online(1).includes("u2"));
+  hub.close();
+});
+
+Deno.test("hub: a storm of presence reaches every member as one shared buffer per interval", async () => {
+  const clock = new FakeClock();
+  const { hub, fanout, join } = hubWith({ "r:1": 0 }, undefined, clock);
+  const a = new Member(1, 1);
+  const b = new Member(2, 2);
+  await join(a);
+  await join(b);
+  for (let u = 10; u < 15; u++) fanout.publish(presence(u, 100 + u));
+  fanout.publish(presence(2, 2)); // b's own notice, in the middle of the batch
+  fanout.publish(presence(15, 115));
+  await clock.advance(PRESENCE_WAIT_MS);
+  assertEquals(a.calls.length, 1, "one delivery for the whole batch");
+  assertEquals(a.text, "p:u10;p:u11;p:u12;p:u13;p:u14;p:u2;p:u15;");
+  assertEquals(b.text, "p:u10;p:u11;p:u12;p:u13;p:u14;p:u15;", "all but its own");
+  assertEquals(b.calls.length, 2, "the runs around its own frame");
+  const c = new Member(3, 3);
+  await join(c);
+  fanout.publish(presence(16, 116));
+  await clock.advance(PRESENCE_WAIT_MS);
+  assertEquals(c.text, "p:u16;", "only notices after it joined");
+  hub.close();
+});
+
+Deno.test("hub: a member joining mid-batch is owed only the later notices", async () => {
+  const clock = new FakeClock();
+  const { hub, fanout, join } = hubWith({ "r:1": 0 }, undefined, clock);
+  const a = new Member(1, 1);
+  await join(a);
+  fanout.publish(presence(10, 110));
+  const late = new Member(2, 2);
+  await join(late);
+  fanout.publish(presence(11, 111));
+  await clock.advance(PRESENCE_WAIT_MS);
+  assertEquals(a.text, "p:u10;p:u11;");
+  assertEquals(late.text, "p:u11;");
+  hub.close();
+});
+
+Deno.test("hub: waiting presence goes out before a later message of the room and before other writes", async () => {
+  const clock = new FakeClock();
+  const { hub, fanout, join } = hubWith({ "r:1": 0, "r:2": 0 }, undefined, clock);
+  const a = new Member(1, 1);
+  const b = new Member(2, 2);
+  await join(a);
+  await join(b);
+  await join(b, 2);
+  fanout.publish(presence(10, 110));
+  fanout.publish(msg(1, 0));
+  await turn();
+  assertEquals(a.text, "p:u10;1;", "the notice first, without waiting for the timer");
+  fanout.publish(presence(11, 111));
+  hub.presenceDue(b); // what the session does before writing anything else (a reply, say)
+  assertEquals(b.text, "p:u10;1;p:u11;");
+  await clock.advance(PRESENCE_WAIT_MAX_MS);
+  assertEquals(b.text, "p:u10;1;p:u11;", "nothing twice");
+  assertEquals(a.text, "p:u10;1;p:u11;");
+  hub.close();
 });

@@ -2,6 +2,7 @@ import { assert, assertEquals, assertMatch, assertRejects } from "../harness/ass
 import { argon2id, argon2Verify } from "hash-wasm";
 import { ARGON2_PARAMS, PasswordHasher } from "../../src/server/password_hasher.ts";
 import { ChatError } from "../../src/errors.ts";
+import { FakeClock } from "../harness/fake_clock.ts";
 
 Deno.test("PasswordHasher produces OWASP-strength argon2id PHC strings that verify", async () => {
   const h = new PasswordHasher({ workers: 1, queue: 8 });
@@ -104,4 +105,25 @@ Deno.test("PasswordHasher workers reuse their WebAssembly instances (one argon2 
   } finally {
     h.close();
   }
+});
+
+Deno.test("PasswordHasher ends its workers after idleMs without work and starts one again", async () => {
+  const clock = new FakeClock();
+  const h = new PasswordHasher({ workers: 1, queue: 8, idleMs: 1000, timers: clock });
+  try {
+    const first = await h.hash("idle-password");
+    assertEquals(h.stats.workers, 1);
+    await clock.advance(600);
+    assertEquals(await h.verify("idle-password", first), true, "work in the wait starts it over");
+    await clock.advance(600);
+    assertEquals(h.stats.workers, 1, "1,000 ms have not passed since the last job");
+    await clock.advance(400);
+    assertEquals(h.stats.workers, 0, "idle for 1,000 ms: ended");
+    assertEquals(h.stats.wasmInstances, 0);
+    assertEquals(await h.verify("idle-password", first), true, "a new worker checks old hashes");
+    assertEquals(h.stats.workers, 1);
+  } finally {
+    h.close();
+  }
+  assertEquals(clock.pending, 0, "close() leaves no timer behind");
 });
