@@ -63,3 +63,18 @@ Deno.test("spec §5: a duplicate cid sent to another room is acked with the stor
   const h = await a.expect(hasRef("h"));
   assertEquals(h.type === "history" ? h.messages : null, []);
 });
+
+Deno.test("spec §6: resume ids that are not non-negative integers are ignored; the login works", async () => {
+  await using ts = await startTestServer();
+  await using a = await WireClient.login(ts.port, ts.certPem, "resumer", { register: true });
+  assertEquals((await a.say("general", "one")).type, "ack");
+  await using b = await WireClient.login(ts.port, ts.certPem, "resumer", {
+    resume: { rooms: { general: 0, other: "7", neg: -1 }, dm: 1.5 },
+  });
+  const m = await b.expect((f) => f.type === "msg");
+  assertEquals(m.type === "msg" ? m.body : null, "one");
+  const r = await b.expect((f) => f.type === "resumed");
+  assertEquals(r.type === "resumed" ? [r.room, r.count] : null, ["general", 1]);
+  // dm was not a valid id, so no DM backlog was asked for.
+  await b.expectNone((f) => f.type === "resumed", "a resumed for an ignored resume point");
+});
