@@ -62,7 +62,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "pre-login",
     retry: never,
-    meaning: "not a JSON object, missing or wrong-typed field",
+    meaning: "not a JSON object, missing or wrong-typed field; a bad value is never fatal (§1)",
   },
   invalid_utf8: {
     scope: "wire",
@@ -190,7 +190,7 @@ const ERROR_TABLE = {
     scope: "wire",
     fatal: "no",
     retry: never,
-    meaning: "send/history/who on a room the user has not joined",
+    meaning: "send, history, who, part, read, search or invite on a room the user has not joined",
   },
   cannot_part: { scope: "wire", fatal: "no", retry: never, meaning: "parting `general`" },
   invalid_text: {

@@ -101,6 +101,7 @@ export interface UnreadMap {
 export type ServerFrame =
   | {
     type: "hello";
+    ref?: string;
     version: number;
     server: string;
     registration: "open" | "invite" | "closed";
@@ -173,5 +174,5 @@ export type ServerFrame =
   }
   | { type: "error"; ref?: string; code: string; message: string; retryAfterMs?: number }
   | { type: "ping" }
-  | { type: "pong" }
+  | { type: "pong"; ref?: string }
   | { type: "bye"; code: string; message: string };

@@ -48,13 +48,15 @@ function badFrame(detail: string, ref?: string): ChatError {
 function checkResume(v: unknown): boolean {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
   const r = v as Record<string, unknown>;
-  if (r.dm !== undefined && !Number.isSafeInteger(r.dm)) return false;
-  if (r.rooms !== undefined) {
-    if (typeof r.rooms !== "object" || r.rooms === null || Array.isArray(r.rooms)) return false;
-    const entries = Object.entries(r.rooms);
-    if (entries.length > 100) return false;
-    for (const [, id] of entries) if (!Number.isSafeInteger(id)) return false;
-  }
+  // An id that is not a non-negative integer is ignored, not refused (PROTOCOL.md §6).
+  const isId = (id: unknown) => Number.isSafeInteger(id) && (id as number) >= 0;
+  if (r.dm !== undefined && !isId(r.dm)) delete r.dm;
+  if (r.rooms !== undefined && r.rooms !== null) {
+    if (typeof r.rooms !== "object" || Array.isArray(r.rooms)) return false;
+    const rooms = r.rooms as Record<string, unknown>;
+    if (Object.keys(rooms).length > 100) return false;
+    for (const [name, id] of Object.entries(rooms)) if (!isId(id)) delete rooms[name];
+  } else delete r.rooms;
   return true;
 }
 

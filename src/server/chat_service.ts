@@ -970,6 +970,13 @@ export class ChatService {
         origin: this.#hub.ref(s.connId),
       });
     }
+    if (duplicate && m.roomId !== target.roomId) {
+      // The cid was stored in another conversation: the ack names where the message is (§5).
+      const w = await this.toWire(m);
+      return w.room !== undefined
+        ? { id: m.id, ts: m.ts, duplicate, room: w.room }
+        : { id: m.id, ts: m.ts, duplicate, to: w.to };
+    }
     return target.room !== undefined
       ? { id: m.id, ts: m.ts, duplicate, room: target.room }
       : { id: m.id, ts: m.ts, duplicate, to: target.to };

@@ -42,7 +42,7 @@ export class NativeProtocol implements ProtocolAdapter {
     } catch (err) {
       // Garbage before login ends the connection; after login it is reported and skipped.
       if (err instanceof ChatError && !authed && err.code !== "unknown_type") {
-        throw new ChatError(err.code, err.message, { fatal: true });
+        throw withRef(new ChatError(err.code, err.message, { fatal: true }), err.ref);
       }
       throw err;
     }
@@ -53,7 +53,9 @@ export class NativeProtocol implements ProtocolAdapter {
       case "hello":
         return this.#hello(frame);
       case "ping":
-        this.s.notice({ type: "pong" });
+        this.s.notice(
+          frame.ref !== undefined ? { type: "pong", ref: frame.ref } : { type: "pong" },
+        );
         return;
       case "pong":
         return;
@@ -91,6 +93,7 @@ export class NativeProtocol implements ProtocolAdapter {
       server: SERVER_NAME,
       registration: this.s.auth.registration,
       limits: wireLimits(this.s.limits),
+      ...(f.ref !== undefined ? { ref: f.ref } : {}),
     });
   }
 

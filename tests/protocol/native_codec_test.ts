@@ -24,6 +24,14 @@ const good: { line: string; want: Record<string, unknown> }[] = [
   { line: '{"type":"ping"}', want: { type: "ping" } },
 ];
 
+// PROTOCOL.md §6: ids in `resume` that are not non-negative integers are ignored, not refused.
+Deno.test("decodeClientFrame() drops resume ids that are not non-negative integers", () => {
+  const f = decodeClientFrame(line(
+    '{"type":"login","user":"a1","password":"p","resume":{"rooms":{"general":3,"a":"1","b":-2,"c":1.5,"d":null},"dm":"x"}}',
+  ));
+  assertEquals(f, { type: "login", user: "a1", password: "p", resume: { rooms: { general: 3 } } });
+});
+
 for (const c of good) {
   Deno.test(`decodeClientFrame() accepts ${c.line}`, () => {
     assertEquals(decodeClientFrame(line(c.line)), c.want);
@@ -41,8 +49,8 @@ const bad: { name: string; bytes: Uint8Array; code: string }[] = [
   { name: "wrong field type", bytes: line('{"type":"hello","version":"1"}'), code: "bad_frame" },
   { name: "fractional int", bytes: line('{"type":"hello","version":1.5}'), code: "bad_frame" },
   {
-    name: "bad resume",
-    bytes: line('{"type":"login","user":"x","password":"y","resume":{"rooms":{"a":"1"}}}'),
+    name: "resume rooms not an object",
+    bytes: line('{"type":"login","user":"x","password":"y","resume":{"rooms":["a"]}}'),
     code: "bad_frame",
   },
   {
