@@ -53,8 +53,10 @@ function checkResume(v: unknown): boolean {
   if (r.dm !== undefined && !isId(r.dm)) delete r.dm;
   if (r.rooms !== undefined && r.rooms !== null) {
     if (typeof r.rooms !== "object" || Array.isArray(r.rooms)) return false;
+    // No count limit: a user may be in many rooms, and refusing the login would lock their
+    // client out of resuming; the line limit (`maxLineBytes`) bounds the entries, and the server
+    // only looks up the rooms the user is in.
     const rooms = r.rooms as Record<string, unknown>;
-    if (Object.keys(rooms).length > 100) return false;
     for (const [name, id] of Object.entries(rooms)) if (!isId(id)) delete rooms[name];
   } else delete r.rooms;
   return true;

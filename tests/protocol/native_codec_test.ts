@@ -25,6 +25,16 @@ const good: { line: string; want: Record<string, unknown> }[] = [
 ];
 
 // PROTOCOL.md §6: ids in `resume` that are not non-negative integers are ignored, not refused.
+// PROTOCOL.md §6: `rooms` may name any number of rooms (only the line limit bounds it): a user in
+// many rooms must not be locked out of resuming.
+Deno.test("decodeClientFrame() takes a resume naming 300 rooms", () => {
+  const rooms = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`r${i}`, i + 1]));
+  const f = decodeClientFrame(
+    enc.encode(JSON.stringify({ type: "login", user: "a1", password: "p", resume: { rooms } })),
+  );
+  assertEquals(f.type === "login" && Object.keys(f.resume?.rooms ?? {}).length, 300);
+});
+
 Deno.test("decodeClientFrame() drops resume ids that are not non-negative integers", () => {
   const f = decodeClientFrame(line(
     '{"type":"login","user":"a1","password":"p","resume":{"rooms":{"general":3,"a":"1","b":-2,"c":1.5,"d":null},"dm":"x"}}',
