@@ -98,8 +98,13 @@ try {
   const idleRss = vm(srv.pid, "VmRSS");
   const sockets: tls.TLSSocket[] = [];
   let errors = 0;
+  const reasons: Record<string, number> = {};
   const connectOne = (i: number) =>
-    new Promise<void>((resolve) => {
+    new Promise<void>((resolveOnce) => {
+      let done = false;
+      const resolve = () => {
+        if (!done) (done = true, resolveOnce());
+      };
       const { user, token } = tokens[i];
       const s = tls.connect({
         host: "127.0.0.1",
@@ -128,12 +133,22 @@ try {
           if (f.type === "ok" && f.op === "login") return resolve();
           if (f.type === "error") {
             errors++;
+            reasons[f.code] = (reasons[f.code] ?? 0) + 1;
             return resolve();
           }
         }
       });
-      s.on("error", () => {
+      s.on("error", (err: Error) => {
         errors++;
+        reasons[err.message] = (reasons[err.message] ?? 0) + 1;
+        resolve();
+      });
+      // A close without an answer (the server cut the connection) ends the wait too: without
+      // this a cut client waited for ever and the run never finished.
+      s.on("close", () => {
+        if (done) return;
+        errors++;
+        reasons["closed before ok"] = (reasons["closed before ok"] ?? 0) + 1;
         resolve();
       });
     });
@@ -156,7 +171,8 @@ try {
       `peak (VmHWM) ${(peak / 2 ** 20).toFixed(1)} MiB, ${values.idle} s later ${
         (idle / 2 ** 20).toFixed(1)
       } ` +
-      `MiB (${Math.round((idle - idleRss) / N / 1024)} KiB per connection); tls ${values.engine}`,
+      `MiB (${Math.round((idle - idleRss) / N / 1024)} KiB per connection); tls ${values.engine}` +
+      (errors ? `; errors by reason: ${JSON.stringify(reasons)}` : ""),
   );
   for (const s of sockets) s.destroy();
 } finally {
