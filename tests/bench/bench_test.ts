@@ -125,30 +125,21 @@ Deno.test("runBench() over chat/1 and the seed protocol: every delivery exactly 
   assert(seed.ok, JSON.stringify(seed.errors));
 });
 
-Deno.test("`chat bench --spawn --json` starts its own server and reports a clean run", async () => {
+/** Runs `chat bench --spawn` from the source tree with `args`; fails unless it exits 0. */
+async function spawnedBench(args: string[]): Promise<string> {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "main.ts",
-      "bench",
-      "--spawn",
-      "--server-entry",
-      `${root}main.ts`,
-      "-n",
-      "6",
-      "-s",
-      "2",
-      "-m",
-      "5",
-      "--json",
-    ],
+    args: ["run", "-A", "main.ts", "bench", "--spawn", "--server-entry", `${root}main.ts`, ...args],
     cwd: root,
     stdout: "piped",
     stderr: "piped",
   }).output();
   const text = new TextDecoder().decode(out.stdout);
   assertEquals(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  return text;
+}
+
+Deno.test("`chat bench --spawn --json` starts its own server and reports a clean run", async () => {
+  const text = await spawnedBench(["-n", "6", "-s", "2", "-m", "5", "--json"]);
   const r = JSON.parse(text);
   assertEquals(r.protocol, "chat/1");
   assertEquals(r.integrity, {
@@ -165,31 +156,7 @@ Deno.test("`chat bench --spawn --json` starts its own server and reports a clean
 });
 
 Deno.test("`chat bench --spawn --protocol irc` measures the spawned server's IRC listener the same way", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "main.ts",
-      "bench",
-      "--spawn",
-      "--protocol",
-      "irc",
-      "--server-entry",
-      `${root}main.ts`,
-      "-n",
-      "6",
-      "-s",
-      "2",
-      "-m",
-      "5",
-      "--json",
-    ],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assertEquals(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  const text = await spawnedBench(["--protocol", "irc", "-n", "6", "-s", "2", "-m", "5", "--json"]);
   const r = JSON.parse(text);
   assertEquals(r.protocol, "irc");
   assertEquals(r.integrity, {
@@ -206,29 +173,6 @@ Deno.test("`chat bench --spawn --protocol irc` measures the spawned server's IRC
 });
 
 Deno.test("`chat bench --spawn --seed-users cheap` says so in its report", async () => {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      "main.ts",
-      "bench",
-      "--spawn",
-      "--server-entry",
-      `${root}main.ts`,
-      "--seed-users",
-      "cheap",
-      "-n",
-      "4",
-      "-s",
-      "1",
-      "-m",
-      "2",
-    ],
-    cwd: root,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout);
-  assertEquals(out.code, 0, text + new TextDecoder().decode(out.stderr));
+  const text = await spawnedBench(["--seed-users", "cheap", "-n", "4", "-s", "1", "-m", "2"]);
   assertMatch(text, /^accounts +CHEAP argon2id hashes \(--seed-users cheap\)/m);
 });
