@@ -561,6 +561,14 @@ export class ChatConnection {
   ): Promise<Frame<"ok">> {
     const device = c.device ? { device: c.device } : {};
     const rs = resume ? { resume } : {};
+    const passwordLogin = async () =>
+      await this.#request({
+        type: "login",
+        user: c.user,
+        password: c.password,
+        ...device,
+        ...rs,
+      }) as Frame<"ok">;
     let ok: Frame<"ok">;
     if (c.register && !reconnect) {
       ok = await this.#request({
@@ -581,22 +589,10 @@ export class ChatConnection {
         c.token = undefined;
         c.onToken?.(null, 0);
         if (c.password === "") throw err;
-        ok = await this.#request({
-          type: "login",
-          user: c.user,
-          password: c.password,
-          ...device,
-          ...rs,
-        }) as Frame<"ok">;
+        ok = await passwordLogin();
       }
     } else {
-      ok = await this.#request({
-        type: "login",
-        user: c.user,
-        password: c.password,
-        ...device,
-        ...rs,
-      }) as Frame<"ok">;
+      ok = await passwordLogin();
     }
     this.#tookToken(ok);
     return ok;
