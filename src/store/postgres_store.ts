@@ -1047,18 +1047,6 @@ export class PostgresStore implements Store {
     });
   }
 
-  consumeInvite(codeHash: string, now: number): Promise<boolean> {
-    return this.#enqueue({
-      steps: [{
-        text: `UPDATE invites SET uses_left = uses_left - 1
-               WHERE code_hash = $1 AND NOT revoked AND (expires_at IS NULL OR expires_at > $2)
-                 AND (uses_left IS NULL OR uses_left > 0) RETURNING id`,
-        params: [codeHash, now],
-      }],
-      finish: ([rows]) => rows.length > 0,
-    });
-  }
-
   async listInvites(): Promise<InviteRecord[]> {
     return (await this.#q("SELECT * FROM invites ORDER BY id")).map(toInvite);
   }

@@ -790,10 +790,6 @@ export class SqliteStore implements Store {
     );
   }
 
-  consumeInvite(codeHash: string, now: number): Promise<boolean> {
-    return this.#writes.enqueue(() => this.#consumeInvite(codeHash, now));
-  }
-
   /** Inside a write: takes one use of a valid invite; false when there is none to take. */
   #consumeInvite(codeHash: string, now: number): boolean {
     const r = this.#stmt(

@@ -329,8 +329,6 @@ export interface Store {
       createdBy: string | null;
     },
   ): Promise<InviteRecord>;
-  /** Consumes one use of a valid invite; false when unknown, revoked, used up or expired. */
-  consumeInvite(codeHash: string, now: number): Promise<boolean>;
   listInvites(): Promise<InviteRecord[]>;
   revokeInvite(id: number): Promise<boolean>;
 

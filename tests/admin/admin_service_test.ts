@@ -6,6 +6,7 @@ import { AdminService, base32 } from "../../src/admin/admin_service.ts";
 import { inviteCodeHash } from "../../src/server/auth.ts";
 import { openStore } from "./helpers.ts";
 import { tempDir } from "../harness/temp_dir.ts";
+import { registerWithInvite } from "../store/store_contract.ts";
 
 const HASH =
   "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0c2FsdA$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
@@ -133,13 +134,13 @@ Deno.test("an invite code is 160 random bits in base32, stored only as its SHA-2
   assertEquals(stored.codeHash, await inviteCodeHash(code));
   assert(!JSON.stringify(await store.listInvites()).includes(code));
   assert(!JSON.stringify(await store.auditTrail({ limit: 10 })).includes(code));
-  assert(await store.consumeInvite(await inviteCodeHash(code), 2000));
-  assert(await store.consumeInvite(await inviteCodeHash(code), 2000));
+  assert(await registerWithInvite(store, await inviteCodeHash(code), 2000));
+  assert(await registerWithInvite(store, await inviteCodeHash(code), 2000));
   assertEquals((await svc.listInvites())[0].status, "used up");
   const later = new AdminService({ store, clock: () => 6000 });
   const second = await later.createInvite(ACTOR, { uses: null, expiresAt: null });
   assertEquals(await later.revokeInvite(ACTOR, { id: second.invite.id }), { changed: true });
-  assert(!(await store.consumeInvite(await inviteCodeHash(second.code), 7000)));
+  assert(!(await registerWithInvite(store, await inviteCodeHash(second.code), 7000)));
   assertEquals((await later.listInvites()).map((i) => i.status), ["expired", "revoked"]);
 });
 

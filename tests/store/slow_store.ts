@@ -184,9 +184,6 @@ export class SlowStore implements Store {
   ): Promise<InviteRecord> {
     return this.#late(() => this.#inner.createInvite(i));
   }
-  consumeInvite(codeHash: string, now: number): Promise<boolean> {
-    return this.#late(() => this.#inner.consumeInvite(codeHash, now));
-  }
   listInvites(): Promise<InviteRecord[]> {
     return this.#late(() => this.#inner.listInvites());
   }
