@@ -103,7 +103,9 @@ try {
     new Promise<void>((resolveOnce) => {
       let done = false;
       const resolve = () => {
-        if (!done) (done = true, resolveOnce());
+        if (done) return;
+        done = true;
+        resolveOnce();
       };
       const { user, token } = tokens[i];
       const s = tls.connect({
