@@ -15,6 +15,7 @@ import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
 import { LineTransport, type MessageTransport } from "./transport.ts";
 import { WebSocketTransport } from "./websocket_transport.ts";
+import { setListenerNoDelay } from "./tcp_nodelay.ts";
 import {
   type AcceptedConn,
   listenDenoTls,
@@ -750,7 +751,16 @@ async function bind(
       key,
       alpnProtocols: offeredAlpn(l),
     };
-    return engine === "deno" ? listenDenoTls(opts) : await listenTls(opts);
+    if (engine === "node") return await listenTls(opts); // sets TCP_NODELAY per socket itself
+    const listener = listenDenoTls(opts);
+    const why = setListenerNoDelay(listener.addr.port);
+    if (why !== null) {
+      log.warn("TCP_NODELAY not set on port {port} ({why}): small writes may wait for ACKs", {
+        port: listener.addr.port,
+        why,
+      });
+    }
+    return listener;
   } catch (err) {
     throw new ChatError(
       "listen_failed",

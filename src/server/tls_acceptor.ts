@@ -350,8 +350,9 @@ class PlainAcceptor implements TlsAcceptor {
   }
 
   async accept(): Promise<AcceptedConn> {
-    const conn = await this.#listener.accept();
+    const conn = await this.#listener.accept() as Deno.TcpConn;
     this.lastAcceptAt = performance.now();
+    conn.setNoDelay(true);
     return {
       remoteAddr: conn.remoteAddr as Deno.NetAddr,
       handshake: () => Promise.resolve({ alpnProtocol: null }),

@@ -77,6 +77,7 @@ export const REPO_ROOT = new URL("../../", import.meta.url).pathname;
 
 /** Permissions of `deno task chat` (see deno.json). */
 export const CHAT_PERMISSIONS = [
+  "--allow-ffi",
   "--allow-net",
   "--allow-read",
   "--allow-write",
