@@ -114,8 +114,8 @@ export interface ServerConfig {
    * Who runs server-side TLS: `deno` (default; `Deno.listenTls`: the fastest and leanest, but a
    * socket that never finishes its handshake keeps its descriptor until the peer acts) or `node`
    * (node:net sockets upgraded by node:tls, freed at `handshakeTimeoutMs`; measured ~40 % more
-   * server CPU per delivery in fan-out and ~23 KiB more per idle connection). docs/RELIABILITY.md,
-   * "Failing or open today" item 1.
+   * server CPU per delivery in fan-out and ~23 KiB more per idle connection). Both set
+   * `TCP_NODELAY` (src/server/tcp_nodelay.ts). docs/RELIABILITY.md, "Failing or open today" item 1.
    */
   tlsEngine: "node" | "deno";
   /** Session tokens (PROTOCOL.md §2.1) expire this many days after they were issued (default 30). */
