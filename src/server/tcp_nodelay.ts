@@ -21,7 +21,13 @@ const symbols = {
   setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
   getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
 } as const;
+
+/** Offset of `d_name` in glibc's `struct dirent` on 64-bit Linux (ino, off: 8 each; reclen; type). */
+const D_NAME_OFFSET = 19;
 
 type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
 
@@ -56,15 +62,31 @@ function localPort(c: Libc, fd: number): number | null {
   return (addr[2] << 8) | addr[3]; // sin_port / sin6_port, network byte order
 }
 
-/** Descriptors of this process listening on TCP `port` (one per address family bound). */
-function listeningFds(c: Libc, port: number): number[] {
+/**
+ * This process's open descriptors, from /proc/self/fd read through libc: Deno refuses to list
+ * that directory to anything short of `--allow-all`, and guessing a range of numbers would not
+ * know where to stop.
+ */
+function openFds(c: Libc): number[] {
+  const dir = c.opendir(new TextEncoder().encode("/proc/self/fd\0"));
+  if (dir === null) throw new Error("cannot list /proc/self/fd");
   const fds: number[] = [];
-  for (const entry of Deno.readDirSync("/proc/self/fd")) {
-    const fd = Number(entry.name);
-    if (!Number.isInteger(fd) || localPort(c, fd) !== port) continue;
-    if (intOption(c, fd, SOL_SOCKET, SO_ACCEPTCONN) === 1) fds.push(fd);
+  try {
+    for (let e = c.readdir(dir); e !== null; e = c.readdir(dir)) {
+      const name = new Deno.UnsafePointerView(e).getCString(D_NAME_OFFSET);
+      if (/^\d+$/.test(name)) fds.push(Number(name));
+    }
+  } finally {
+    c.closedir(dir);
   }
   return fds;
+}
+
+/** Descriptors of this process listening on TCP `port` (one per address family bound). */
+function listeningFds(c: Libc, port: number): number[] {
+  return openFds(c).filter((fd) =>
+    localPort(c, fd) === port && intOption(c, fd, SOL_SOCKET, SO_ACCEPTCONN) === 1
+  );
 }
 
 /**
@@ -73,6 +95,8 @@ function listeningFds(c: Libc, port: number): number[] {
  */
 export function setListenerNoDelay(port: number): string | null {
   if (Deno.build.os !== "linux") return `not on Linux (${Deno.build.os})`;
+  // Asked first so that a terminal without the permission is never prompted for it.
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return "no --allow-ffi";
   try {
     const c = openLibc();
     const fds = listeningFds(c, port);

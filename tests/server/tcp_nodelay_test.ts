@@ -3,6 +3,7 @@
 import { assert, assertEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { WireClient } from "../harness/wire_client.ts";
+import { tempDir } from "../harness/temp_dir.ts";
 
 // The test reads the option itself (not through src/server/tcp_nodelay.ts), from libc.
 const libc = Deno.dlopen("libc.so.6", {
@@ -71,5 +72,51 @@ Deno.test({
     } finally {
       conn.close();
     }
+  },
+});
+
+Deno.test({
+  name:
+    "TCP_NODELAY: set with the compiled binary's permissions (deno.json compile task), no warning",
+  ignore: Deno.build.os !== "linux",
+  fn: async () => {
+    const root = new URL("../../", import.meta.url).pathname;
+    const tasks = JSON.parse(await Deno.readTextFile(`${root}deno.json`)).tasks;
+    const perms = (tasks.compile as string).split(/\s+/).filter((a) => a.startsWith("--allow-"));
+    assert(perms.includes("--allow-ffi"), `compile permissions: ${perms}`);
+    await using tmp = await tempDir("chat-nodelay-");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        ...perms,
+        `${root}main.ts`,
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--data",
+        `${tmp.path}/data`,
+      ],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).spawn();
+    const stderr = new Response(child.stderr).text();
+    const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!/listening on port \d+/.test(out)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      out += value;
+    }
+    // The server is up: every listener has been bound (and TCP_NODELAY tried) before this line.
+    child.kill("SIGTERM");
+    for (let r = await reader.read(); !r.done; r = await reader.read()) out += r.value;
+    await child.status;
+    const all = out + (await stderr);
+    assert(/listening on port \d+/.test(all), all);
+    assert(!all.includes("TCP_NODELAY not set"), all);
   },
 });
