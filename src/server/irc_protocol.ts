@@ -602,7 +602,7 @@ export class IrcProtocol implements ProtocolAdapter {
     }
   }
 
-  #dispatch(req: Request, pending: Pending, bytes: number): Promise<void> {
+  #dispatch(req: Request, pending: Pending, bytes: number): Promise<void> | undefined {
     if (pending.label !== undefined) req.ref = pending.label;
     this.#pending.set(req, pending);
     return this.s.dispatch(req, bytes);
