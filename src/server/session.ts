@@ -156,7 +156,8 @@ export class Session implements HubMember, CommandContext {
   #inflight = 0;
   #inflightDone: (() => void) | null = null;
   #replies: ReplySlot[] = [];
-  #storeTurn: Promise<void> = Promise.resolve();
+  /** The latest store turn handed out (see `nextTurn`). */
+  #lastTurn: StoreTurn | null = null;
   #loggingIn = false;
   /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
   #loginStartedAt = 0;
@@ -491,11 +492,23 @@ export class Session implements HubMember, CommandContext {
    * up. So a session's sends are stored in the order sent, even when the lookups before them
    * take different times (an asynchronous store).
    */
-  nextTurn(): { wait: Promise<void>; pass: () => void } {
-    const wait = this.#storeTurn;
-    let pass!: () => void;
-    this.#storeTurn = new Promise((r) => pass = r);
-    return { wait, pass };
+  nextTurn(): { wait: Promise<void> | null; pass: () => void } {
+    const prev = this.#lastTurn;
+    const turn: StoreTurn = { passed: false, promise: null, resolve: null };
+    this.#lastTurn = turn;
+    // No promise when the previous turn has passed already (the common case with a synchronous
+    // store: its send issued its write before this one was read): `wait` is null, nothing to await.
+    let wait: Promise<void> | null = null;
+    if (prev !== null && !prev.passed) {
+      wait = prev.promise ??= new Promise<void>((r) => prev.resolve = r);
+    }
+    return {
+      wait,
+      pass: () => {
+        turn.passed = true;
+        turn.resolve?.();
+      },
+    };
   }
 
   #openSlot(req: Request | null): ReplySlot {
@@ -888,6 +901,13 @@ export class Session implements HubMember, CommandContext {
 
 /** Thrown by the pacing of a flooding session: the request ends without an answer. */
 const FLOODED = Symbol("flooded");
+
+/** One store turn: passed, and the promise the next turn waits on (made only when it waits). */
+interface StoreTurn {
+  passed: boolean;
+  promise: Promise<void> | null;
+  resolve: (() => void) | null;
+}
 /** Pipelined requests (sends) one session may have in flight. */
 const PIPELINE_MAX_INFLIGHT = 256;
 
