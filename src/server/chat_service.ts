@@ -69,7 +69,7 @@ export interface ServiceSession extends HubMember {
   /** Reports an error that answers no request (fatal ones close the connection). */
   fail(err: unknown): void;
   /** A turn to issue a store write in request order (see Session.nextTurn). */
-  nextTurn(): { wait: Promise<void>; pass: () => void };
+  nextTurn(): { wait: Promise<void> | null; pass: () => void };
   /**
    * The session entered a room it did not ask for (another session of its user joined it, or
    * someone else added the user), in the turn its messages start; see ProtocolAdapter.
@@ -712,17 +712,19 @@ export class ChatService {
    * administrators see private rooms.
    */
   async #visibleRoom(s: ServiceSession, name: string, action: string): Promise<RoomRecord> {
-    const r = await this.#room(name);
-    if (!r || r.archived || r.kind !== "room") throw noSuchRoom(action, name);
-    if (r.private && !s.rooms.has(r.id) && !isAdmin(s)) throw noSuchRoom(action, name);
-    return r;
+    return visible(s, name, action, await this.#room(name));
   }
 
   async #memberRoom(s: ServiceSession, rawName: string): Promise<RoomRecord> {
     const name = checkRoomName(rawName);
-    const r = await this.#visibleRoom(s, name, "use");
-    if (!s.rooms.has(r.id)) throw new ChatError("not_member", `Cannot use ${name}: join it first`);
-    return r;
+    return member(s, name, await this.#visibleRoom(s, name, "use"));
+  }
+
+  /** `#memberRoom` when the room is cached (same checks, same errors); null when it is not. */
+  #memberRoomNow(s: ServiceSession, rawName: string): RoomRecord | null {
+    const name = checkRoomName(rawName);
+    const cached = this.#roomsByName.get(name);
+    return cached ? member(s, name, visible(s, name, "use", cached)) : null;
   }
 
   /**
@@ -938,14 +940,15 @@ export class ChatService {
       }
       let dmUsers: number[] | undefined;
       if (req.room !== undefined) {
-        const r = await this.#memberRoom(s, req.room);
+        // A cached room is checked without an await (one send per message under load).
+        const r = this.#memberRoomNow(s, req.room) ?? await this.#memberRoom(s, req.room);
         target = { roomId: r.id, room: r.name };
       } else {
         const { room, peer } = await this.#dmRoom(s, req.to!);
         target = { roomId: room.id, to: peer.name };
         dmUsers = [s.userId, peer.id];
       }
-      await turn.wait;
+      if (turn.wait) await turn.wait;
       stored = this.#store.appendMessage({
         roomId: target.roomId,
         senderId: s.userId,
@@ -1235,6 +1238,28 @@ export class ChatService {
     this.#hub.fanout.publish({ kind: "kick", userId, code: "kicked", message, tokenIds });
     return here;
   }
+}
+
+/**
+ * `r` if the session may name it: missing, archived and private rooms it is not a member of all
+ * get the same `no_such_room` (a private room's existence is not revealed), except that
+ * administrators see private rooms.
+ */
+function visible(
+  s: ServiceSession,
+  name: string,
+  action: string,
+  r: RoomRecord | null,
+): RoomRecord {
+  if (!r || r.archived || r.kind !== "room") throw noSuchRoom(action, name);
+  if (r.private && !s.rooms.has(r.id) && !isAdmin(s)) throw noSuchRoom(action, name);
+  return r;
+}
+
+/** `r` if the session is in it, else `not_member`. */
+function member(s: ServiceSession, name: string, r: RoomRecord): RoomRecord {
+  if (!s.rooms.has(r.id)) throw new ChatError("not_member", `Cannot use ${name}: join it first`);
+  return r;
 }
 
 function isAdmin(s: ServiceSession): boolean {

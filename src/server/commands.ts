@@ -157,14 +157,12 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     charge: "message",
     run: async (c, r, reply) => {
       const a = await c.service.send(c.session, r);
-      reply.send({
-        type: "ack",
-        cid: r.cid,
-        id: a.id,
-        ts: a.ts,
-        ...(a.room !== undefined ? { room: a.room } : { to: a.to }),
-        ...(a.duplicate ? { duplicate: true } : {}),
-      });
+      // Built field by field (no spreads): one ack per message.
+      const ack: Extract<ServerFrame, { type: "ack" }> = a.room !== undefined
+        ? { type: "ack", cid: r.cid, id: a.id, ts: a.ts, room: a.room }
+        : { type: "ack", cid: r.cid, id: a.id, ts: a.ts, to: a.to };
+      if (a.duplicate) ack.duplicate = true;
+      reply.send(ack);
     },
   },
   history: {

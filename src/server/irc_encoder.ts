@@ -14,6 +14,27 @@ export const TAG_ACCOUNT = 4; // account-tag
 
 const enc = new TextEncoder();
 
+/**
+ * UTF-8 length of `text` (what `TextEncoder` would give, lone surrogates as U+FFFD) without
+ * encoding it: each delivery measured two or three strings this way, an op call each.
+ */
+export function utf8Length(text: string): number {
+  let n = text.length;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) continue;
+    if (c < 0x800) n += 1;
+    else if (
+      c >= 0xd800 && c <= 0xdbff && i + 1 < text.length &&
+      (text.charCodeAt(i + 1) & 0xfc00) === 0xdc00
+    ) {
+      n += 2; // a surrogate pair: two units, four bytes
+      i++;
+    } else n += 2;
+  }
+  return n;
+}
+
 /** `nick!nick@chat`: accounts are nicks; no address is ever shown. */
 export function hostmask(nick: string): string {
   return `${nick}!${nick}@chat`;
@@ -49,7 +70,7 @@ export function ircText(body: string): string {
  * and never inside a character. A CTCP ACTION is cut into several ACTIONs.
  */
 export function splitText(text: string, maxBytes: number): string[] {
-  if (enc.encode(text).length <= maxBytes) return [text];
+  if (utf8Length(text) <= maxBytes) return [text];
   const action = text.startsWith("\x01ACTION ") && text.endsWith("\x01");
   const inner = action ? text.slice(8, -1) : text;
   const room = action ? maxBytes - 9 : maxBytes;
@@ -93,13 +114,15 @@ export function messageLines(
   const source = hostmask(m.from);
   const target = targetOf(m);
   // ":" source " PRIVMSG " target " :" text CR LF <= 512
-  const room = 512 - (1 + enc.encode(source).length + 9 + enc.encode(target).length + 2 + 2);
+  const room = 512 - (1 + utf8Length(source) + 9 + utf8Length(target) + 2 + 2);
   const parts = splitText(ircText(m.body), room);
   return parts.map((text, i) => {
-    const tags: Record<string, string> = { ...extra };
-    if (mask & TAG_TIME) tags.time = new Date(m.ts).toISOString();
-    if (mask & TAG_MSGID && i === 0) tags.msgid = String(m.id);
-    if (mask & TAG_ACCOUNT) tags.account = m.from;
+    // No tags object when there is no tag (a client without capabilities): nothing to copy
+    // away in `lineBytes`.
+    let tags: Record<string, string> | undefined = extra ? { ...extra } : undefined;
+    if (mask & TAG_TIME) (tags ??= {}).time = new Date(m.ts).toISOString();
+    if (mask & TAG_MSGID && i === 0) (tags ??= {}).msgid = String(m.id);
+    if (mask & TAG_ACCOUNT) (tags ??= {}).account = m.from;
     return { tags, source, command: "PRIVMSG", params: [target, text] };
   });
 }

@@ -85,6 +85,13 @@ interface Pending {
   batch?: string;
 }
 
+/**
+ * Where a request carries its Pending: a symbol-keyed property of the request itself. It was a
+ * WeakMap, one entry per PRIVMSG, and weak entries cost the garbage collector per message.
+ */
+const PENDING = Symbol("irc pending");
+type PendingRequest = Request & { [PENDING]?: Pending };
+
 /** Where the replies of one target of a labeled multi-target command (JOIN, PART) go. */
 interface Group {
   label?: string;
@@ -120,7 +127,7 @@ export class IrcProtocol implements ProtocolAdapter {
   #saslBusy = false;
   #registered = false;
   #authError: string | null = null;
-  #pending = new WeakMap<Request, Pending>();
+
   #cidPrefix = `irc-${crypto.randomUUID()}-`;
   #seq = 0;
   #batchSeq = 0;
@@ -602,9 +609,9 @@ export class IrcProtocol implements ProtocolAdapter {
     }
   }
 
-  #dispatch(req: Request, pending: Pending, bytes: number): Promise<void> {
+  #dispatch(req: Request, pending: Pending, bytes: number): Promise<void> | undefined {
     if (pending.label !== undefined) req.ref = pending.label;
-    this.#pending.set(req, pending);
+    (req as PendingRequest)[PENDING] = pending;
     return this.s.dispatch(req, bytes);
   }
 
@@ -943,7 +950,7 @@ export class IrcProtocol implements ProtocolAdapter {
   // --- replies to dispatched requests ------------------------------------------------------
 
   encodeReply(frame: ServerFrame, req: Request | null): Uint8Array | null {
-    const p = req ? this.#pending.get(req) : undefined;
+    const p = req ? (req as PendingRequest)[PENDING] : undefined;
     switch (frame.type) {
       case "bye":
         if (frame.code === "slow_consumer") return null;

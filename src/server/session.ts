@@ -156,7 +156,8 @@ export class Session implements HubMember, CommandContext {
   #inflight = 0;
   #inflightDone: (() => void) | null = null;
   #replies: ReplySlot[] = [];
-  #storeTurn: Promise<void> = Promise.resolve();
+  /** The latest store turn handed out (see `nextTurn`). */
+  #lastTurn: StoreTurn | null = null;
   #loggingIn = false;
   /** Since when the login in progress runs (clock ms), and the time earlier ones took. */
   #loginStartedAt = 0;
@@ -290,11 +291,15 @@ export class Session implements HubMember, CommandContext {
   /**
    * Runs one request through the command table (the one check of login state, role and rate)
    * and its handler. Resolves when the next message may be handled: at once for a pipelined
-   * request (once admitted), after the handler for any other.
+   * request (once admitted), after the handler for any other. Returns undefined, not a promise,
+   * when the next message may be handled now (a send that took its rate token and was admitted
+   * at once: under many-to-many load that is nearly every send, and each promise and microtask
+   * hop it saves is per message).
    */
-  async dispatch(req: Request, bytes: number): Promise<void> {
+  dispatch(req: Request, bytes: number): Promise<void> | undefined {
     const spec = COMMANDS[req.op] as (typeof COMMANDS)["send"];
     const slot = this.#openSlot(req);
+    let paced: Promise<void> | undefined;
     try {
       admit(spec, req as never, {
         authed: this.#user !== null,
@@ -302,16 +307,49 @@ export class Session implements HubMember, CommandContext {
         stopping: this.#draining,
         config: this.#deps.service.config,
       });
-      if (spec.charge === "message") await this.#paceMessage();
+      if (spec.charge === "message") paced = this.#paceMessage();
     } catch (err) {
-      if (err === FLOODED) this.#closeSlot(slot);
-      else this.#answerError(slot, err);
+      this.#refused(slot, err);
       return;
     }
+    if (paced) return this.#runAfter(paced, spec, req, bytes, slot);
+    return this.#run(spec, req, bytes, slot);
+  }
+
+  #refused(slot: ReplySlot, err: unknown): void {
+    if (err === FLOODED) this.#closeSlot(slot);
+    else this.#answerError(slot, err);
+  }
+
+  async #runAfter(
+    paced: Promise<void>,
+    spec: (typeof COMMANDS)["send"],
+    req: Request,
+    bytes: number,
+    slot: ReplySlot,
+  ): Promise<void> {
+    try {
+      await paced;
+    } catch (err) {
+      this.#refused(slot, err);
+      return;
+    }
+    await this.#run(spec, req, bytes, slot);
+  }
+
+  #run(
+    spec: (typeof COMMANDS)["send"],
+    req: Request,
+    bytes: number,
+    slot: ReplySlot,
+  ): Promise<void> | undefined {
     if (spec.pipelined) {
-      await this.#pipelined(() => spec.run(this, req as never, slot), bytes, slot);
-      return;
+      return this.#pipelined(() => spec.run(this, req as never, slot), bytes, slot);
     }
+    return this.#runOne(spec, req, slot);
+  }
+
+  async #runOne(spec: (typeof COMMANDS)["send"], req: Request, slot: ReplySlot): Promise<void> {
     try {
       await spec.run(this, req as never, slot);
     } catch (err) {
@@ -322,18 +360,22 @@ export class Session implements HubMember, CommandContext {
   }
 
   /**
-   * Takes a message token, waiting for one when the bucket is empty (PROTOCOL.md §8). The read
-   * loop awaits this, so meanwhile nothing more is read and TCP pushes back on the client: a
-   * paste is slowed to the rate, never refused. Time spent waiting adds up in `#pacedMs`, which
-   * drains at half the clock's speed; past `messageFloodMs` the connection is cut with `bye`
-   * `flood` (a client that kept sending faster than the rate for about twice that long).
+   * Takes a message token: undefined when one was there, else a promise that resolves once one
+   * was taken after waiting (PROTOCOL.md §8). The read loop awaits this, so meanwhile nothing
+   * more is read and TCP pushes back on the client: a paste is slowed to the rate, never
+   * refused. Time spent waiting adds up in `#pacedMs`, which drains at half the clock's speed;
+   * past `messageFloodMs` the connection is cut with `bye` `flood` (a client that kept sending
+   * faster than the rate for about twice that long).
    */
-  async #paceMessage(): Promise<void> {
+  #paceMessage(): Promise<void> | undefined {
+    if (this.#deps.limits.messagesPerSecond <= 0) return undefined;
+    const wait = this.#bucket.take();
+    return wait === 0 ? undefined : this.#paceWait(wait);
+  }
+
+  async #paceWait(wait: number): Promise<void> {
     const l = this.#deps.limits;
-    if (l.messagesPerSecond <= 0) return;
     for (;;) {
-      const wait = this.#bucket.take();
-      if (wait === 0) return;
       const now = this.#deps.clock();
       this.#pacedMs = Math.max(0, this.#pacedMs - (now - this.#pacedAt) / 2) + wait;
       this.#pacedAt = now;
@@ -364,6 +406,8 @@ export class Session implements HubMember, CommandContext {
       if (this.#closed || this.#draining) {
         throw new ChatError("shutting_down", "Cannot send: the server is stopping");
       }
+      wait = this.#bucket.take();
+      if (wait === 0) return;
     }
   }
 
@@ -379,16 +423,36 @@ export class Session implements HubMember, CommandContext {
 
   /**
    * Runs a pipelined request of `bytes` request bytes, bounded by `maxInflight` per session and
-   * by the server's admission gate. While it waits, this session reads nothing more.
+   * by the server's admission gate. While it waits, this session reads nothing more. Returns
+   * undefined when it started at once (no wait).
    */
-  async #pipelined(op: () => Promise<void> | void, bytes: number, slot: ReplySlot): Promise<void> {
-    const maxInflight = 256;
-    while (this.#inflight >= maxInflight) {
+  #pipelined(
+    op: () => Promise<void> | void,
+    bytes: number,
+    slot: ReplySlot,
+  ): Promise<void> | undefined {
+    if (this.#inflight >= PIPELINE_MAX_INFLIGHT) return this.#pipelinedLater(op, bytes, slot);
+    const wait = this.#deps.service.hub.admission.admit(bytes);
+    if (wait) return wait.then(() => this.#startPipelined(op, bytes, slot));
+    this.#startPipelined(op, bytes, slot);
+  }
+
+  async #pipelinedLater(
+    op: () => Promise<void> | void,
+    bytes: number,
+    slot: ReplySlot,
+  ): Promise<void> {
+    while (this.#inflight >= PIPELINE_MAX_INFLIGHT) {
       await new Promise<void>((r) => this.#inflightDone = r);
     }
-    const gate = this.#deps.service.hub.admission;
-    const wait = gate.admit(bytes);
+    const wait = this.#deps.service.hub.admission.admit(bytes);
     if (wait) await wait;
+    this.#startPipelined(op, bytes, slot);
+  }
+
+  /** Called once admitted (the gate's slot taken). */
+  #startPipelined(op: () => Promise<void> | void, bytes: number, slot: ReplySlot): void {
+    const gate = this.#deps.service.hub.admission;
     if (this.#closed || this.#draining) {
       gate.done(bytes);
       this.#answerError(
@@ -428,11 +492,23 @@ export class Session implements HubMember, CommandContext {
    * up. So a session's sends are stored in the order sent, even when the lookups before them
    * take different times (an asynchronous store).
    */
-  nextTurn(): { wait: Promise<void>; pass: () => void } {
-    const wait = this.#storeTurn;
-    let pass!: () => void;
-    this.#storeTurn = new Promise((r) => pass = r);
-    return { wait, pass };
+  nextTurn(): { wait: Promise<void> | null; pass: () => void } {
+    const prev = this.#lastTurn;
+    const turn: StoreTurn = { passed: false, promise: null, resolve: null };
+    this.#lastTurn = turn;
+    // No promise when the previous turn has passed already (the common case with a synchronous
+    // store: its send issued its write before this one was read): `wait` is null, nothing to await.
+    let wait: Promise<void> | null = null;
+    if (prev !== null && !prev.passed) {
+      wait = prev.promise ??= new Promise<void>((r) => prev.resolve = r);
+    }
+    return {
+      wait,
+      pass: () => {
+        turn.passed = true;
+        turn.resolve?.();
+      },
+    };
   }
 
   #openSlot(req: Request | null): ReplySlot {
@@ -730,7 +806,8 @@ export class Session implements HubMember, CommandContext {
                 { fatal: true },
               );
             }
-            await this.#adapter.onMessage(msg);
+            const handled = this.#adapter.onMessage(msg);
+            if (handled) await handled;
           } catch (err) {
             this.fail(err);
           }
@@ -824,6 +901,15 @@ export class Session implements HubMember, CommandContext {
 
 /** Thrown by the pacing of a flooding session: the request ends without an answer. */
 const FLOODED = Symbol("flooded");
+
+/** One store turn: passed, and the promise the next turn waits on (made only when it waits). */
+interface StoreTurn {
+  passed: boolean;
+  promise: Promise<void> | null;
+  resolve: (() => void) | null;
+}
+/** Pipelined requests (sends) one session may have in flight. */
+const PIPELINE_MAX_INFLIGHT = 256;
 
 /** The error frame for `e` (codecs add nothing: the ref comes from the reply slot). */
 export function errorFrame(e: ChatError): ServerFrame {

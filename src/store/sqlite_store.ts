@@ -33,6 +33,12 @@ const { toUser, toRoom, toMessage, toInvite, toSessionToken } = rowMappers((v) =
 /** Messages added to the search index per batch, and how often the background batch runs. */
 const SEARCH_INDEX_BATCH = 5000;
 const SEARCH_INDEX_INTERVAL_MS = 1000;
+/**
+ * Ticks the background batch waits while messages are being written (a batch of 5,000 holds the
+ * event loop ~10 ms, in the middle of a burst of sends); the batch after a wait takes the rows
+ * of the ticks it skipped, so the indexing rate stays the same.
+ */
+const SEARCH_INDEX_MAX_DEFER = 3;
 
 /** Options for opening the database. */
 export interface SqliteStoreOptions {
@@ -181,9 +187,20 @@ export class SqliteStore implements Store {
     this.#wal = wal;
     this.#writes = new GroupCommit(db, { wal, onRollback: () => this.#heads.clear() });
     // Fill the search index off the hot path; unref'd so a CLI process can exit.
+    let seenWrites = 0;
+    let deferred = 0;
     this.#indexer = setInterval(() => {
+      const writes = this.#writes.writes;
+      if (writes !== seenWrites && deferred < SEARCH_INDEX_MAX_DEFER) {
+        seenWrites = writes;
+        deferred++;
+        return;
+      }
+      seenWrites = writes;
+      const rows = SEARCH_INDEX_BATCH * (deferred + 1);
+      deferred = 0;
       try {
-        this.indexSearch();
+        this.indexSearch(rows);
       } catch { /* busy or closing: the next tick or the next search catches up */ }
     }, SEARCH_INDEX_INTERVAL_MS) as unknown as number;
     Deno.unrefTimer(this.#indexer);
@@ -534,17 +551,16 @@ export class SqliteStore implements Store {
 
   appendMessage(m: NewMessage): Promise<StoredMessage> {
     return this.#writes.enqueue(() => {
-      const inserted = this.#get(
+      // `run` and the rowid rather than `RETURNING id`: RETURNING makes SQLite build a result
+      // row and step the statement twice (about 3 µs of the ~12 µs an insert took here). With
+      // `DO NOTHING`, no change means the cid was taken (`changes` and the last rowid are the
+      // statement's own, not a trigger's).
+      const inserted = this.#stmt(
         `INSERT INTO messages(room_id, sender_id, body, cid, ts) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(sender_id, cid) DO NOTHING RETURNING id`,
-        m.roomId,
-        m.senderId,
-        m.body,
-        m.cid,
-        m.ts,
-      );
-      if (inserted) {
-        const id = Number(inserted.id);
+         ON CONFLICT(sender_id, cid) DO NOTHING`,
+      ).run(m.roomId, m.senderId, m.body, m.cid, m.ts);
+      if (inserted.changes === 1) {
+        const id = Number(inserted.lastInsertRowid);
         const links: StreamLink[] = [];
         if (m.dmUsers === undefined) links.push(this.#link(`r:${m.roomId}`, id));
         else {
