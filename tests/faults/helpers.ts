@@ -165,12 +165,15 @@ export class ChildServer implements AsyncDisposable {
       args?: string[];
       /** `ulimit -n` for the server process (it is started through sh, which execs it). */
       maxFiles?: number;
+      /** Flags for `deno run` itself, before `main.ts` (e.g. `--cpu-prof`). */
+      denoFlags?: string[];
     },
   ): Promise<ChildServer> {
     const argv = [
       Deno.execPath(),
       "run",
       "-A",
+      ...(opts.denoFlags ?? []),
       "main.ts",
       "serve",
       "--host",
