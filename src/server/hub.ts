@@ -47,6 +47,8 @@ export interface HubMember {
   kick(code: string, message: string): void;
   /** The session token this member logged in with or was issued, if any. */
   readonly sessionToken?: { id: number } | null;
+  /** True once the session ended: nothing more is written to it (presence owed is skipped). */
+  readonly closed?: boolean;
 }
 
 /** Reads what fan-out needs from the store (the service provides it). */
@@ -148,6 +150,8 @@ interface PresenceBatch {
  *    event of the room sends the room's waiting notices first; a member that joins mid-batch is
  *    owed only the later ones; and before anything else is written to a member (a reply, a
  *    message of another room, a direct message: `presenceDue`) it is given what it is owed.
+ *    When the node stops (`stopPresence`) none is fanned out here any more: every session is
+ *    told `bye` instead of the leaves of all those closed before it.
  */
 export class Hub {
   /** roomId → userId → sessions of that user in the room. */
@@ -178,6 +182,8 @@ export class Hub {
   /** Presence notices waiting for `#presenceTimer`, by room (contract 5). */
   #presenceBatches = new Map<number, PresenceBatch>();
   #presenceTimer: TimerHandle | undefined;
+  /** Set by `stopPresence`: the node stops, and presence is no longer fanned out here. */
+  #presenceStopped = false;
 
   constructor(fanout: Fanout, timers: Timers = REAL_TIMERS) {
     this.#fanout = fanout;
@@ -674,6 +680,7 @@ export class Hub {
     if (!this.#rooms.has(roomId)) return;
     const exceptConnId = origin.node === this.#fanout.node ? origin.conn : -1;
     if (ev.kind === "presence") {
+      if (this.#presenceStopped) return;
       return this.#deferPresence(roomId, { roomId, ev, exceptConnId, msgId });
     }
     if (this.#presenceBatches.has(roomId)) {
@@ -714,11 +721,24 @@ export class Hub {
     }
   }
 
-  /** Stops the presence timer (the server stops); waiting notices are dropped. */
-  close(): void {
+  /**
+   * The node stops and every local session is about to be told `bye`: waiting presence notices
+   * are dropped, and later ones (the leaves of those very sessions) are not fanned out here.
+   * Otherwise each session's `leave` would be owed to every session closed after it: N²/2 frames
+   * for N online, queued to connections that are closing (37 s of a shutdown at 19,900, and
+   * queues cut as slow consumers; docs/PERFORMANCE.md, "Token reconnects at 19,900"). Other nodes
+   * still get the events from the bus. Not undone: a stopped node does not start again.
+   */
+  stopPresence(): void {
+    this.#presenceStopped = true;
     if (this.#presenceTimer !== undefined) this.#timers.clearTimeout(this.#presenceTimer);
     this.#presenceTimer = undefined;
     this.#presenceBatches.clear();
+  }
+
+  /** Stops the presence timer (the server stops); waiting notices are dropped (stopPresence). */
+  close(): void {
+    this.stopPresence();
   }
 
   #deferPresence(roomId: number, p: PendingRoomEvent): void {
@@ -753,7 +773,9 @@ export class Hub {
   #presenceOwed(batch: PresenceBatch, m: HubMember): void {
     const k = batch.from.get(m) ?? 0;
     const n = batch.events.length;
-    if (k >= n) return;
+    // A session that ended takes nothing: walking what it was owed only to drop each frame cost
+    // O(batch) per session leaving, O(N²) when N leave in one turn.
+    if (k >= n || m.closed) return;
     const list = this.#presenceFrames(batch, m.encoder);
     for (let i = k; i < n; i++) {
       const bytes = list[i];

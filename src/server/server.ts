@@ -698,6 +698,9 @@ export class ChatServer {
     // progress gets its answer either way).
     await withDeadline(Promise.all(sessions.map((s) => s.settled())), deadline);
     this.hasher.close();
+    // Everyone here is told `bye` now: telling each one first of the leaves of those closed
+    // before it was N²/2 frames (Hub.stopPresence).
+    this.hub.stopPresence();
     for (const s of sessions) s.close("shutdown", "The server is shutting down", true, grace);
     await withDeadline(Promise.all(sessions.map((s) => s.queue.flushed())), deadline);
     if (this.#sweeper !== undefined) this.#timers.clearTimeout(this.#sweeper);

@@ -480,6 +480,30 @@ Deno.test("shutdown: clients get bye shutdown, acked messages survive", async ()
   assertEquals(h.messages.map((m) => m.id), [ack.id]);
 });
 
+Deno.test("shutdown: each client gets bye, not first the leaves of those closed before it", async () => {
+  await using ts = await startTestServer();
+  const clients: WireClient[] = [];
+  try {
+    for (const name of ["ann", "ben", "cat", "dan"]) {
+      clients.push(await WireClient.login(ts.port, ts.certPem, name, { register: true }));
+    }
+    // Every join notice owed so far has arrived (presence goes out before the pong).
+    for (const c of clients) {
+      await c.barrier();
+      c.frames.length = 0;
+    }
+    await ts.stop();
+    for (const c of clients) {
+      const bye = await c.expect(isType("bye")) as F<"bye">;
+      assertEquals(bye.code, "shutdown");
+      assertEquals(c.frames.filter(isType("presence")), [], "no leave of another before bye");
+      await c.expectClosed();
+    }
+  } finally {
+    for (const c of clients) c.close();
+  }
+});
+
 Deno.test("listening on :: accepts IPv4 and IPv6 clients and sees plain IPv4 addresses", async () => {
   await using ts = await startTestServer({ config: { host: "::" } });
   await using v4 = await WireClient.login(ts.port, ts.certPem, "four", { register: true });

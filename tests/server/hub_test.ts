@@ -229,6 +229,41 @@ Deno.test("hub: a member joining mid-batch is owed only the later notices", asyn
   hub.close();
 });
 
+Deno.test("hub: after stopPresence no notice is fanned out, waiting ones are dropped, messages still flow", async () => {
+  const clock = new FakeClock();
+  const { hub, fanout, join } = hubWith({ "r:1": 0 }, undefined, clock);
+  const a = new Member(1, 1);
+  await join(a);
+  fanout.publish(presence(10, 110));
+  hub.stopPresence();
+  fanout.publish(presence(11, 111, "leave"));
+  hub.presenceDue(a);
+  await clock.advance(PRESENCE_WAIT_MAX_MS);
+  assertEquals(a.calls, [], "neither the waiting join nor the later leave");
+  fanout.publish(msg(1, 0));
+  await turn();
+  assertEquals(a.text, "1;", "only presence stops");
+  hub.close();
+});
+
+Deno.test("hub: a member that closed is not handed what it was owed when it leaves", async () => {
+  const clock = new FakeClock();
+  const { hub, fanout, join } = hubWith({ "r:1": 0 }, undefined, clock);
+  const a = new Member(1, 1);
+  const gone = Object.assign(new Member(2, 2), { closed: false });
+  await join(a);
+  await join(gone);
+  fanout.publish(presence(10, 110));
+  gone.closed = true;
+  hub.unsubscribe(gone, 1);
+  hub.removeSession(gone);
+  assertEquals(gone.calls, []);
+  await clock.advance(PRESENCE_WAIT_MS);
+  assertEquals(a.text, "p:u10;");
+  assertEquals(gone.calls, []);
+  hub.close();
+});
+
 Deno.test("hub: waiting presence goes out before a later message of the room and before other writes", async () => {
   const clock = new FakeClock();
   const { hub, fanout, join } = hubWith({ "r:1": 0, "r:2": 0 }, undefined, clock);
