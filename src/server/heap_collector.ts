@@ -5,9 +5,17 @@ import { runInNewContext } from "node:vm";
 /**
  * V8's full collection, obtained at run time (no `--expose-gc` on the command line, and no `gc`
  * in the server's global scope): the flag is set only while one new context is made, which gets
- * V8's `gc` function; workers started later get none. Null where this is not possible.
+ * V8's `gc` function; workers started later get none. Null where this is not possible. Made once
+ * per process (the context lives as long as its function).
  */
 export function v8FullCollection(): (() => void) | null {
+  if (made === undefined) made = makeFullCollection();
+  return made;
+}
+
+let made: (() => void) | null | undefined;
+
+function makeFullCollection(): (() => void) | null {
   try {
     setFlagsFromString("--expose-gc");
     const gc = runInNewContext("gc");
