@@ -44,27 +44,32 @@ export const COLLECT_MIN_GROWTH_BYTES = 8 * 1024 * 1024;
  * heap, after which its own collections keep the heap near it; one after the storm returns what is
  * left before the server is idle.
  *
- * 1. `jobDone()`: every `everyJobs` finished hash jobs, the heap is looked at.
- * 2. `burstEnded()` (the hasher ended its idle workers): the heap is looked at.
- * 3. A look collects only when the heap used has grown by `minGrowthBytes` or more since the last
- *    collection (since construction at first). A collection pauses the event loop (about 40 ms
- *    for 1,000 sessions), so there are at most a few per storm and none in steady chat traffic.
+ * 1. `jobDone()`: every `everyJobs` finished hash jobs, collects if the heap in use has grown by
+ *    `minGrowthBytes` or more over the live heap after the last collection (at construction, before the first).
+ *    After the first, V8's own collections keep it below that, so there are few per storm.
+ * 2. `burstEnded()` (the hasher ended its idle workers), after a burst of `everyJobs` jobs or
+ *    more: collects if the heap V8 holds (heapTotal: what RSS pays) is `minGrowthBytes` or more over
+ *    that live heap, so a storm's garbage and the pages that held it go back now, not when V8's
+ *    memory reducer runs seconds later. A few logins now and then never cause a collection.
+ * 3. A collection pauses the event loop (about 40 ms for 1,000 sessions); none happens in steady
+ *    chat traffic, which finishes no hash jobs.
  * 4. With `collect` null (no way to collect), nothing happens.
  */
 export class HeapCollector {
   #collect: (() => void) | null;
-  #heapUsed: () => number;
+  #heap: () => { heapUsed: number; heapTotal: number };
   #everyJobs: number;
   #minGrowth: number;
   #base: number;
   #jobs = 0;
+  #burstJobs = 0;
   #collections = 0;
 
   constructor(
     opts: {
       collect: (() => void) | null;
-      /** Bytes of heap in use. Default `Deno.memoryUsage().heapUsed`. */
-      heapUsed?: () => number;
+      /** The heap's bytes in use and held. Default `Deno.memoryUsage`. */
+      heap?: () => { heapUsed: number; heapTotal: number };
       /** Default `COLLECT_EVERY_JOBS`. */
       everyJobs?: number;
       /** Default `COLLECT_MIN_GROWTH_BYTES`. */
@@ -72,10 +77,10 @@ export class HeapCollector {
     },
   ) {
     this.#collect = opts.collect;
-    this.#heapUsed = opts.heapUsed ?? (() => Deno.memoryUsage().heapUsed);
+    this.#heap = opts.heap ?? (() => Deno.memoryUsage());
     this.#everyJobs = opts.everyJobs ?? COLLECT_EVERY_JOBS;
     this.#minGrowth = opts.minGrowthBytes ?? COLLECT_MIN_GROWTH_BYTES;
-    this.#base = this.#collect ? this.#heapUsed() : 0;
+    this.#base = this.#collect ? this.#heap().heapUsed : 0;
   }
 
   /** Full collections made so far. */
@@ -84,18 +89,21 @@ export class HeapCollector {
   }
 
   jobDone(): void {
-    if (++this.#jobs % this.#everyJobs === 0) this.#look();
+    this.#burstJobs++;
+    if (++this.#jobs % this.#everyJobs === 0) this.#look("heapUsed");
   }
 
   burstEnded(): void {
-    this.#look();
+    const jobs = this.#burstJobs;
+    this.#burstJobs = 0;
+    if (jobs >= this.#everyJobs) this.#look("heapTotal");
   }
 
-  #look(): void {
+  #look(measure: "heapUsed" | "heapTotal"): void {
     if (!this.#collect) return;
-    if (this.#heapUsed() - this.#base < this.#minGrowth) return;
+    if (this.#heap()[measure] - this.#base < this.#minGrowth) return;
     this.#collect();
     this.#collections++;
-    this.#base = this.#heapUsed();
+    this.#base = this.#heap().heapUsed;
   }
 }
