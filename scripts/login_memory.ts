@@ -4,12 +4,16 @@
 // the same N users in the same way. docs/PERFORMANCE.md, "Memory under real logins".
 //
 //   deno run -A scripts/login_memory.ts [--users 1000] [--hash-queue N] [--hash-workers 1]
-//                                        [--idle-ms 2000] [--json]
+//                                        [--idle-ms 2000] [--ops register,login] [--json]
+//                                        [--v8-flags FLAG,FLAG]
 //
 // --hash-queue defaults to --users, so every login waits its turn in the queue (the case where
 // `auth_timeout` used to cut clients); a smaller queue answers `busy` and the client retries after
 // `retryAfterMs`. Every other limit is the server's default, except those per address (all the
 // clients come from 127.0.0.1). The server process measured is the deno process itself.
+// --ops: the phases, in order, each on a fresh start of the server on the same data (`hello`: the
+// connections only say hello, what a connection costs before any login). --v8-flags: the server's
+// V8 flags (DENO_V8_FLAGS); default those deno.json's `chat` and `compile` tasks ship, "" for none.
 import { parseArgs } from "node:util";
 import { LineSplitter } from "../src/protocol/line_decoder.ts";
 import { ChildServer } from "../tests/faults/helpers.ts";
@@ -21,14 +25,24 @@ const { values: flags } = parseArgs({
     "hash-queue": { type: "string" },
     "hash-workers": { type: "string", default: "1" },
     "idle-ms": { type: "string", default: "2000" },
+    "v8-flags": { type: "string" },
+    ops: { type: "string", default: "register,login" },
     json: { type: "boolean", default: false },
   },
 });
 const USERS = Number(flags.users);
+/** The server's V8 flags: those `deno task chat` and `deno task compile` ship, unless given. */
+const V8_FLAGS = flags["v8-flags"] ?? shippedV8Flags();
 const HASH_QUEUE = Number(flags["hash-queue"] ?? USERS);
 const IDLE_MS = Number(flags["idle-ms"]);
 /** A login's deadline, retries of `busy` included; the run is bounded by it. */
 const LOGIN_DEADLINE_MS = 300_000;
+
+/** The `--v8-flags=` of deno.json's compile task (the flags the binary embeds), comma-separated. */
+function shippedV8Flags(): string {
+  const tasks = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks;
+  return /--v8-flags=(\S+)/.exec(tasks.compile)?.[1] ?? "";
+}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -97,13 +111,15 @@ class Client {
   }
 }
 
+type Op = "register" | "login" | "hello";
 type Outcome = "ok" | "auth_timeout" | "closed" | string;
 
 /** hello, then register or login; `busy` waits `retryAfterMs` and tries again. */
-async function logIn(c: Client, op: "register" | "login", i: number): Promise<Outcome> {
+async function logIn(c: Client, op: Op, i: number): Promise<Outcome> {
   await c.send({ type: "hello", version: 1 });
   const hello = await c.next();
   if (!hello || hello.type !== "hello") return hello ? String(hello.code ?? hello.type) : "closed";
+  if (op === "hello") return "ok";
   const deadline = performance.now() + LOGIN_DEADLINE_MS;
   while (true) {
     await c.send({ type: op, user: `mem${i}`, password: `memory-password-${i}` });
@@ -125,7 +141,7 @@ function memory(pid: number): { rssKb: number; hwmKb: number } {
 }
 
 interface Phase {
-  op: "register" | "login";
+  op: Op;
   users: number;
   seconds: number;
   outcomes: Record<Outcome, number>;
@@ -137,8 +153,9 @@ interface Phase {
   perConnectionKb: number;
 }
 
-async function phase(dataDir: string, op: "register" | "login"): Promise<Phase> {
+async function phase(dataDir: string, op: Op): Promise<Phase> {
   const env: Record<string, string> = {
+    ...(V8_FLAGS ? { DENO_V8_FLAGS: V8_FLAGS } : {}),
     CHAT_LIMIT_HASH_WORKERS: String(flags["hash-workers"]),
     CHAT_LIMIT_HASH_QUEUE: String(HASH_QUEUE),
     CHAT_LIMIT_MAX_CONNECTIONS_PER_ADDRESS: String(USERS + 10),
@@ -175,9 +192,11 @@ async function phase(dataDir: string, op: "register" | "login"): Promise<Phase> 
 
 const dataDir = await Deno.makeTempDir({ prefix: "chat-login-memory-" });
 try {
-  const phases = [await phase(dataDir, "register"), await phase(dataDir, "login")];
-  if (flags.json) console.log(JSON.stringify({ hashQueue: HASH_QUEUE, phases }));
+  const phases: Phase[] = [];
+  for (const op of flags.ops.split(",") as Op[]) phases.push(await phase(dataDir, op));
+  if (flags.json) console.log(JSON.stringify({ hashQueue: HASH_QUEUE, v8Flags: V8_FLAGS, phases }));
   else {
+    console.log(`server V8 flags: ${V8_FLAGS || "(none)"}`);
     for (const p of phases) {
       const mb = (kb: number) => `${(kb / 1024).toFixed(0)} MB`;
       console.log(

@@ -184,6 +184,9 @@ export interface HasherStats {
  * 3. Workers start lazily on first use; once nothing has been queued or running for `idleMs`
  *    they are all ended (their memory goes back to the system) and the next job starts one
  *    again. `close()` ends them for good.
+ * 4. `onJobDone` is called after each finished job (its promise settled), `onIdle`
+ *    after the workers were ended for idleness (not by `close()`); the server's HeapCollector
+ *    listens to both.
  */
 export class PasswordHasher {
   #size: number;
@@ -202,6 +205,8 @@ export class PasswordHasher {
   #idleMs: number;
   #timers: Timers;
   #idleTimer: TimerHandle | undefined;
+  #onJobDone: (() => void) | undefined;
+  #onIdle: (() => void) | undefined;
 
   constructor(
     opts: {
@@ -211,8 +216,14 @@ export class PasswordHasher {
       idleMs?: number;
       /** Timers of the idle wait. Default `REAL_TIMERS`. */
       timers?: Timers;
+      /** Called after each finished job (see item 4). */
+      onJobDone?: () => void;
+      /** Called after the workers ended for idleness (see item 4). */
+      onIdle?: () => void;
     },
   ) {
+    this.#onJobDone = opts.onJobDone;
+    this.#onIdle = opts.onIdle;
     this.#size = Math.max(1, opts.workers);
     this.#maxQueue = opts.queue;
     this.#idleMs = opts.idleMs ?? HASHER_IDLE_MS;
@@ -309,6 +320,7 @@ export class PasswordHasher {
       this.#idle.push(worker);
       this.#pump();
       if (this.#running.size === 0 && this.#waiting.length === 0) this.#armIdle();
+      this.#onJobDone?.();
     }
   }
 
@@ -322,6 +334,7 @@ export class PasswordHasher {
       this.#all = [];
       this.#idle = [];
       this.#instances.clear();
+      this.#onIdle?.();
     }, this.#idleMs);
   }
 

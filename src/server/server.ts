@@ -10,6 +10,7 @@ import { ChatService } from "./chat_service.ts";
 import { type Fanout, LocalFanout } from "./fanout.ts";
 import { Hub } from "./hub.ts";
 import { PasswordHasher } from "./password_hasher.ts";
+import { HeapCollector, v8FullCollection } from "./heap_collector.ts";
 import { type LineFraming, lineFraming, type ProtocolFactory, PROTOCOLS } from "./protocols.ts";
 import { Session, type SessionDeps } from "./session.ts";
 import type { Clock } from "./token_bucket.ts";
@@ -169,7 +170,14 @@ export class ChatServer {
     this.#timers = timers;
     this.hub = new Hub(opts.fanout ?? new LocalFanout(), timers);
     const l = opts.config.limits;
-    this.hasher = new PasswordHasher({ workers: l.hashWorkers, queue: l.hashQueue, timers });
+    const heap = new HeapCollector({ collect: v8FullCollection() });
+    this.hasher = new PasswordHasher({
+      workers: l.hashWorkers,
+      queue: l.hashQueue,
+      timers,
+      onJobDone: () => heap.jobDone(),
+      onIdle: () => heap.burstEnded(),
+    });
     this.auth = new AuthService({
       store: opts.store,
       hasher: this.hasher,

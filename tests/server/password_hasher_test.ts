@@ -127,3 +127,28 @@ Deno.test("PasswordHasher ends its workers after idleMs without work and starts 
   }
   assertEquals(clock.pending, 0, "close() leaves no timer behind");
 });
+
+Deno.test("PasswordHasher tells onJobDone of each job and onIdle of the idle end, not of close", async () => {
+  const clock = new FakeClock();
+  const events: string[] = [];
+  const h = new PasswordHasher({
+    workers: 1,
+    queue: 8,
+    idleMs: 1000,
+    timers: clock,
+    onJobDone: () => events.push("job"),
+    onIdle: () => events.push("idle"),
+  });
+  try {
+    const first = await h.hash("told-password");
+    assertEquals(await h.verify("told-password", first), true);
+    assertEquals(events, ["job", "job"]);
+    await clock.advance(1000);
+    assertEquals(events, ["job", "job", "idle"]);
+    assertEquals(await h.verify("wrong", first), false);
+    assertEquals(events, ["job", "job", "idle", "job"]);
+  } finally {
+    h.close();
+  }
+  assertEquals(events, ["job", "job", "idle", "job"], "close() is not an idle end");
+});
