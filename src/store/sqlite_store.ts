@@ -535,13 +535,14 @@ export class SqliteStore implements Store {
   appendMessage(m: NewMessage): Promise<StoredMessage> {
     return this.#writes.enqueue(() => {
       const inserted = this.#get(
-        `INSERT INTO messages(room_id, sender_id, body, cid, ts) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO messages(room_id, sender_id, body, cid, ts, notice) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(sender_id, cid) DO NOTHING RETURNING id`,
         m.roomId,
         m.senderId,
         m.body,
         m.cid,
         m.ts,
+        m.notice ? 1 : 0,
       );
       if (inserted) {
         const id = Number(inserted.id);
@@ -558,6 +559,7 @@ export class SqliteStore implements Store {
             body: m.body,
             cid: m.cid,
             ts: m.ts,
+            ...(m.notice ? { notice: true as const } : {}),
           },
           duplicate: false,
           links,
