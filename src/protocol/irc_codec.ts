@@ -166,6 +166,29 @@ export function escapeTagValue(v: string): string {
   );
 }
 
+// C0 (CR, LF and TAB too), DEL, C1 and bidi controls: a tag value with one is not relayed.
+// deno-lint-ignore no-control-regex
+const UNSAFE_TAG_VALUE_RE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+/**
+ * The client-only tags (`+name`, IRCv3 message-tags) of a client's message that may be relayed
+ * to others; undefined when none. Other tags are the server's to set (a client's `msgid` or
+ * `time` is dropped, as the spec says). A value with a control character (an escaped CR or LF,
+ * a terminal escape) or invalid Unicode is dropped too: clients show some tags (`+draft/react`)
+ * and no standard client-only tag needs one. The parser bounded the section at 4096 bytes.
+ */
+export function relayableTags(
+  tags: Record<string, string> | undefined,
+): Record<string, string> | undefined {
+  if (!tags) return undefined;
+  let out: Record<string, string> | undefined;
+  for (const [k, v] of Object.entries(tags)) {
+    if (k[0] !== "+" || !v.isWellFormed() || UNSAFE_TAG_VALUE_RE.test(v)) continue;
+    (out ??= {})[k] = v;
+  }
+  return out;
+}
+
 /** Thrown when the server would write something a client could misread (a bug, not input). */
 export class IrcSerializeError extends Error {
   override name = "IrcSerializeError";

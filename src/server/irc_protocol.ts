@@ -2,7 +2,13 @@
 // the command table (JOIN → join, PRIVMSG → send, …), IRCv3 capabilities, and replies in IRC.
 import { errorInfo } from "../error_catalogue.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
-import { type IrcMessage, IrcParseError, parseIrcLine } from "../protocol/irc_codec.ts";
+import {
+  type IrcMessage,
+  IrcParseError,
+  parseIrcLine,
+  relayableTags,
+} from "../protocol/irc_codec.ts";
+import { MAX_REASON_BYTES } from "../protocol/text_rules.ts";
 import type { Request } from "./commands.ts";
 import type { EventEncoder, Hub } from "./hub.ts";
 import {
@@ -17,6 +23,7 @@ import {
   TAG_ACCOUNT,
   TAG_MSGID,
   TAG_TIME,
+  tagmsgLine,
 } from "./irc_encoder.ts";
 import { errorReply } from "./irc_replies.ts";
 import type { ProtocolAdapter, Session } from "./session.ts";
@@ -81,6 +88,10 @@ interface Pending {
   sub?: string;
   /** A send: the body as stored. */
   body?: string;
+  /** A PART: the reason given, as cleaned. */
+  reason?: string;
+  /** A send: the client-only tags relayed with it (for the echo). */
+  clientTags?: Record<string, string>;
   /** Part of a labeled command with several targets: its lines go in this batch, unlabeled. */
   batch?: string;
 }
@@ -568,6 +579,7 @@ export class IrcProtocol implements ProtocolAdapter {
       case "AUTHENTICATE":
         return this.#send([this.#numeric("907", "You have already authenticated using SASL")]);
       case "QUIT":
+        this.s.quitReason = reasonOf(p[0]);
         this.s.close("quit", "Goodbye", true);
         return;
       case "JOIN":
@@ -582,9 +594,9 @@ export class IrcProtocol implements ProtocolAdapter {
         return this.#topic(p, label, bytes);
       case "PRIVMSG":
       case "NOTICE":
-        return this.#privmsg(m.command, p, label, bytes);
+        return this.#privmsg(m.command, p, label, bytes, relayableTags(m.tags));
       case "TAGMSG":
-        return this.#send([], label); // client-only tags are not stored or relayed
+        return this.#tagmsg(p, label, bytes, relayableTags(m.tags));
       case "AWAY":
         return this.#away(p[0] ?? "", label);
       case "MODE":
@@ -664,12 +676,13 @@ export class IrcProtocol implements ProtocolAdapter {
 
   async #part(p: string[], label: string | undefined, bytes: number): Promise<void> {
     if (!p[0]) return this.#send([this.#numeric("461", "PART", "Not enough parameters")], label);
+    const reason = reasonOf(p[1]);
     await this.#grouped(p[0].split(","), label, async (chan, g) => {
       const room = this.#room(chan, g.label, g.batch);
       if (room === null) return;
       await this.#dispatch(
-        { op: "part", room },
-        { command: "PART", target: clean(chan), ...g },
+        { op: "part", room, ...(reason !== undefined ? { reason } : {}) },
+        { command: "PART", target: clean(chan), ...g, reason },
         bytes,
       );
     });
@@ -749,6 +762,7 @@ export class IrcProtocol implements ProtocolAdapter {
     p: string[],
     label: string | undefined,
     bytes: number,
+    clientTags: Record<string, string> | undefined,
   ): Promise<void> | void {
     const quiet = command === "NOTICE";
     if (!p[0]) {
@@ -779,14 +793,53 @@ export class IrcProtocol implements ProtocolAdapter {
     }
     const target = p[0];
     const cid = this.#cidPrefix + ++this.#seq;
-    const req: Request = target[0] === "#"
-      ? { op: "send", cid, body, room: target.slice(1) }
-      : { op: "send", cid, body, to: target };
+    // A NOTICE is stored as one, so every IRC client (live and in CHATHISTORY) sees a NOTICE and
+    // no bot answers it (RFC 2812 §3.3.2); chat/1 gets `notice: true`.
+    const req: Request = {
+      op: "send",
+      cid,
+      body,
+      ...(target[0] === "#" ? { room: target.slice(1) } : { to: target }),
+      ...(quiet ? { notice: true } : {}),
+      ...(clientTags ? { tags: clientTags } : {}),
+    };
     if (!quiet && req.to !== undefined) {
       const away = this.#awayOf(req.to);
       if (away !== undefined) this.#send([this.#numeric("301", clean(req.to), away)]);
     }
-    return this.#dispatch(req, { command, target: clean(target), label, body }, bytes);
+    return this.#dispatch(req, { command, target: clean(target), label, body, clientTags }, bytes);
+  }
+
+  /**
+   * TAGMSG <target>: the client-only tags go live to the channel's members or the nick (and
+   * the sender's other connections) that have message-tags, nothing is stored (IRCv3
+   * message-tags). Without a tag to relay there is nothing to do.
+   */
+  #tagmsg(
+    p: string[],
+    label: string | undefined,
+    bytes: number,
+    tags: Record<string, string> | undefined,
+  ): Promise<void> | void {
+    const target = p[0];
+    if (!target) {
+      return this.#send([this.#numeric("461", "TAGMSG", "Not enough parameters")], label);
+    }
+    if (target.includes(",")) {
+      return this.#send(
+        [this.#numeric("407", clean(target), "Too many targets: one per message")],
+        label,
+      );
+    }
+    if (!tags) return this.#send([], label);
+    const req: Request = target[0] === "#"
+      ? { op: "tagmsg", room: target.slice(1), tags }
+      : { op: "tagmsg", to: target, tags };
+    return this.#dispatch(
+      req,
+      { command: "TAGMSG", target: clean(target), label, clientTags: tags },
+      bytes,
+    );
   }
 
   #away(text: string, label: string | undefined): void {
@@ -1003,7 +1056,9 @@ export class IrcProtocol implements ProtocolAdapter {
           return [{ tags, source: hostmask(me), command: "TOPIC", params }];
         }
         if (frame.op === "part") {
-          return [{ source: hostmask(me), command: "PART", params: [channelOf(frame.room!)] }];
+          const params = [channelOf(frame.room!)];
+          if (p.reason !== undefined) params.push(p.reason);
+          return [{ source: hostmask(me), command: "PART", params }];
         }
         return [];
       case "ack": {
@@ -1015,10 +1070,13 @@ export class IrcProtocol implements ProtocolAdapter {
           body: p.body,
           ...(frame.room !== undefined ? { room: frame.room } : { to: frame.to }),
         };
-        const lines = messageLines(msg, this.#mask);
-        if (p.command === "NOTICE") { for (const l of lines) l.command = "NOTICE"; }
-        return lines;
+        if (p.command === "NOTICE") msg.notice = true;
+        return messageLines(msg, this.#mask, undefined, p.clientTags);
       }
+      case "relayed":
+        // echo-message covers TAGMSG too; a message-tags client is the only one that sends it.
+        if (!this.#caps.has("echo-message") || !this.#caps.has("message-tags")) return [];
+        return [tagmsgLine({ ...frame, from: me, tags: p.clientTags ?? {} }, this.#mask)];
       case "who": {
         const chan = channelOf(frame.room);
         if (p.command === "NAMES") return this.#namesLines(chan, frame.users);
@@ -1123,6 +1181,29 @@ function parseRef(s: string): Ref | null {
     return Number.isFinite(t) ? { kind: "ts", value: t } : null;
   }
   return null;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * A PART or QUIT reason as others may see it: formatting stripped, controls made spaces, at most
+ * MAX_REASON_BYTES (cut at a character), trimmed; undefined when nothing is left. Cleaned here,
+ * not refused: a reason must never make a PART or QUIT fail.
+ */
+export function reasonOf(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  let t = safeText(text.replace(FORMATTING_RE, "")).trim();
+  if (utf8.encode(t).length > MAX_REASON_BYTES) {
+    let bytes = 0;
+    let cut = 0;
+    for (const ch of t) {
+      bytes += utf8.encode(ch).length;
+      if (bytes > MAX_REASON_BYTES) break;
+      cut += ch.length;
+    }
+    t = t.slice(0, cut).trim();
+  }
+  return t === "" ? undefined : t;
 }
 
 /** SASL PLAIN: base64 of `authzid NUL authcid NUL password`; null when malformed. */
