@@ -3,6 +3,7 @@
 import { errorInfo } from "../error_catalogue.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
 import {
+  IRC_MAX_BODY_BYTES,
   type IrcMessage,
   IrcParseError,
   parseIrcLine,
@@ -17,6 +18,7 @@ import {
   hostmask,
   IRC_VERSION,
   ircEncoder,
+  ircText,
   lineBytes,
   messageLines,
   safeText,
@@ -69,6 +71,26 @@ function registry(hub: Hub): AwayRegistry {
   let r = REGISTRIES.get(hub);
   if (!r) REGISTRIES.set(hub, r = { away: new Map(), sessions: new Set() });
   return r;
+}
+
+/** USER's username and realname, cleaned (`user` "" until USER came). */
+interface Ident {
+  user: string;
+  real: string;
+}
+
+/** Longest realname kept (characters). */
+const REALNAME_MAX = 100;
+
+/**
+ * USER's username and realname as others may see them: the username keeps `A-Z a-z 0-9 . _ -`
+ * (at most USERLEN, 32; nothing left: the account name is shown), the realname loses formatting
+ * and controls (at most 100 characters). They are shown, never trusted: the nick is the account.
+ */
+export function identOf(user: string, real: string): Ident {
+  const u = user.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 32);
+  const r = safeText(real.replace(FORMATTING_RE, "")).trim().slice(0, REALNAME_MAX);
+  return { user: u, real: r };
 }
 
 /** A topic with who set it and when (milliseconds), when known. */
@@ -130,6 +152,8 @@ export class IrcProtocol implements ProtocolAdapter {
   #saslBuf = "";
   #saslBusy = false;
   #registered = false;
+  /** USER's username and realname as WHO, WHOIS and USERHOST show them (see identOf). */
+  #ident: Ident = { user: "", real: "" };
   #authError: string | null = null;
   #pending = new WeakMap<Request, Pending>();
   #cidPrefix = `irc-${crypto.randomUUID()}-`;
@@ -293,6 +317,7 @@ export class IrcProtocol implements ProtocolAdapter {
           return this.#send([this.#numeric("461", "USER", "Not enough parameters")]);
         }
         this.#userGiven = true;
+        this.#ident = identOf(p[0], p[3]);
         return this.#tryRegister(bytes);
       case "PASS":
         if (!p[0]) return this.#send([this.#numeric("461", "PASS", "Not enough parameters")]);
@@ -601,6 +626,8 @@ export class IrcProtocol implements ProtocolAdapter {
         return this.#away(p[0] ?? "", label);
       case "MODE":
         return this.#mode(p, label);
+      case "USERHOST":
+        return this.#userhost(p, label);
       case "WHOIS":
         return this.#whois(p, label);
       case "LIST":
@@ -733,7 +760,44 @@ export class IrcProtocol implements ProtocolAdapter {
   /** RPL_WHOREPLY <client> <channel> <user> <host> <server> <nick> <flags> :<hopcount> <realname>. */
   #whoReply(chan: string, u: string): IrcMessage {
     const flags = this.#awayOf(u) !== undefined ? "G" : "H";
-    return this.#numeric("352", chan, u, "chat", this.#serverName, u, flags, `0 ${u}`);
+    const id = this.#identOfUser(u);
+    return this.#numeric("352", chan, id.user, "chat", this.#serverName, u, flags, `0 ${id.real}`);
+  }
+
+  /**
+   * The username and realname of an online user: what USER said on one of its IRC connections
+   * to this server, else (chat/1 only, or another node) the account name for both.
+   */
+  #identOfUser(name: string): Ident {
+    const key = name.toLowerCase();
+    for (const o of this.#registry.sessions) {
+      if (o.s.closed) this.#registry.sessions.delete(o);
+      else if (o.s.user?.name.toLowerCase() === key && o.#registered) {
+        return { user: o.#ident.user || name, real: o.#ident.real || name };
+      }
+    }
+    return { user: name, real: name };
+  }
+
+  /**
+   * USERHOST <nick>{ <nick>}: up to 5 nicks, each online in a room shared with this client, as
+   * `nick=+user@host` (`-` when away); RPL_USERHOST (302) with the others left out.
+   */
+  #userhost(p: string[], label: string | undefined): void {
+    if (p.length === 0) {
+      return this.#send([this.#numeric("461", "USERHOST", "Not enough parameters")], label);
+    }
+    const seen = new Set<string>();
+    for (const r of this.s.service.roomsOnline(this.s)) for (const u of r.users) seen.add(u);
+    const byKey = new Map([...seen].map((u) => [u.toLowerCase(), u]));
+    const out: string[] = [];
+    for (const nick of p.slice(0, 5)) {
+      const u = byKey.get(nick.toLowerCase());
+      if (u === undefined) continue;
+      const away = this.#awayOf(u) !== undefined ? "-" : "+";
+      out.push(`${u}=${away}${this.#identOfUser(u).user}@chat`);
+    }
+    this.#send([this.#numeric("302", out.join(" "))], label);
   }
 
   async #topic(p: string[], label: string | undefined, bytes: number): Promise<void> {
@@ -792,6 +856,12 @@ export class IrcProtocol implements ProtocolAdapter {
       return quiet ? undefined : this.#send([this.#numeric("412", "No text to send")], label);
     }
     const target = p[0];
+    if (!quiet && relayedBytes(this.#me, command, target, body) > IRC_MAX_BODY_BYTES) {
+      // It would reach others as more than one 512-byte line (our longer prefix): refused, as
+      // ERR_INPUTTOOLONG says, rather than cut or split; the client resends it shorter. A NOTICE
+      // is never answered, so one is split into lines as a chat/1 user's long message is.
+      return this.#send([this.#numeric("417", "Input line was too long")], label);
+    }
     const cid = this.#cidPrefix + ++this.#seq;
     // A NOTICE is stored as one, so every IRC client (live and in CHATHISTORY) sees a NOTICE and
     // no bot answers it (RFC 2812 §3.3.2); chat/1 gets `notice: true`.
@@ -918,7 +988,14 @@ export class IrcProtocol implements ProtocolAdapter {
     const chans = shared.filter((r) => r.users.includes(found)).map((r) => channelOf(r.room));
     const away = this.#awayOf(found);
     this.#send([
-      this.#numeric("311", found, found, "chat", "*", found),
+      this.#numeric(
+        "311",
+        found,
+        this.#identOfUser(found).user,
+        "chat",
+        "*",
+        this.#identOfUser(found).real,
+      ),
       this.#numeric("319", found, chans.join(" ")),
       this.#numeric("312", found, this.#serverName, "chat"),
       this.#numeric("330", found, found, "is logged in as"),
@@ -1184,6 +1261,12 @@ function parseRef(s: string): Ref | null {
 }
 
 const utf8 = new TextEncoder();
+
+/** Bytes of the line others get for a message: `:<mask> <command> <target> :<text>` CR LF. */
+function relayedBytes(nick: string, command: string, target: string, body: string): number {
+  const head = `:${hostmask(nick)} ${command} ${target} :`;
+  return utf8.encode(head).length + utf8.encode(ircText(body)).length + 2;
+}
 
 /**
  * A PART or QUIT reason as others may see it: formatting stripped, controls made spaces, at most
