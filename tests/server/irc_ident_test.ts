@@ -30,7 +30,7 @@ async function passClient(
 
 Deno.test("IRC: WHO and WHOIS show USER's username and realname; a chat/1 user shows the account name", async () => {
   await using ts = await server();
-  await using cool = await passClient(ts, "coolNick", "myusernam", "My UniqueReal Name");
+  await using _cool = await passClient(ts, "coolNick", "myusernam", "My UniqueReal Name");
   await using other = await passClient(ts, "otherNick", "other", "Other Person");
   await using _w = await WireClient.login(ts.port, ts.certPem, "webby", { register: true });
   await other.barrier();
