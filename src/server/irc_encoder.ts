@@ -95,10 +95,13 @@ export function messageLines(
   const source = hostmask(m.from);
   const target = targetOf(m);
   const command = m.notice ? "NOTICE" : "PRIVMSG";
-  // ":" source " " command " " target " :" text CR LF <= 512
+  // ":" source " " command " " target " :" text CR LF <= 512 (the ":" only when the text needs
+  // it, as serializeIrc writes it: a line of exactly 512 bytes is one line)
+  const text = ircText(m.body);
+  const colon = text === "" || text.includes(" ") || text[0] === ":" ? 1 : 0;
   const room = 512 -
-    (1 + enc.encode(source).length + command.length + 2 + enc.encode(target).length + 2 + 2);
-  const parts = splitText(ircText(m.body), room);
+    (1 + enc.encode(source).length + command.length + 2 + enc.encode(target).length + 1 + 2);
+  const parts = enc.encode(text).length <= room - colon ? [text] : splitText(text, room - 1);
   return parts.map((text, i) => {
     const tags: Record<string, string> = { ...extra };
     if (mask & TAG_MSGID && i === 0 && clientTags) Object.assign(tags, clientTags);

@@ -8,6 +8,7 @@ import {
   IrcParseError,
   parseIrcLine,
   relayableTags,
+  serializeIrc,
 } from "../protocol/irc_codec.ts";
 import { MAX_REASON_BYTES } from "../protocol/text_rules.ts";
 import type { Request } from "./commands.ts";
@@ -1262,10 +1263,14 @@ function parseRef(s: string): Ref | null {
 
 const utf8 = new TextEncoder();
 
-/** Bytes of the line others get for a message: `:<mask> <command> <target> :<text>` CR LF. */
+/** Bytes of the line others get for a message (without tags), CR LF included, as serialised. */
 function relayedBytes(nick: string, command: string, target: string, body: string): number {
-  const head = `:${hostmask(nick)} ${command} ${target} :`;
-  return utf8.encode(head).length + utf8.encode(ircText(body)).length + 2;
+  const line = { source: hostmask(nick), command, params: [target, ircText(body)] };
+  try {
+    return utf8.encode(serializeIrc(line)).length;
+  } catch {
+    return 0; // a target no line could carry (a space in it): the service refuses it (401, 403)
+  }
 }
 
 /**

@@ -99,14 +99,17 @@ Deno.test("IRC: a PRIVMSG that would reach others as more than 512 bytes is 417 
   await using ts = await server();
   await using a = await passClient(ts, "nick1", "nick1", "One");
   await using b = await passClient(ts, "nick2", "nick2", "Two");
-  // Others get ":nick1!nick1@chat PRIVMSG nick2 :<text>\r\n": 35 bytes around the text.
-  const overhead = ":nick1!nick1@chat PRIVMSG nick2 :".length + 2;
+  // Others get ":nick1!nick1@chat PRIVMSG nick2 <text>\r\n" (no `:`: the text has no space),
+  // 34 bytes around the text; the line at exactly 512 bytes is sent.
+  const overhead = ":nick1!nick1@chat PRIVMSG nick2 ".length + 2;
   const fits = "a".repeat(512 - overhead);
   a.send(`PRIVMSG nick2 :${fits}`);
   const got = await b.expectCommand("PRIVMSG");
   assertEquals(got.params, ["nick2", fits]);
   a.send(`PRIVMSG nick2 :${fits}b`);
   await a.expectCommand("417");
+  a.send("PRIVMSG :nick2 x :hi"); // the target is the trailing param: no text (ERR_NOTEXTTOSEND)
+  await a.expectCommand("412");
   const emoji = "a".repeat(512 - overhead - 3) + "😃"; // one byte over, in the last character
   a.send(`PRIVMSG nick2 :${emoji}`);
   await a.expectCommand("417");
