@@ -43,6 +43,12 @@ const AT = 0x40;
 const decoder = new TextDecoder("utf-8", { fatal: true });
 const TAG_KEY_RE = /^\+?(?:[A-Za-z0-9.-]+\/)?[A-Za-z0-9-]+$/;
 const COMMAND_RE = /^(?:[A-Za-z]+|[0-9]{3})$/;
+/**
+ * A command a client may send: a word (letters, then letters, digits or `_`: unknown commands
+ * such as `NONEXISTENT_COMMAND` must parse, to be answered 421 as modern.ircdocs.horse says) or
+ * a numeric. The server writes only COMMAND_RE.
+ */
+const INPUT_COMMAND_RE = /^(?:[A-Za-z][A-Za-z0-9_]{0,63}|[0-9]{3})$/;
 
 /**
  * Parses one line (without its CR LF) as a client sent it. Lengths are checked on the bytes:
@@ -98,7 +104,7 @@ export function parseIrcText(text: string): IrcMessage {
   let sp = text.indexOf(" ", i);
   if (sp === -1) sp = n;
   const command = text.slice(i, sp);
-  if (!COMMAND_RE.test(command)) {
+  if (!INPUT_COMMAND_RE.test(command)) {
     throw new IrcParseError("no_command", "Input line has no command");
   }
   i = sp;

@@ -1,6 +1,7 @@
 // Owns IRC on a session: registration (CAP, NICK/USER, PASS, SASL PLAIN), commands mapped onto
 // the command table (JOIN → join, PRIVMSG → send, …), IRCv3 capabilities, and replies in IRC.
 import { errorInfo } from "../error_catalogue.ts";
+import { concatBytes } from "../protocol/concat_bytes.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
 import {
   IRC_MAX_BODY_BYTES,
@@ -1100,11 +1101,26 @@ export class IrcProtocol implements ProtocolAdapter {
       }
       default:
         if (!p) return null;
-        return this.#out(
+        const out = this.#out(
           this.#success(frame, p),
           p,
           frame.type === "history" || frame.type === "conversations",
         );
+        if (frame.type !== "ack" || frame.duplicate || p.body === undefined) return out;
+        if (frame.to?.toLowerCase() !== this.#me.toLowerCase()) return out;
+        // A message to oneself is also delivered to the connection that sent it, after its echo
+        // (as IRC servers do: the echo is the acknowledgement, the delivery the message). The
+        // hub leaves the sending connection out (chat/1's rule, docs/PROTOCOL.md §5).
+        const msg: WireMessage = {
+          id: frame.id,
+          ts: frame.ts,
+          from: this.#me,
+          to: frame.to,
+          body: p.body,
+          ...(p.command === "NOTICE" ? { notice: true } : {}),
+        };
+        const own = this.#bytes(messageLines(msg, this.#mask, undefined, p.clientTags));
+        return out ? concatBytes([out, own]) : own;
     }
   }
 

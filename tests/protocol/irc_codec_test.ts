@@ -32,6 +32,8 @@ const good: { line: string; msg: IrcMessage }[] = [
     msg: { source: "coolguy", command: "FOO", params: ["bar", "baz", "  asdf quux "] },
   },
   { line: "AWAY :", msg: { command: "AWAY", params: [""] } },
+  // An unknown command with `_` parses (the server answers it 421).
+  { line: "nonexistent_command x", msg: { command: "NONEXISTENT_COMMAND", params: ["x"] } },
   { line: "PRIVMSG #c ::-)", msg: { command: "PRIVMSG", params: ["#c", ":-)"] } },
   { line: "PRIVMSG #c :a:b::c", msg: { command: "PRIVMSG", params: ["#c", "a:b::c"] } },
   {
@@ -113,6 +115,7 @@ const bad: { what: string; line: Uint8Array | string; code: IrcParseErrorCode }[
   { what: "an empty tag name", line: "@=1 PING", code: "bad_tags" },
   { what: "a command with punctuation", line: "PRIV;MSG #c :x", code: "no_command" },
   { what: "a two-digit numeric", line: "01 x", code: "no_command" },
+  { what: "a command starting with a digit", line: "1ABC x", code: "no_command" },
   { what: "a NUL in a param", line: "NICK al\0ice", code: "bad_char" },
   { what: "a CR in the trailing param", line: "PRIVMSG #c :a\rQUIT", code: "bad_char" },
   { what: "a NUL in a tag", line: "@a=\0 PING", code: "bad_char" },

@@ -357,3 +357,26 @@ Deno.test("IRC: hostile tags: over 4094 bytes is 417, control characters in valu
     await closeAll(cs);
   }
 });
+
+Deno.test("IRC: a message to oneself is delivered to the sending connection too, after its echo", async () => {
+  await using ts = await server();
+  const cs = await users(ts, { rita: ["labeled-response", "batch"] });
+  const { rita } = cs;
+  try {
+    rita.send("PRIVMSG rita :note to self");
+    const got = await rita.expectCommand("PRIVMSG");
+    assertEquals([got.source, ...got.params], ["rita!rita@chat", "rita", "note to self"]);
+    assertEquals((await rita.barrier()).filter((m) => m.command === "PRIVMSG"), []);
+    // With echo-message: the echo (labeled), then the delivery (not labeled), and nothing more.
+    rita.send("CAP REQ echo-message");
+    await rita.expectCommand("CAP");
+    rita.send("@label=S1 PRIVMSG rita :second note");
+    const echo = await rita.expectCommand("PRIVMSG");
+    const delivery = await rita.expectCommand("PRIVMSG");
+    assertEquals([echo.params[1], echo.tags?.label], ["second note", "S1"]);
+    assertEquals([delivery.params[1], delivery.tags?.label], ["second note", undefined]);
+    assertEquals((await rita.barrier()).filter((m) => m.command === "PRIVMSG"), []);
+  } finally {
+    await closeAll(cs);
+  }
+});
