@@ -1099,7 +1099,7 @@ export class IrcProtocol implements ProtocolAdapter {
         }
         return this.#out(this.#errorLines(frame.code, frame.message, p), p);
       }
-      default:
+      default: {
         if (!p) return null;
         const out = this.#out(
           this.#success(frame, p),
@@ -1121,6 +1121,7 @@ export class IrcProtocol implements ProtocolAdapter {
         };
         const own = this.#bytes(messageLines(msg, this.#mask, undefined, p.clientTags));
         return out ? concatBytes([out, own]) : own;
+      }
     }
   }
 
