@@ -147,6 +147,10 @@ Deno.test("IRC: PART with a reason shows `PART #chan :reason` to the parter and 
     // chat/1's `part` may carry a reason; IRC users see it.
     erin.send("JOIN #ops");
     await erin.expect((m) => m.command === "366");
+    // A reason that breaks the text rules is invalid_text, and nothing is parted.
+    w.send({ type: "part", room: "ops", reason: "\x1b[2Jgotcha" });
+    const bad = await w.expect((f) => f.type === "error");
+    assertEquals(bad.type === "error" ? bad.code : "", "invalid_text");
     w.send({ type: "part", room: "ops", reason: "off to lunch" });
     await w.expect((f) => f.type === "ok" && f.op === "part");
     const fromWeb = await erin.expect((m) => m.command === "PART" && m.source === "gus!gus@chat");
