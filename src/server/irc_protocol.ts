@@ -1106,8 +1106,17 @@ export class IrcProtocol implements ProtocolAdapter {
           p,
           frame.type === "history" || frame.type === "conversations",
         );
-        if (frame.type !== "ack" || frame.duplicate || p.body === undefined) return out;
+        if (frame.type !== "relayed" && frame.type !== "ack") return out;
         if (frame.to?.toLowerCase() !== this.#me.toLowerCase()) return out;
+        if (frame.type === "relayed") {
+          // TAGMSG to oneself: the delivery after the echo, as for a message (below).
+          if (!this.#caps.has("message-tags")) return out;
+          const own = this.#bytes([
+            tagmsgLine({ ...frame, from: this.#me, tags: p.clientTags ?? {} }, this.#mask),
+          ]);
+          return out ? concatBytes([out, own]) : own;
+        }
+        if (frame.duplicate || p.body === undefined) return out;
         // A message to oneself is also delivered to the connection that sent it, after its echo
         // (as IRC servers do: the echo is the acknowledgement, the delivery the message). The
         // hub leaves the sending connection out (chat/1's rule, docs/PROTOCOL.md §5).

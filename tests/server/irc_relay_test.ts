@@ -380,6 +380,15 @@ Deno.test("IRC: a message to oneself is delivered to the sending connection too,
     assertEquals([echo.params[1], echo.tags?.label], ["second note", "S1"]);
     assertEquals([delivery.params[1], delivery.tags?.label], ["second note", undefined]);
     assertEquals((await rita.barrier()).filter((m) => m.command === "PRIVMSG"), []);
+    // TAGMSG to oneself the same way: the echo (labeled), then the delivery.
+    rita.send("CAP REQ message-tags");
+    await rita.expectCommand("CAP");
+    rita.send("@label=S2;+draft/react=ok TAGMSG rita");
+    const tEcho = await rita.expectCommand("TAGMSG");
+    const tDelivery = await rita.expectCommand("TAGMSG");
+    assertEquals([tEcho.tags?.label, tEcho.tags?.["+draft/react"]], ["S2", "ok"]);
+    assertEquals([tDelivery.tags?.label, tDelivery.tags?.["+draft/react"]], [undefined, "ok"]);
+    assertEquals(tEcho.tags?.msgid, tDelivery.tags?.msgid);
   } finally {
     await closeAll(cs);
   }
