@@ -41,6 +41,7 @@ export class IrcParseError extends Error {
 const SPACE = 0x20;
 const AT = 0x40;
 const decoder = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextEncoder();
 const TAG_KEY_RE = /^\+?(?:[A-Za-z0-9.-]+\/)?[A-Za-z0-9-]+$/;
 const COMMAND_RE = /^(?:[A-Za-z]+|[0-9]{3})$/;
 /**
@@ -176,20 +177,29 @@ export function escapeTagValue(v: string): string {
 // deno-lint-ignore no-control-regex
 const UNSAFE_TAG_VALUE_RE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
 
+/** Bytes of tag data a client may send (IRCv3 message-tags), and so the most we relay. */
+export const IRC_MAX_CLIENT_TAG_DATA = IRC_MAX_CLIENT_TAG_BYTES - 2;
+
 /**
  * The client-only tags (`+name`, IRCv3 message-tags) of a client's message that may be relayed
  * to others; undefined when none. Other tags are the server's to set (a client's `msgid` or
  * `time` is dropped, as the spec says). A value with a control character (an escaped CR or LF,
  * a terminal escape) or invalid Unicode is dropped too: clients show some tags (`+draft/react`)
- * and no standard client-only tag needs one. The parser bounded the section at 4096 bytes.
+ * and no standard client-only tag needs one. Takes `unknown` because it is also the check of
+ * what reaches the service from elsewhere (a chat/1 frame's unknown fields are passed on): a
+ * non-object, a malformed name, a value that is not a string are dropped, and tags past 4094
+ * bytes of tag data in all are left out, so the relayed section stays within the spec's bound.
  */
-export function relayableTags(
-  tags: Record<string, string> | undefined,
-): Record<string, string> | undefined {
-  if (!tags) return undefined;
+export function relayableTags(tags: unknown): Record<string, string> | undefined {
+  if (typeof tags !== "object" || tags === null || Array.isArray(tags)) return undefined;
   let out: Record<string, string> | undefined;
+  let bytes = 0;
   for (const [k, v] of Object.entries(tags)) {
-    if (k[0] !== "+" || !v.isWellFormed() || UNSAFE_TAG_VALUE_RE.test(v)) continue;
+    if (k[0] !== "+" || !TAG_KEY_RE.test(k) || typeof v !== "string") continue;
+    if (!v.isWellFormed() || UNSAFE_TAG_VALUE_RE.test(v)) continue;
+    const size = utf8.encode(v === "" ? k : `${k}=${escapeTagValue(v)}`).length + 1;
+    if (bytes + size > IRC_MAX_CLIENT_TAG_DATA + 1) continue;
+    bytes += size;
     (out ??= {})[k] = v;
   }
   return out;

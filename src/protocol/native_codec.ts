@@ -122,6 +122,12 @@ export function decodeClientFrame(line: Uint8Array): ClientFrame {
       : checkResume(v);
     if (!ok) throw badFrame(`${obj.type}.${field} has the wrong type`, ref);
   }
+  // Unknown fields are ignored (§1), and removed: what reaches the command table is only what
+  // the table above checked (a request's other fields are other protocols' to set, e.g. IRC's
+  // client-only tags on a send).
+  for (const key of Object.keys(obj)) {
+    if (key !== "type" && key !== "ref" && !Object.hasOwn(spec, key)) delete obj[key];
+  }
   return obj as unknown as ClientFrame;
 }
 

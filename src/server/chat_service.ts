@@ -27,6 +27,7 @@ import {
   type UserRecord,
 } from "../store/store.ts";
 import type { Hub, HubMember, MsgEvent } from "./hub.ts";
+import { relayableTags } from "../protocol/irc_codec.ts";
 import type { ResumedInfo, SessionUser } from "./session.ts";
 import type { FanoutEvent } from "./fanout.ts";
 import { type Clock, KeyedBuckets } from "./token_bucket.ts";
@@ -945,8 +946,8 @@ export class ChatService {
 
   /**
    * Relays client-only tags (IRC TAGMSG: typing notices, reactions) live to a room the session
-   * is in, or to a user and the sender's other sessions; nothing is stored. `tags` MUST already
-   * be checked (irc_tags.ts: client-only names, safe values, within the size limit). Returns the
+   * is in, or to a user and the sender's other sessions; nothing is stored. `tags` are checked
+   * again here (relayableTags: client-only names, safe values, within 4094 bytes). Returns the
    * id the relayed lines carry (`msgid`): a TAGMSG is not a message, so it is not a message id.
    */
   async relayTags(
@@ -956,6 +957,8 @@ export class ChatService {
     if ((req.room === undefined) === (req.to === undefined)) {
       throw new ChatError("bad_frame", "Cannot relay tags: give exactly one of room or to");
     }
+    const tags = relayableTags(req.tags);
+    if (!tags) throw new ChatError("bad_frame", "Cannot relay tags: no client-only tag to relay");
     const ts = this.#clock();
     const msgid = `${this.#tagPrefix}${(++this.#tagSeq).toString(36)}`;
     const origin = this.#hub.ref(s.connId);
@@ -966,7 +969,7 @@ export class ChatService {
         roomId: r.id,
         room: r.name,
         from: s.userName,
-        tags: req.tags,
+        tags,
         msgid,
         ts,
         origin,
@@ -981,7 +984,7 @@ export class ChatService {
       userIds: [...new Set([peer.id, s.userId])],
       to: peer.name,
       from: s.userName,
-      tags: req.tags,
+      tags,
       msgid,
       ts,
       origin,
@@ -1039,6 +1042,8 @@ export class ChatService {
       turn.pass();
     }
     const { message: m, duplicate, links } = await stored;
+    // Checked here, not trusted: a chat/1 frame's unknown fields reach this request too.
+    const tags = relayableTags(req.tags);
     if (!duplicate) {
       this.stored++;
       const notice = m.notice ? { notice: true as const } : {};
@@ -1047,7 +1052,7 @@ export class ChatService {
         msg: target.room !== undefined
           ? { id: m.id, ts: m.ts, room: target.room, from: s.userName, body: m.body, ...notice }
           : { id: m.id, ts: m.ts, from: s.userName, to: target.to, body: m.body, ...notice },
-        ...(req.tags !== undefined ? { tags: req.tags } : {}),
+        ...(tags !== undefined ? { tags } : {}),
         roomId: target.roomId,
         links,
         origin: this.#hub.ref(s.connId),

@@ -255,13 +255,24 @@ Deno.test("IRC: client-only tags on PRIVMSG and TAGMSG reach message-tags client
       assertEquals((await c.barrier()).filter((m) => m.command === "TAGMSG"), []);
     }
     await w.expectNone((f) => f.type !== "pong", "a TAGMSG on chat/1");
-    // Nothing was stored: history has `hi` and no trace of the TAGMSG.
+    // A chat/1 client cannot attach tags (an unknown field, dropped): IRC gets the message bare.
+    w.send({
+      type: "send",
+      cid: "t1",
+      room: "general",
+      body: "from web",
+      tags: { "+x": "1", "bad key": "a\r\nQUIT" },
+    });
+    await w.expect((f) => f.type === "ack");
+    const bare = await alice.expect((m) => m.params[1] === "from web");
+    assertEquals(Object.keys(bare.tags ?? {}).filter((k) => k[0] === "+"), []);
+    // Nothing was stored but messages: history has no trace of the TAGMSG.
     w.send({ type: "history", room: "general", limit: 10 });
     const page = await w.expect((f) => f.type === "history") as Extract<
       ServerFrame,
       { type: "history" }
     >;
-    assertEquals(page.messages.map((m) => m.body), ["hi"]);
+    assertEquals(page.messages.map((m) => m.body), ["hi", "from web"]);
   } finally {
     await closeAll(cs);
   }
