@@ -1,7 +1,7 @@
 // Owns how chat messages and presence look on IRC: PRIVMSG/JOIN/PART/QUIT lines with the IRCv3
 // tags a connection negotiated, one shared encoder per tag set so fan-out still encodes once each.
 import type { WireMessage } from "../protocol/frames.ts";
-import { type IrcMessage, serializeIrc } from "../protocol/irc_codec.ts";
+import { type IrcMessage, IrcSerializeError, serializeIrc } from "../protocol/irc_codec.ts";
 import type { EventEncoder, HubEvent } from "./hub.ts";
 
 /** Version in RPL_YOURHOST / RPL_MYINFO. */
@@ -177,5 +177,18 @@ const ENCODERS: EventEncoder[] = [];
  * shares it, so the hub encodes a delivery once per tag set in use, not once per connection.
  */
 export function ircEncoder(mask: number): EventEncoder {
-  return ENCODERS[mask] ??= { encodeEvent: (ev) => encodeFor(mask, ev) };
+  return ENCODERS[mask] ??= { encodeEvent: (ev) => encodeSafely(mask, ev) };
+}
+
+/**
+ * An event no IRC line can carry (a bug, or an event from a node that checks less) is not shown
+ * to IRC users: it must not throw in the middle of a fan-out to everyone else.
+ */
+function encodeSafely(mask: number, ev: HubEvent): Uint8Array | null {
+  try {
+    return encodeFor(mask, ev);
+  } catch (err) {
+    if (err instanceof IrcSerializeError) return null;
+    throw err;
+  }
 }

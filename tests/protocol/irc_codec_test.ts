@@ -9,6 +9,7 @@ import {
   type IrcParseErrorCode,
   IrcSerializeError,
   parseIrcLine,
+  relayableTags,
   serializeIrc,
   unescapeTagValue,
 } from "../../src/protocol/irc_codec.ts";
@@ -228,4 +229,16 @@ Deno.test("lines split at any byte parse the same (CR LF, LF alone, chunk border
     const lines = [...s.push(bytes.subarray(0, cut)), ...s.push(bytes.subarray(cut))];
     assertEquals(lines.map(parseIrcLine), want);
   }
+});
+
+Deno.test("relayableTags() keeps client-only tags with safe values, within 4094 bytes", () => {
+  assertEquals(relayableTags({ "+a": "1", b: "2", "+c": "x\ny", "+d": "", "bad key": "3" }), {
+    "+a": "1",
+    "+d": "",
+  });
+  assertEquals(relayableTags("nope"), undefined);
+  assertEquals(relayableTags(["+a"]), undefined);
+  assertEquals(relayableTags({ "+a": 5 }), undefined);
+  const big = relayableTags({ "+a": "x".repeat(4000), "+b": "y".repeat(200), "+c": "z" })!;
+  assertEquals(Object.keys(big), ["+a", "+c"]);
 });

@@ -8,6 +8,7 @@ import { IrcClient } from "../harness/irc_client.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { parseIrcText } from "../../src/protocol/irc_codec.ts";
+import { ircEncoder, TAG_MSGID } from "../../src/server/irc_encoder.ts";
 
 type Msg = Extract<ServerFrame, { type: "msg" }>;
 
@@ -403,4 +404,21 @@ Deno.test("IRC: a message to oneself is delivered to the sending connection too,
   } finally {
     await closeAll(cs);
   }
+});
+
+Deno.test("ircEncoder() shows nothing for an event no IRC line can carry, and does not throw", () => {
+  const enc = ircEncoder(TAG_MSGID);
+  const ev = {
+    kind: "tagmsg" as const,
+    from: "a",
+    room: "r",
+    tags: { "bad key": "x" },
+    msgid: "t1",
+    ts: 0,
+  };
+  assertEquals(enc.encodeEvent(ev), null);
+  assertEquals(
+    new TextDecoder().decode(enc.encodeEvent({ ...ev, tags: { "+ok": "a;b" } })!),
+    "@+ok=a\\:b;msgid=t1 :a!a@chat TAGMSG #r\r\n",
+  );
 });
