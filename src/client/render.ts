@@ -239,7 +239,7 @@ export interface ViewContext {
  * `12:34   <bob> hi` (others), `12:34 > <alice> hi` (own, marked with `>`),
  * `12:34   #ops <bob> hi` (a room other than the current one),
  * `12:34   *bob* psst` (direct message to me), `12:34 > -> *bob* psst` (my direct message),
- * `12:34   * bob waves` (an action).
+ * `12:34   * bob waves` (an action), `12:34   -bob- deploy at 5` (a notice, as IRC clients show one).
  */
 export function formatMessage(m: WireMessage, view: ViewContext): StyledLine {
   const own = m.from.toLowerCase() === view.me.toLowerCase();
@@ -265,6 +265,8 @@ export function formatMessage(m: WireMessage, view: ViewContext): StyledLine {
     }
   } else if (action) {
     line.push({ text: "* " }, { text: m.from, sgr: nickSgr }, { text: " " });
+  } else if (m.notice) {
+    line.push({ text: "-" }, { text: m.from, sgr: nickSgr }, { text: "- " });
   } else {
     line.push({ text: "<" }, { text: m.from, sgr: nickSgr }, { text: "> " });
   }

@@ -35,13 +35,23 @@ export type ClientFrame =
     resume?: ResumePoint;
   }
   | { type: "join"; ref?: string; room: string; since?: number; private?: boolean }
-  | { type: "part"; ref?: string; room: string }
+  /** `reason`: shown to the room with the part (IRC's PART reason, chat/1's presence `reason`). */
+  | { type: "part"; ref?: string; room: string; reason?: string }
   | { type: "rooms"; ref?: string; after?: string }
   | { type: "invite"; ref?: string; room: string; user: string }
   | { type: "kick"; ref?: string; room: string; user: string }
   | { type: "topic"; ref?: string; room: string; topic: string }
   | { type: "who"; ref?: string; room: string }
-  | { type: "send"; ref?: string; cid: string; body: string; room?: string; to?: string }
+  | {
+    type: "send";
+    ref?: string;
+    cid: string;
+    body: string;
+    room?: string;
+    to?: string;
+    /** A notice: shown as one, never answered automatically (IRC NOTICE). */
+    notice?: boolean;
+  }
   | { type: "history"; ref?: string; room?: string; with?: string; limit?: number; before?: number }
   | { type: "passwd"; ref?: string; old: string; new: string }
   | { type: "read"; ref?: string; room?: string; with?: string; id: number }
@@ -61,6 +71,8 @@ export interface WireMessage {
   body: string;
   room?: string;
   to?: string;
+  /** Present (true) for a notice (IRC NOTICE, or a chat/1 `send` with `notice`). */
+  notice?: true;
 }
 
 /** Limits announced in the server `hello`. */
@@ -143,7 +155,14 @@ export type ServerFrame =
     duplicate?: boolean;
   }
   | ({ type: "msg" } & WireMessage)
-  | { type: "presence"; room: string; user: string; event: "join" | "leave" }
+  | {
+    type: "presence";
+    room: string;
+    user: string;
+    event: "join" | "leave";
+    /** For `leave`: the reason the user gave (a part's or an IRC QUIT's), when they gave one. */
+    reason?: string;
+  }
   | { type: "who"; ref?: string; room: string; users: string[] }
   | { type: "rooms"; ref?: string; rooms: RoomInfo[]; more: boolean }
   | { type: "membership"; room: string; event: "added" | "removed"; by: string }
@@ -172,6 +191,8 @@ export type ServerFrame =
     ref?: string;
     conversations: { room?: string; with?: string; ts: number }[];
   }
+  /** Client-only tags relayed (IRC TAGMSG; not a chat/1 frame): the relay's id and time. */
+  | { type: "relayed"; ref?: string; msgid: string; ts: number; room?: string; to?: string }
   | { type: "error"; ref?: string; code: string; message: string; retryAfterMs?: number }
   | { type: "ping" }
   | { type: "pong"; ref?: string }

@@ -41,8 +41,15 @@ export class IrcParseError extends Error {
 const SPACE = 0x20;
 const AT = 0x40;
 const decoder = new TextDecoder("utf-8", { fatal: true });
+const utf8 = new TextEncoder();
 const TAG_KEY_RE = /^\+?(?:[A-Za-z0-9.-]+\/)?[A-Za-z0-9-]+$/;
 const COMMAND_RE = /^(?:[A-Za-z]+|[0-9]{3})$/;
+/**
+ * A command a client may send: a word (letters, then letters, digits or `_`: unknown commands
+ * such as `NONEXISTENT_COMMAND` must parse, to be answered 421 as modern.ircdocs.horse says) or
+ * a numeric. The server writes only COMMAND_RE.
+ */
+const INPUT_COMMAND_RE = /^(?:[A-Za-z][A-Za-z0-9_]{0,63}|[0-9]{3})$/;
 
 /**
  * Parses one line (without its CR LF) as a client sent it. Lengths are checked on the bytes:
@@ -98,7 +105,7 @@ export function parseIrcText(text: string): IrcMessage {
   let sp = text.indexOf(" ", i);
   if (sp === -1) sp = n;
   const command = text.slice(i, sp);
-  if (!COMMAND_RE.test(command)) {
+  if (!INPUT_COMMAND_RE.test(command)) {
     throw new IrcParseError("no_command", "Input line has no command");
   }
   i = sp;
@@ -164,6 +171,38 @@ export function escapeTagValue(v: string): string {
     /[; \\\r\n]/g,
     (c) => c === ";" ? "\\:" : c === " " ? "\\s" : c === "\\" ? "\\\\" : c === "\r" ? "\\r" : "\\n",
   );
+}
+
+// C0 (CR, LF and TAB too), DEL, C1 and bidi controls: a tag value with one is not relayed.
+// deno-lint-ignore no-control-regex
+const UNSAFE_TAG_VALUE_RE = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+
+/** Bytes of tag data a client may send (IRCv3 message-tags), and so the most we relay. */
+export const IRC_MAX_CLIENT_TAG_DATA = IRC_MAX_CLIENT_TAG_BYTES - 2;
+
+/**
+ * The client-only tags (`+name`, IRCv3 message-tags) of a client's message that may be relayed
+ * to others; undefined when none. Other tags are the server's to set (a client's `msgid` or
+ * `time` is dropped, as the spec says). A value with a control character (an escaped CR or LF,
+ * a terminal escape) or invalid Unicode is dropped too: clients show some tags (`+draft/react`)
+ * and no standard client-only tag needs one. Takes `unknown` because it is also the check of
+ * what reaches the service from elsewhere (a chat/1 frame's unknown fields are passed on): a
+ * non-object, a malformed name, a value that is not a string are dropped, and tags past 4094
+ * bytes of tag data in all are left out, so the relayed section stays within the spec's bound.
+ */
+export function relayableTags(tags: unknown): Record<string, string> | undefined {
+  if (typeof tags !== "object" || tags === null || Array.isArray(tags)) return undefined;
+  let out: Record<string, string> | undefined;
+  let bytes = 0;
+  for (const [k, v] of Object.entries(tags)) {
+    if (k[0] !== "+" || !TAG_KEY_RE.test(k) || typeof v !== "string") continue;
+    if (!v.isWellFormed() || UNSAFE_TAG_VALUE_RE.test(v)) continue;
+    const size = utf8.encode(v === "" ? k : `${k}=${escapeTagValue(v)}`).length + 1;
+    if (bytes + size > IRC_MAX_CLIENT_TAG_DATA + 1) continue;
+    bytes += size;
+    (out ??= {})[k] = v;
+  }
+  return out;
 }
 
 /** Thrown when the server would write something a client could misread (a bug, not input). */

@@ -19,13 +19,13 @@ export const CLIENT_FRAME_FIELDS: Readonly<Record<ClientFrameType, Record<string
   register: { user: S(), password: S(), invite: S(false), device: S(false), resume: R },
   login: { user: S(), password: S(false), token: S(false), device: S(false), resume: R },
   join: { room: S(), since: I(false), private: B(false) },
-  part: { room: S() },
+  part: { room: S(), reason: S(false) },
   rooms: { after: S(false) },
   invite: { room: S(), user: S() },
   kick: { room: S(), user: S() },
   topic: { room: S(), topic: S() },
   who: { room: S() },
-  send: { cid: S(), body: S(), room: S(false), to: S(false) },
+  send: { cid: S(), body: S(), room: S(false), to: S(false), notice: B(false) },
   history: { room: S(false), with: S(false), limit: I(false), before: I(false) },
   passwd: { old: S(), new: S() },
   read: { room: S(false), with: S(false), id: I() },
@@ -125,6 +125,12 @@ export function decodeClientFrame(line: Uint8Array): ClientFrame {
       ? typeof v === "boolean"
       : checkResume(v);
     if (!ok) throw badFrame(`${obj.type}.${field} has the wrong type`, ref);
+  }
+  // Unknown fields are ignored (§1), and removed: what reaches the command table is only what
+  // the table above checked (a request's other fields are other protocols' to set, e.g. IRC's
+  // client-only tags on a send).
+  for (const key of Object.keys(obj)) {
+    if (key !== "type" && key !== "ref" && !Object.hasOwn(spec, key)) delete obj[key];
   }
   return obj as unknown as ClientFrame;
 }

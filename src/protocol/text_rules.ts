@@ -99,3 +99,31 @@ export function checkCid(cid: unknown): string {
   }
   return cid;
 }
+
+/** Longest part or quit reason shown to others, in UTF-8 bytes. */
+export const MAX_REASON_BYTES = 300;
+
+/**
+ * A part or quit reason: trimmed, undefined when empty or not given. Throws `invalid_text` when
+ * longer than MAX_REASON_BYTES or unsafe by the rules of bodies (it is shown to other users).
+ */
+export function checkReason(reason: unknown): string | undefined {
+  if (reason === undefined || reason === null) return undefined;
+  if (typeof reason !== "string") {
+    throw new ChatError("invalid_text", "Cannot part: the reason must be a string");
+  }
+  if (utf8.encode(reason).length > MAX_REASON_BYTES) {
+    throw new ChatError(
+      "invalid_text",
+      `Cannot part: the reason is longer than ${MAX_REASON_BYTES} bytes`,
+    );
+  }
+  if (hasUnsafeText(reason)) {
+    throw new ChatError(
+      "invalid_text",
+      "Cannot part: control characters and bidirectional overrides are not allowed",
+    );
+  }
+  const t = reason.trim();
+  return t === "" ? undefined : t;
+}

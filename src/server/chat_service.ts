@@ -9,7 +9,13 @@ import type {
   UnreadMap,
   WireMessage,
 } from "../protocol/frames.ts";
-import { checkBody, checkCid, checkRoomName, checkUserName } from "../protocol/text_rules.ts";
+import {
+  checkBody,
+  checkCid,
+  checkReason,
+  checkRoomName,
+  checkUserName,
+} from "../protocol/text_rules.ts";
 import {
   dmStream,
   type MessageRecord,
@@ -21,6 +27,7 @@ import {
   type UserRecord,
 } from "../store/store.ts";
 import type { Hub, HubMember, MsgEvent } from "./hub.ts";
+import { relayableTags } from "../protocol/irc_codec.ts";
 import type { ResumedInfo, SessionUser } from "./session.ts";
 import type { FanoutEvent } from "./fanout.ts";
 import { type Clock, KeyedBuckets } from "./token_bucket.ts";
@@ -77,6 +84,8 @@ export interface ServiceSession extends HubMember {
   entered?(room: string, users: string[], topic: string): void;
   /** The session left a room it did not ask to leave (`by`: who removed the user). */
   left?(room: string, by?: string): void;
+  /** What the user said on leaving (IRC QUIT), shown with the `leave` of its last session. */
+  readonly quitReason?: string;
 }
 
 /** Result of a send: what to acknowledge. */
@@ -231,9 +240,18 @@ export class ChatService {
     if (room && room.kind === "dm") {
       const [a, b] = ChatService.#dmPeers(room.name);
       const toId = m.senderId === a ? b : a;
-      return { id: m.id, ts: m.ts, from, to: await this.#userName(toId), body: m.body };
+      const to = await this.#userName(toId);
+      return { id: m.id, ts: m.ts, from, to, body: m.body, ...(m.notice ? { notice: true } : {}) };
     }
-    return { id: m.id, ts: m.ts, room: room?.name ?? "?", from, body: m.body };
+    const name = room?.name ?? "?";
+    return {
+      id: m.id,
+      ts: m.ts,
+      room: name,
+      from,
+      body: m.body,
+      ...(m.notice ? { notice: true } : {}),
+    };
   }
 
   /** Committed messages a stream is missing on this node, as fan-out events. */
@@ -504,6 +522,7 @@ export class ChatService {
     s: HubMember,
     event: "join" | "leave",
     quit = false,
+    reason?: string,
   ): void {
     this.#hub.fanout.publish({
       kind: "presence",
@@ -513,6 +532,7 @@ export class ChatService {
       user: s.userName,
       event,
       ...(quit ? { quit: true } : {}),
+      ...(reason !== undefined ? { reason } : {}),
       origin: this.#hub.ref(s.connId),
     });
   }
@@ -523,7 +543,9 @@ export class ChatService {
       if (this.#hub.unsubscribe(s, roomId)) {
         // The cache may have forgotten the room (changed meanwhile); the hub knows its name.
         const name = this.#roomsById.get(roomId)?.name ?? this.#hub.roomName(roomId);
-        if (name !== undefined) this.#announce({ id: roomId, name }, s, "leave", true);
+        if (name !== undefined) {
+          this.#announce({ id: roomId, name }, s, "leave", true, s.quitReason);
+        }
       }
     }
     for (const stream of [...s.streams]) {
@@ -642,8 +664,9 @@ export class ChatService {
   }
 
   /** Leaves a room for good (membership removed); `general` cannot be left. */
-  async part(s: ServiceSession, rawName: string): Promise<{ room: string }> {
+  async part(s: ServiceSession, rawName: string, rawReason?: string): Promise<{ room: string }> {
     const name = checkRoomName(rawName);
+    const reason = checkReason(rawReason);
     if (name === DEFAULT_ROOM) {
       throw new ChatError("cannot_part", `Cannot part ${DEFAULT_ROOM}: everyone stays in it`);
     }
@@ -656,7 +679,7 @@ export class ChatService {
     for (const sess of [...this.#hub.sessionsOf(s.userId)] as ServiceSession[]) {
       if (!sess.rooms?.delete(r.id)) continue;
       if (sess.untrack(stream)) this.#hub.unfollow(stream);
-      if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, sess, "leave");
+      if (this.#hub.unsubscribe(sess, r.id)) this.#announce(r, sess, "leave", false, reason);
       if (sess !== s) sess.left?.(r.name);
     }
     this.#ownMembership(s, r, "removed");
@@ -923,10 +946,70 @@ export class ChatService {
     return { room, peer };
   }
 
+  /**
+   * Relays client-only tags (IRC TAGMSG: typing notices, reactions) live to a room the session
+   * is in, or to a user and the sender's other sessions; nothing is stored. `tags` are checked
+   * again here (relayableTags: client-only names, safe values, within 4094 bytes). Returns the
+   * id the relayed lines carry (`msgid`): a TAGMSG is not a message, so it is not a message id.
+   */
+  async relayTags(
+    s: ServiceSession,
+    req: { room?: string; to?: string; tags: Record<string, string> },
+  ): Promise<{ msgid: string; ts: number; room?: string; to?: string }> {
+    if ((req.room === undefined) === (req.to === undefined)) {
+      throw new ChatError("bad_frame", "Cannot relay tags: give exactly one of room or to");
+    }
+    const tags = relayableTags(req.tags);
+    if (!tags) throw new ChatError("bad_frame", "Cannot relay tags: no client-only tag to relay");
+    const ts = this.#clock();
+    const msgid = `${this.#tagPrefix}${(++this.#tagSeq).toString(36)}`;
+    const origin = this.#hub.ref(s.connId);
+    if (req.room !== undefined) {
+      const r = await this.#memberRoom(s, req.room);
+      this.#hub.fanout.publish({
+        kind: "tagmsg",
+        roomId: r.id,
+        room: r.name,
+        from: s.userName,
+        tags,
+        msgid,
+        ts,
+        origin,
+      });
+      return { msgid, ts, room: r.name };
+    }
+    checkUserName(req.to);
+    const peer = await this.#store.userByName(req.to!);
+    if (!peer) throw new ChatError("no_such_user", `Cannot message ${req.to}: no such user`);
+    this.#hub.fanout.publish({
+      kind: "tagmsg",
+      userIds: [...new Set([peer.id, s.userId])],
+      to: peer.name,
+      from: s.userName,
+      tags,
+      msgid,
+      ts,
+      origin,
+    });
+    return { msgid, ts, to: peer.name };
+  }
+
+  /** Relay ids: unique per process (random) and never a number, so never a message's id. */
+  #tagPrefix = `t${crypto.randomUUID().slice(0, 8)}-`;
+  #tagSeq = 0;
+
   /** Validates, stores (commit before return) and publishes a message. */
   async send(
     s: ServiceSession,
-    req: { cid: string; body: string; room?: string; to?: string },
+    req: {
+      cid: string;
+      body: string;
+      room?: string;
+      to?: string;
+      notice?: boolean;
+      /** Client-only tags (IRC `+name`): relayed live with the message, never stored. */
+      tags?: Record<string, string>;
+    },
   ): Promise<SendResult> {
     // Taken before the first await: the write is issued in the order the sends arrived.
     const turn = s.nextTurn();
@@ -956,18 +1039,23 @@ export class ChatService {
         cid: req.cid,
         ts: this.#clock(),
         dmUsers,
+        ...(req.notice === true ? { notice: true } : {}),
       });
     } finally {
       turn.pass();
     }
     const { message: m, duplicate, links } = await stored;
+    // Checked here, not trusted: a chat/1 frame's unknown fields reach this request too.
+    const tags = relayableTags(req.tags);
     if (!duplicate) {
       this.stored++;
+      const notice = m.notice ? { notice: true as const } : {};
       this.#hub.fanout.publish({
         kind: "msg",
         msg: target.room !== undefined
-          ? { id: m.id, ts: m.ts, room: target.room, from: s.userName, body: m.body }
-          : { id: m.id, ts: m.ts, from: s.userName, to: target.to, body: m.body },
+          ? { id: m.id, ts: m.ts, room: target.room, from: s.userName, body: m.body, ...notice }
+          : { id: m.id, ts: m.ts, from: s.userName, to: target.to, body: m.body, ...notice },
+        ...(tags !== undefined ? { tags } : {}),
         roomId: target.roomId,
         links,
         origin: this.#hub.ref(s.connId),

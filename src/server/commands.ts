@@ -33,7 +33,9 @@ export type Request =
     newest: boolean;
   }
   /** Conversations active in a time range (IRC CHATHISTORY TARGETS). */
-  | { op: "conversations"; ref?: string; fromTs: number; toTs: number; limit: number };
+  | { op: "conversations"; ref?: string; fromTs: number; toTs: number; limit: number }
+  /** Client-only tags to a room or a user, relayed live and not stored (IRC TAGMSG). */
+  | { op: "tagmsg"; ref?: string; room?: string; to?: string; tags: Record<string, string> };
 
 export type Op = Request["op"];
 type Args<O extends Op> = Extract<Request, { op: O }>;
@@ -105,7 +107,7 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     preAuth: false,
     postAuth: true,
     run: async (c, r, reply) => {
-      const p = await c.service.part(c.session, r.room);
+      const p = await c.service.part(c.session, r.room, r.reason);
       reply.send({ type: "ok", op: "part", room: p.room });
     },
   },
@@ -191,6 +193,15 @@ export const COMMANDS: { [O in Op]: CommandSpec<O> } = {
     postAuth: true,
     run: async (c, r, reply) => {
       reply.send({ type: "history", ...await c.service.historyRange(c.session, r), more: false });
+    },
+  },
+  tagmsg: {
+    preAuth: false,
+    postAuth: true,
+    // Typing notices come with every keystroke burst: they are paced like messages.
+    charge: "message",
+    run: async (c, r, reply) => {
+      reply.send({ type: "relayed", ...await c.service.relayTags(c.session, r) });
     },
   },
   conversations: {

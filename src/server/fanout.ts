@@ -15,7 +15,32 @@ export interface ConnRef {
  */
 export type FanoutEvent =
   /** A committed message, with its link in every stream it belongs to. */
-  | { kind: "msg"; msg: WireMessage; roomId: number; links: StreamLink[]; origin: ConnRef }
+  | {
+    kind: "msg";
+    msg: WireMessage;
+    roomId: number;
+    links: StreamLink[];
+    origin: ConnRef;
+    /** Client-only tags the sender attached (IRC `+name`): live only, never stored. */
+    tags?: Record<string, string>;
+  }
+  /**
+   * Client-only tags on their own (IRC TAGMSG: typing, reactions): live to a room's members
+   * (`roomId`) or to users' sessions (`userIds`: a DM's recipient and sender); never stored.
+   */
+  | {
+    kind: "tagmsg";
+    roomId?: number;
+    room?: string;
+    userIds?: number[];
+    to?: string;
+    from: string;
+    tags: Record<string, string>;
+    /** The relay's id (not a message id: nothing was stored). */
+    msgid: string;
+    ts: number;
+    origin: ConnRef;
+  }
   /** A user came online in a room (first session) or left it (last session). */
   | {
     kind: "presence";
@@ -26,6 +51,8 @@ export type FanoutEvent =
     event: "join" | "leave";
     /** A `leave` because the user went offline (their last session ended), not a part. */
     quit?: boolean;
+    /** For `leave`: what the user said (a part's reason, an IRC QUIT message). */
+    reason?: string;
     origin: ConnRef;
   }
   /**

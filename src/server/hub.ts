@@ -8,7 +8,18 @@ import type { ConnRef, Fanout, FanoutEvent, PresenceRoom } from "./fanout.ts";
 
 /** A codec-neutral event as encoders see it (node-local: `online` may look at the hub). */
 export type HubEvent =
-  | { kind: "msg"; msg: WireMessage }
+  /** `tags`: client-only tags the sender attached (live only). */
+  | { kind: "msg"; msg: WireMessage; tags?: Record<string, string> }
+  /** Client-only tags on their own (IRC TAGMSG), to a room (`room`) or a user (`to`). */
+  | {
+    kind: "tagmsg";
+    from: string;
+    room?: string;
+    to?: string;
+    tags: Record<string, string>;
+    msgid: string;
+    ts: number;
+  }
   | {
     kind: "presence";
     room: string;
@@ -16,6 +27,8 @@ export type HubEvent =
     event: "join" | "leave";
     /** A `leave` because the user went offline, not a part (IRC shows QUIT for it). */
     quit?: boolean;
+    /** For `leave`: what the user said, when they said something. */
+    reason?: string;
     /** Names online in the room after the change (computed once, on first use). */
     online: () => string[];
   }
@@ -221,6 +234,13 @@ export class Hub {
       case "presence":
         this.#presence(ev);
         return;
+      case "tagmsg": {
+        const { from, room, to, tags, msgid, ts } = ev;
+        const hubEv: HubEvent = { kind: "tagmsg", from, room, to, tags, msgid, ts };
+        if (ev.roomId !== undefined) this.#toRoom(ev.roomId, hubEv, ev.origin, 0);
+        else this.#toSessions(ev.userIds ?? [], hubEv, ev.origin);
+        return;
+      }
       case "kick":
         for (const m of [...this.sessionsOf(ev.userId)]) {
           if (ev.except && this.#isOrigin(m, ev.except)) continue;
@@ -327,7 +347,10 @@ export class Hub {
   #release(stream: StreamKey, order: StreamOrder, ev: MsgEvent): void {
     order.last = ev.msg.id;
     if (stream[0] === "r") {
-      this.#toRoom(ev.roomId, { kind: "msg", msg: ev.msg }, ev.origin, ev.msg.id);
+      const hubEv: HubEvent = ev.tags
+        ? { kind: "msg", msg: ev.msg, tags: ev.tags }
+        : { kind: "msg", msg: ev.msg };
+      this.#toRoom(ev.roomId, hubEv, ev.origin, ev.msg.id);
     } else {
       this.#toUser(Number(stream.slice(2)), stream, ev);
     }
@@ -344,7 +367,7 @@ export class Hub {
     }
     // Someone else still (or already) has the user online there: the cluster's view is the same.
     if (this.#onlineElsewhere(ev.roomId, ev.userId, node)) return;
-    this.#notify(ev.roomId, ev.room, ev.user, ev.event, ev.origin, ev.quit === true);
+    this.#notify(ev.roomId, ev.room, ev.user, ev.event, ev.origin, ev.quit === true, ev.reason);
   }
 
   #notify(
@@ -354,6 +377,7 @@ export class Hub {
     event: "join" | "leave",
     origin: ConnRef,
     quit = false,
+    reason?: string,
   ): void {
     this.#toRoom(
       roomId,
@@ -363,6 +387,7 @@ export class Hub {
         user,
         event,
         ...(quit ? { quit: true } : {}),
+        ...(reason !== undefined ? { reason } : {}),
         online: once(() => this.online(roomId)),
       },
       origin,
@@ -923,7 +948,9 @@ export class Hub {
     const members = this.#users.get(userId);
     if (!members) return;
     const cache = new Map<EventEncoder, Uint8Array | null>();
-    const hubEv: HubEvent = { kind: "msg", msg: ev.msg };
+    const hubEv: HubEvent = ev.tags
+      ? { kind: "msg", msg: ev.msg, tags: ev.tags }
+      : { kind: "msg", msg: ev.msg };
     const id = ev.msg.id;
     for (const m of members) {
       const sent = m.sentThrough(stream);
@@ -939,6 +966,20 @@ export class Hub {
       }
       m.deliver(stream, bytes ?? EMPTY, id);
       if (bytes) this.delivered++;
+    }
+  }
+
+  /** Delivers an event of no stream (a TAGMSG) to every session of these users but its origin. */
+  #toSessions(userIds: number[], ev: HubEvent, origin: ConnRef): void {
+    this.flush();
+    const cache = new Map<EventEncoder, Uint8Array | null>();
+    for (const userId of userIds) {
+      for (const m of this.#users.get(userId) ?? []) {
+        if (this.#isOrigin(m, origin)) continue;
+        let bytes = cache.get(m.encoder);
+        if (bytes === undefined) cache.set(m.encoder, bytes = m.encoder.encodeEvent(ev));
+        if (bytes) m.deliver(null, bytes, 0);
+      }
     }
   }
 }

@@ -1,7 +1,7 @@
 // Owns how chat messages and presence look on IRC: PRIVMSG/JOIN/PART/QUIT lines with the IRCv3
 // tags a connection negotiated, one shared encoder per tag set so fan-out still encodes once each.
 import type { WireMessage } from "../protocol/frames.ts";
-import { type IrcMessage, serializeIrc } from "../protocol/irc_codec.ts";
+import { type IrcMessage, IrcSerializeError, serializeIrc } from "../protocol/irc_codec.ts";
 import type { EventEncoder, HubEvent } from "./hub.ts";
 
 /** Version in RPL_YOURHOST / RPL_MYINFO. */
@@ -96,35 +96,69 @@ export function splitText(text: string, maxBytes: number): string[] {
 }
 
 /** Where a message shows on IRC: its channel, or for a DM the recipient's nick. */
-export function targetOf(m: Pick<WireMessage, "room" | "to">): string {
+export function targetOf(m: { room?: string; to?: string }): string {
   return m.room !== undefined ? channelOf(m.room) : m.to ?? "*";
 }
 
 /**
- * The PRIVMSG lines of one message: one line each of at most 512 bytes without tags, with the
- * tags of `mask`; `extra` tags (batch, label) go on every line. A long body from a chat/1 user
- * (up to maxBodyBytes) becomes several lines; msgid is on the first only, so a client that
- * deduplicates by msgid keeps every piece.
+ * The PRIVMSG lines of one message (NOTICE for a notice): one line each of at most 512 bytes
+ * without tags, with the tags of `mask`; `extra` tags (batch, label) go on every line. A long
+ * body from a chat/1 user (up to maxBodyBytes) becomes several lines; msgid, and the sender's
+ * client-only tags (`clientTags`, for message-tags clients), are on the first only, so a client
+ * that deduplicates by msgid keeps every piece.
  */
 export function messageLines(
   m: WireMessage,
   mask: number,
   extra?: Record<string, string>,
+  clientTags?: Record<string, string>,
 ): IrcMessage[] {
   const source = hostmask(m.from);
   const target = targetOf(m);
-  // ":" source " PRIVMSG " target " :" text CR LF <= 512
-  const room = 512 - (1 + utf8Length(source) + 9 + utf8Length(target) + 2 + 2);
-  const parts = splitText(ircText(m.body), room);
+  const command = m.notice ? "NOTICE" : "PRIVMSG";
+  // ":" source " " command " " target " :" text CR LF <= 512 (the ":" only when the text needs
+  // it, as serializeIrc writes it: a line of exactly 512 bytes is one line)
+  const text = ircText(m.body);
+  const colon = text === "" || text.includes(" ") || text[0] === ":" ? 1 : 0;
+  const room = 512 - (1 + utf8Length(source) + command.length + 2 + utf8Length(target) + 1 + 2);
+  const parts = utf8Length(text) <= room - colon ? [text] : splitText(text, room - 1);
   return parts.map((text, i) => {
     // No tags object when there is no tag (a client without capabilities): nothing to copy
     // away in `lineBytes`.
     let tags: Record<string, string> | undefined = extra ? { ...extra } : undefined;
+    if (mask & TAG_MSGID && i === 0 && clientTags) Object.assign(tags ??= {}, clientTags);
     if (mask & TAG_TIME) (tags ??= {}).time = new Date(m.ts).toISOString();
     if (mask & TAG_MSGID && i === 0) (tags ??= {}).msgid = String(m.id);
     if (mask & TAG_ACCOUNT) (tags ??= {}).account = m.from;
-    return { tags, source, command: "PRIVMSG", params: [target, text] };
+    return { tags, source, command, params: [target, text] };
   });
+}
+
+/**
+ * The TAGMSG line of relayed client-only tags, for a message-tags client (others get none):
+ * the tags, then msgid (the relay's), time and account as `mask` says.
+ */
+export function tagmsgLine(
+  t: {
+    from: string;
+    room?: string;
+    to?: string;
+    tags: Record<string, string>;
+    msgid: string;
+    ts: number;
+  },
+  mask: number,
+  extra?: Record<string, string>,
+): IrcMessage {
+  const tags: Record<string, string> = { ...extra, ...t.tags, msgid: t.msgid };
+  if (mask & TAG_TIME) tags.time = new Date(t.ts).toISOString();
+  if (mask & TAG_ACCOUNT) tags.account = t.from;
+  return { tags, source: hostmask(t.from), command: "TAGMSG", params: [targetOf(t)] };
+}
+
+/** QUIT's text as others see it: `Quit: <reason>` when one was given (as IRC servers write it). */
+export function quitText(reason: string | undefined): string {
+  return reason === undefined ? "Quit" : `Quit: ${safeText(reason)}`;
 }
 
 /** Serialises several messages into one buffer. */
@@ -137,7 +171,8 @@ export function lineBytes(msgs: IrcMessage[]): Uint8Array {
 }
 
 function encodeFor(mask: number, ev: HubEvent): Uint8Array | null {
-  if (ev.kind === "msg") return lineBytes(messageLines(ev.msg, mask));
+  if (ev.kind === "msg") return lineBytes(messageLines(ev.msg, mask, undefined, ev.tags));
+  if (ev.kind === "tagmsg") return mask & TAG_MSGID ? lineBytes([tagmsgLine(ev, mask)]) : null;
   const source = hostmask(ev.user);
   const tags: Record<string, string> = {};
   if (mask & TAG_ACCOUNT) tags.account = ev.user;
@@ -149,8 +184,12 @@ function encodeFor(mask: number, ev: HubEvent): Uint8Array | null {
   if (ev.event === "join") {
     return lineBytes([{ tags, source, command: "JOIN", params: [channelOf(ev.room)] }]);
   }
-  if (ev.quit) return lineBytes([{ tags, source, command: "QUIT", params: ["Quit"] }]);
-  return lineBytes([{ tags, source, command: "PART", params: [channelOf(ev.room)] }]);
+  if (ev.quit) {
+    return lineBytes([{ tags, source, command: "QUIT", params: [quitText(ev.reason)] }]);
+  }
+  const params = [channelOf(ev.room)];
+  if (ev.reason !== undefined) params.push(safeText(ev.reason));
+  return lineBytes([{ tags, source, command: "PART", params }]);
 }
 
 const ENCODERS: EventEncoder[] = [];
@@ -160,5 +199,18 @@ const ENCODERS: EventEncoder[] = [];
  * shares it, so the hub encodes a delivery once per tag set in use, not once per connection.
  */
 export function ircEncoder(mask: number): EventEncoder {
-  return ENCODERS[mask] ??= { encodeEvent: (ev) => encodeFor(mask, ev) };
+  return ENCODERS[mask] ??= { encodeEvent: (ev) => encodeSafely(mask, ev) };
+}
+
+/**
+ * An event no IRC line can carry (a bug, or an event from a node that checks less) is not shown
+ * to IRC users: it must not throw in the middle of a fan-out to everyone else.
+ */
+function encodeSafely(mask: number, ev: HubEvent): Uint8Array | null {
+  try {
+    return encodeFor(mask, ev);
+  } catch (err) {
+    if (err instanceof IrcSerializeError) return null;
+    throw err;
+  }
 }

@@ -1,8 +1,17 @@
 // Owns IRC on a session: registration (CAP, NICK/USER, PASS, SASL PLAIN), commands mapped onto
 // the command table (JOIN → join, PRIVMSG → send, …), IRCv3 capabilities, and replies in IRC.
 import { errorInfo } from "../error_catalogue.ts";
+import { concatBytes } from "../protocol/concat_bytes.ts";
 import type { ServerFrame, WireMessage } from "../protocol/frames.ts";
-import { type IrcMessage, IrcParseError, parseIrcLine } from "../protocol/irc_codec.ts";
+import {
+  IRC_MAX_BODY_BYTES,
+  type IrcMessage,
+  IrcParseError,
+  parseIrcLine,
+  relayableTags,
+  serializeIrc,
+} from "../protocol/irc_codec.ts";
+import { MAX_REASON_BYTES } from "../protocol/text_rules.ts";
 import type { Request } from "./commands.ts";
 import type { EventEncoder, Hub } from "./hub.ts";
 import {
@@ -11,12 +20,14 @@ import {
   hostmask,
   IRC_VERSION,
   ircEncoder,
+  ircText,
   lineBytes,
   messageLines,
   safeText,
   TAG_ACCOUNT,
   TAG_MSGID,
   TAG_TIME,
+  tagmsgLine,
 } from "./irc_encoder.ts";
 import { errorReply } from "./irc_replies.ts";
 import type { ProtocolAdapter, Session } from "./session.ts";
@@ -64,6 +75,26 @@ function registry(hub: Hub): AwayRegistry {
   return r;
 }
 
+/** USER's username and realname, cleaned (`user` "" until USER came). */
+interface Ident {
+  user: string;
+  real: string;
+}
+
+/** Longest realname kept (characters). */
+const REALNAME_MAX = 100;
+
+/**
+ * USER's username and realname as others may see them: the username keeps `A-Z a-z 0-9 . _ -`
+ * (at most USERLEN, 32; nothing left: the account name is shown), the realname loses formatting
+ * and controls (at most 100 characters). They are shown, never trusted: the nick is the account.
+ */
+export function identOf(user: string, real: string): Ident {
+  const u = user.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 32);
+  const r = safeText(real.replace(FORMATTING_RE, "")).trim().slice(0, REALNAME_MAX);
+  return { user: u, real: r };
+}
+
 /** A topic with who set it and when (milliseconds), when known. */
 interface Topic {
   topic: string;
@@ -81,6 +112,10 @@ interface Pending {
   sub?: string;
   /** A send: the body as stored. */
   body?: string;
+  /** A PART: the reason given, as cleaned. */
+  reason?: string;
+  /** A send: the client-only tags relayed with it (for the echo). */
+  clientTags?: Record<string, string>;
   /** Part of a labeled command with several targets: its lines go in this batch, unlabeled. */
   batch?: string;
 }
@@ -126,6 +161,8 @@ export class IrcProtocol implements ProtocolAdapter {
   #saslBuf = "";
   #saslBusy = false;
   #registered = false;
+  /** USER's username and realname as WHO, WHOIS and USERHOST show them (see identOf). */
+  #ident: Ident = { user: "", real: "" };
   #authError: string | null = null;
 
   #cidPrefix = `irc-${crypto.randomUUID()}-`;
@@ -289,6 +326,7 @@ export class IrcProtocol implements ProtocolAdapter {
           return this.#send([this.#numeric("461", "USER", "Not enough parameters")]);
         }
         this.#userGiven = true;
+        this.#ident = identOf(p[0], p[3]);
         return this.#tryRegister(bytes);
       case "PASS":
         if (!p[0]) return this.#send([this.#numeric("461", "PASS", "Not enough parameters")]);
@@ -575,6 +613,7 @@ export class IrcProtocol implements ProtocolAdapter {
       case "AUTHENTICATE":
         return this.#send([this.#numeric("907", "You have already authenticated using SASL")]);
       case "QUIT":
+        this.s.quitReason = reasonOf(p[0]);
         this.s.close("quit", "Goodbye", true);
         return;
       case "JOIN":
@@ -589,13 +628,15 @@ export class IrcProtocol implements ProtocolAdapter {
         return this.#topic(p, label, bytes);
       case "PRIVMSG":
       case "NOTICE":
-        return this.#privmsg(m.command, p, label, bytes);
+        return this.#privmsg(m.command, p, label, bytes, relayableTags(m.tags));
       case "TAGMSG":
-        return this.#send([], label); // client-only tags are not stored or relayed
+        return this.#tagmsg(p, label, bytes, relayableTags(m.tags));
       case "AWAY":
         return this.#away(p[0] ?? "", label);
       case "MODE":
         return this.#mode(p, label);
+      case "USERHOST":
+        return this.#userhost(p, label);
       case "WHOIS":
         return this.#whois(p, label);
       case "LIST":
@@ -671,12 +712,13 @@ export class IrcProtocol implements ProtocolAdapter {
 
   async #part(p: string[], label: string | undefined, bytes: number): Promise<void> {
     if (!p[0]) return this.#send([this.#numeric("461", "PART", "Not enough parameters")], label);
+    const reason = reasonOf(p[1]);
     await this.#grouped(p[0].split(","), label, async (chan, g) => {
       const room = this.#room(chan, g.label, g.batch);
       if (room === null) return;
       await this.#dispatch(
-        { op: "part", room },
-        { command: "PART", target: clean(chan), ...g },
+        { op: "part", room, ...(reason !== undefined ? { reason } : {}) },
+        { command: "PART", target: clean(chan), ...g, reason },
         bytes,
       );
     });
@@ -727,7 +769,44 @@ export class IrcProtocol implements ProtocolAdapter {
   /** RPL_WHOREPLY <client> <channel> <user> <host> <server> <nick> <flags> :<hopcount> <realname>. */
   #whoReply(chan: string, u: string): IrcMessage {
     const flags = this.#awayOf(u) !== undefined ? "G" : "H";
-    return this.#numeric("352", chan, u, "chat", this.#serverName, u, flags, `0 ${u}`);
+    const id = this.#identOfUser(u);
+    return this.#numeric("352", chan, id.user, "chat", this.#serverName, u, flags, `0 ${id.real}`);
+  }
+
+  /**
+   * The username and realname of an online user: what USER said on one of its IRC connections
+   * to this server, else (chat/1 only, or another node) the account name for both.
+   */
+  #identOfUser(name: string): Ident {
+    const key = name.toLowerCase();
+    for (const o of this.#registry.sessions) {
+      if (o.s.closed) this.#registry.sessions.delete(o);
+      else if (o.s.user?.name.toLowerCase() === key && o.#registered) {
+        return { user: o.#ident.user || name, real: o.#ident.real || name };
+      }
+    }
+    return { user: name, real: name };
+  }
+
+  /**
+   * USERHOST <nick>{ <nick>}: up to 5 nicks, each online in a room shared with this client, as
+   * `nick=+user@host` (`-` when away); RPL_USERHOST (302) with the others left out.
+   */
+  #userhost(p: string[], label: string | undefined): void {
+    if (p.length === 0) {
+      return this.#send([this.#numeric("461", "USERHOST", "Not enough parameters")], label);
+    }
+    const seen = new Set<string>();
+    for (const r of this.s.service.roomsOnline(this.s)) for (const u of r.users) seen.add(u);
+    const byKey = new Map([...seen].map((u) => [u.toLowerCase(), u]));
+    const out: string[] = [];
+    for (const nick of p.slice(0, 5)) {
+      const u = byKey.get(nick.toLowerCase());
+      if (u === undefined) continue;
+      const away = this.#awayOf(u) !== undefined ? "-" : "+";
+      out.push(`${u}=${away}${this.#identOfUser(u).user}@chat`);
+    }
+    this.#send([this.#numeric("302", out.join(" "))], label);
   }
 
   async #topic(p: string[], label: string | undefined, bytes: number): Promise<void> {
@@ -756,6 +835,7 @@ export class IrcProtocol implements ProtocolAdapter {
     p: string[],
     label: string | undefined,
     bytes: number,
+    clientTags: Record<string, string> | undefined,
   ): Promise<void> | void {
     const quiet = command === "NOTICE";
     if (!p[0]) {
@@ -785,15 +865,60 @@ export class IrcProtocol implements ProtocolAdapter {
       return quiet ? undefined : this.#send([this.#numeric("412", "No text to send")], label);
     }
     const target = p[0];
+    if (!quiet && relayedBytes(this.#me, command, target, body) > IRC_MAX_BODY_BYTES) {
+      // It would reach others as more than one 512-byte line (our longer prefix): refused, as
+      // ERR_INPUTTOOLONG says, rather than cut or split; the client resends it shorter. A NOTICE
+      // is never answered, so one is split into lines as a chat/1 user's long message is.
+      return this.#send([this.#numeric("417", "Input line was too long")], label);
+    }
     const cid = this.#cidPrefix + ++this.#seq;
-    const req: Request = target[0] === "#"
-      ? { op: "send", cid, body, room: target.slice(1) }
-      : { op: "send", cid, body, to: target };
+    // A NOTICE is stored as one, so every IRC client (live and in CHATHISTORY) sees a NOTICE and
+    // no bot answers it (RFC 2812 §3.3.2); chat/1 gets `notice: true`.
+    const req: Request = {
+      op: "send",
+      cid,
+      body,
+      ...(target[0] === "#" ? { room: target.slice(1) } : { to: target }),
+      ...(quiet ? { notice: true } : {}),
+      ...(clientTags ? { tags: clientTags } : {}),
+    };
     if (!quiet && req.to !== undefined) {
       const away = this.#awayOf(req.to);
       if (away !== undefined) this.#send([this.#numeric("301", clean(req.to), away)]);
     }
-    return this.#dispatch(req, { command, target: clean(target), label, body }, bytes);
+    return this.#dispatch(req, { command, target: clean(target), label, body, clientTags }, bytes);
+  }
+
+  /**
+   * TAGMSG <target>: the client-only tags go live to the channel's members or the nick (and
+   * the sender's other connections) that have message-tags, nothing is stored (IRCv3
+   * message-tags). Without a tag to relay there is nothing to do.
+   */
+  #tagmsg(
+    p: string[],
+    label: string | undefined,
+    bytes: number,
+    tags: Record<string, string> | undefined,
+  ): Promise<void> | void {
+    const target = p[0];
+    if (!target) {
+      return this.#send([this.#numeric("461", "TAGMSG", "Not enough parameters")], label);
+    }
+    if (target.includes(",")) {
+      return this.#send(
+        [this.#numeric("407", clean(target), "Too many targets: one per message")],
+        label,
+      );
+    }
+    if (!tags) return this.#send([], label);
+    const req: Request = target[0] === "#"
+      ? { op: "tagmsg", room: target.slice(1), tags }
+      : { op: "tagmsg", to: target, tags };
+    return this.#dispatch(
+      req,
+      { command: "TAGMSG", target: clean(target), label, clientTags: tags },
+      bytes,
+    );
   }
 
   #away(text: string, label: string | undefined): void {
@@ -872,7 +997,14 @@ export class IrcProtocol implements ProtocolAdapter {
     const chans = shared.filter((r) => r.users.includes(found)).map((r) => channelOf(r.room));
     const away = this.#awayOf(found);
     this.#send([
-      this.#numeric("311", found, found, "chat", "*", found),
+      this.#numeric(
+        "311",
+        found,
+        this.#identOfUser(found).user,
+        "chat",
+        "*",
+        this.#identOfUser(found).real,
+      ),
       this.#numeric("319", found, chans.join(" ")),
       this.#numeric("312", found, this.#serverName, "chat"),
       this.#numeric("330", found, found, "is logged in as"),
@@ -974,13 +1106,38 @@ export class IrcProtocol implements ProtocolAdapter {
         }
         return this.#out(this.#errorLines(frame.code, frame.message, p), p);
       }
-      default:
+      default: {
         if (!p) return null;
-        return this.#out(
+        const out = this.#out(
           this.#success(frame, p),
           p,
           frame.type === "history" || frame.type === "conversations",
         );
+        if (frame.type !== "relayed" && frame.type !== "ack") return out;
+        if (frame.to?.toLowerCase() !== this.#me.toLowerCase()) return out;
+        if (frame.type === "relayed") {
+          // TAGMSG to oneself: the delivery after the echo, as for a message (below).
+          if (!this.#caps.has("message-tags")) return out;
+          const own = this.#bytes([
+            tagmsgLine({ ...frame, from: this.#me, tags: p.clientTags ?? {} }, this.#mask),
+          ]);
+          return out ? concatBytes([out, own]) : own;
+        }
+        if (frame.duplicate || p.body === undefined) return out;
+        // A message to oneself is also delivered to the connection that sent it, after its echo
+        // (as IRC servers do: the echo is the acknowledgement, the delivery the message). The
+        // hub leaves the sending connection out (chat/1's rule, docs/PROTOCOL.md §5).
+        const msg: WireMessage = {
+          id: frame.id,
+          ts: frame.ts,
+          from: this.#me,
+          to: frame.to,
+          body: p.body,
+          ...(p.command === "NOTICE" ? { notice: true } : {}),
+        };
+        const own = this.#bytes(messageLines(msg, this.#mask, undefined, p.clientTags));
+        return out ? concatBytes([out, own]) : own;
+      }
     }
   }
 
@@ -1010,7 +1167,9 @@ export class IrcProtocol implements ProtocolAdapter {
           return [{ tags, source: hostmask(me), command: "TOPIC", params }];
         }
         if (frame.op === "part") {
-          return [{ source: hostmask(me), command: "PART", params: [channelOf(frame.room!)] }];
+          const params = [channelOf(frame.room!)];
+          if (p.reason !== undefined) params.push(p.reason);
+          return [{ source: hostmask(me), command: "PART", params }];
         }
         return [];
       case "ack": {
@@ -1022,10 +1181,13 @@ export class IrcProtocol implements ProtocolAdapter {
           body: p.body,
           ...(frame.room !== undefined ? { room: frame.room } : { to: frame.to }),
         };
-        const lines = messageLines(msg, this.#mask);
-        if (p.command === "NOTICE") { for (const l of lines) l.command = "NOTICE"; }
-        return lines;
+        if (p.command === "NOTICE") msg.notice = true;
+        return messageLines(msg, this.#mask, undefined, p.clientTags);
       }
+      case "relayed":
+        // echo-message covers TAGMSG too; a message-tags client is the only one that sends it.
+        if (!this.#caps.has("echo-message") || !this.#caps.has("message-tags")) return [];
+        return [tagmsgLine({ ...frame, from: me, tags: p.clientTags ?? {} }, this.#mask)];
       case "who": {
         const chan = channelOf(frame.room);
         if (p.command === "NAMES") return this.#namesLines(chan, frame.users);
@@ -1130,6 +1292,39 @@ function parseRef(s: string): Ref | null {
     return Number.isFinite(t) ? { kind: "ts", value: t } : null;
   }
   return null;
+}
+
+const utf8 = new TextEncoder();
+
+/** Bytes of the line others get for a message (without tags), CR LF included, as serialised. */
+function relayedBytes(nick: string, command: string, target: string, body: string): number {
+  const line = { source: hostmask(nick), command, params: [target, ircText(body)] };
+  try {
+    return utf8.encode(serializeIrc(line)).length;
+  } catch {
+    return 0; // a target no line could carry (a space in it): the service refuses it (401, 403)
+  }
+}
+
+/**
+ * A PART or QUIT reason as others may see it: formatting stripped, controls made spaces, at most
+ * MAX_REASON_BYTES (cut at a character), trimmed; undefined when nothing is left. Cleaned here,
+ * not refused: a reason must never make a PART or QUIT fail.
+ */
+export function reasonOf(text: string | undefined): string | undefined {
+  if (text === undefined) return undefined;
+  let t = safeText(text.replace(FORMATTING_RE, "")).trim();
+  if (utf8.encode(t).length > MAX_REASON_BYTES) {
+    let bytes = 0;
+    let cut = 0;
+    for (const ch of t) {
+      bytes += utf8.encode(ch).length;
+      if (bytes > MAX_REASON_BYTES) break;
+      cut += ch.length;
+    }
+    t = t.slice(0, cut).trim();
+  }
+  return t === "" ? undefined : t;
 }
 
 /** SASL PLAIN: base64 of `authzid NUL authcid NUL password`; null when malformed. */

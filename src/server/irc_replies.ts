@@ -36,6 +36,7 @@ const END_OF_WHO: ErrorReply = { numeric: "315", params: target, text: "End of W
 const TABLE: Partial<Record<ErrorCode, ErrorReply | Record<string, ErrorReply>>> = {
   not_member: {
     PRIVMSG: { numeric: "404", params: target }, // ERR_CANNOTSENDTOCHAN
+    TAGMSG: { numeric: "404", params: target },
     NAMES: END_OF_NAMES,
     WHO: END_OF_WHO,
     "*": { numeric: "442", params: target }, // ERR_NOTONCHANNEL

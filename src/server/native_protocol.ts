@@ -17,7 +17,14 @@ export const NATIVE_ENCODER: EventEncoder = {
   encodeEvent(ev: HubEvent): Uint8Array | null {
     if (ev.kind === "msg") return encodeServerFrame({ type: "msg", ...ev.msg });
     if (ev.kind === "topic") return null; // chat/1 reads topics with `rooms`
-    return encodeServerFrame({ type: "presence", room: ev.room, user: ev.user, event: ev.event });
+    if (ev.kind === "tagmsg") return null; // client-only tags are IRC's (docs/IRC.md)
+    return encodeServerFrame({
+      type: "presence",
+      room: ev.room,
+      user: ev.user,
+      event: ev.event,
+      ...(ev.reason !== undefined ? { reason: ev.reason } : {}),
+    });
   },
 };
 

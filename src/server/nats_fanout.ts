@@ -160,6 +160,10 @@ export class NatsFanout implements Fanout {
       case "presence":
       case "room_changed":
         return `${this.#prefix}.room.${ev.roomId}`;
+      case "tagmsg":
+        return ev.roomId !== undefined
+          ? `${this.#prefix}.room.${ev.roomId}`
+          : `${this.#prefix}.user.${ev.userIds?.[0] ?? 0}`;
       case "kick":
       case "user_changed":
       case "read":

@@ -34,7 +34,7 @@ export const SEED_ENCODER: EventEncoder = {
       }
       return encodeSeedLines({ kind: "room", room: m.room ?? "?", from: m.from, body: m.body });
     }
-    if (ev.kind === "topic" || ev.room !== DEFAULT_ROOM) return null;
+    if (ev.kind === "topic" || ev.kind === "tagmsg" || ev.room !== DEFAULT_ROOM) return null;
     return encodeSeedLines(
       { kind: ev.event === "join" ? "joined" : "left", user: ev.user },
       { kind: "users", users: ev.online() },

@@ -175,6 +175,8 @@ export class Session implements HubMember, CommandContext {
   pingSent = false;
   preAuthFrames = 0;
   closeReason = "";
+  /** What the user said on leaving (IRC QUIT), shown with the `leave` of its last session. */
+  quitReason: string | undefined;
 
   constructor(transport: MessageTransport, deps: SessionDeps) {
     this.#transport = transport;

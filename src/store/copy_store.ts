@@ -59,8 +59,9 @@ export const TABLES: readonly Table[] = [
   },
   {
     name: "messages",
-    cols: ["id", "room_id", "sender_id", "body", "cid", "ts"],
+    cols: ["id", "room_id", "sender_id", "body", "cid", "ts", "notice"],
     key: ["id"],
+    bools: ["notice"],
     ints: ["id", "room_id", "sender_id", "ts"],
   },
   {

@@ -209,6 +209,11 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE rooms ADD COLUMN topic_by TEXT;
   ALTER TABLE rooms ADD COLUMN topic_at INTEGER;
   `,
+  // 9: a message may be a notice (IRC NOTICE: never answered automatically), so history replays
+  // it as one (docs/IRC.md). Additive: older builds ignore the column and show a message.
+  `
+  ALTER TABLE messages ADD COLUMN notice INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
 
 /** The schema version this build writes. */

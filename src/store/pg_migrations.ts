@@ -130,6 +130,13 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
     ALTER TABLE rooms ADD COLUMN topic_at BIGINT;
     `,
   },
+  // 6: a message may be a notice (SQLite's migration 9). Additive: older nodes neither read nor
+  // write the column (a notice they store is an ordinary message, as before).
+  {
+    sql: `
+    ALTER TABLE messages ADD COLUMN notice BOOLEAN NOT NULL DEFAULT false;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -87,7 +87,7 @@ interface PendingWrite {
 }
 
 /** Columns of `messages` that a MessageRecord needs (leaves the search vector on the server). */
-const MSG_COLS = "id, room_id, sender_id, body, cid, ts";
+const MSG_COLS = "id, room_id, sender_id, body, cid, ts, notice";
 
 /** A PostgreSQL array literal of ids, for `$n::bigint[]` (ids are checked to be integers). */
 function idArray(ids: Iterable<number>): string {
@@ -820,8 +820,8 @@ export class PostgresStore implements Store {
       locks: { rooms: [m.roomId], users: dmUsers },
       steps: [{
         text: `WITH made AS (
-                 INSERT INTO messages(room_id, sender_id, body, cid, ts, search)
-                 VALUES ($1, $2, $3, $4, $5, to_tsvector('simple', $6))
+                 INSERT INTO messages(room_id, sender_id, body, cid, ts, search, notice)
+                 VALUES ($1, $2, $3, $4, $5, to_tsvector('simple', $6), $8)
                  ON CONFLICT (sender_id, cid) DO NOTHING RETURNING id),
                room_head AS (
                  UPDATE rooms SET last_message_id = made.id FROM made WHERE rooms.id = $1),
@@ -839,6 +839,7 @@ export class PostgresStore implements Store {
           m.ts,
           searchWords(m.body).join(" "),
           idArray(dmUsers),
+          m.notice === true,
         ],
       }],
       finish: ([rows], state): StoredMessage | null => {
@@ -901,7 +902,7 @@ export class PostgresStore implements Store {
 
   #dmAfter(userId: number, afterId: number, limit: number, beforeId: number): Promise<Row[]> {
     return this.#q(
-      `SELECT m.id, m.room_id, m.sender_id, m.body, m.cid, m.ts FROM memberships mb
+      `SELECT m.id, m.room_id, m.sender_id, m.body, m.cid, m.ts, m.notice FROM memberships mb
        JOIN rooms r ON r.id = mb.room_id AND r.kind = 'dm'
        JOIN messages m ON m.room_id = mb.room_id AND m.id > $2 AND m.id < $3
        WHERE mb.user_id = $1 ORDER BY m.id LIMIT $4`,

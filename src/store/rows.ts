@@ -41,6 +41,8 @@ export function rowMappers(flag: (v: unknown) => boolean) {
       body: String(r.body),
       cid: String(r.cid),
       ts: Number(r.ts),
+      // Absent unless set, so records of ordinary messages look as they did before the column.
+      ...(flag(r.notice) ? { notice: true as const } : {}),
     }),
     toInvite: (r: Row): InviteRecord => ({
       id: Number(r.id),

@@ -556,9 +556,9 @@ export class SqliteStore implements Store {
       // `DO NOTHING`, no change means the cid was taken (`changes` and the last rowid are the
       // statement's own, not a trigger's).
       const inserted = this.#stmt(
-        `INSERT INTO messages(room_id, sender_id, body, cid, ts) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO messages(room_id, sender_id, body, cid, ts, notice) VALUES (?, ?, ?, ?, ?, ?)
          ON CONFLICT(sender_id, cid) DO NOTHING`,
-      ).run(m.roomId, m.senderId, m.body, m.cid, m.ts);
+      ).run(m.roomId, m.senderId, m.body, m.cid, m.ts, m.notice ? 1 : 0);
       if (inserted.changes === 1) {
         const id = Number(inserted.lastInsertRowid);
         const links: StreamLink[] = [];
@@ -574,6 +574,7 @@ export class SqliteStore implements Store {
             body: m.body,
             cid: m.cid,
             ts: m.ts,
+            ...(m.notice ? { notice: true as const } : {}),
           },
           duplicate: false,
           links,

@@ -65,6 +65,8 @@ export interface MessageRecord {
   body: string;
   cid: string;
   ts: number;
+  /** An IRC NOTICE (never answered automatically); absent for an ordinary message. */
+  notice?: true;
 }
 
 /** What a sender asks to store. */
@@ -74,6 +76,8 @@ export interface NewMessage {
   body: string;
   cid: string;
   ts: number;
+  /** Store it as a notice (MessageRecord.notice). */
+  notice?: true;
   /** For a direct message: the participants (one id for notes to self). */
   dmUsers?: number[];
 }

@@ -1,12 +1,14 @@
 // Real IRC clients (irssi and WeeChat from Debian) against our IRC listener, driven in tmux: they
 // connect with SASL PLAIN, join, talk with a chat/1 user and read history through CHATHISTORY;
-// the assertions are on what their screens show.
+// they show another IRC user's NOTICE as a notice and a QUIT with its reason; the assertions are
+// on what their screens show.
 import { assertEquals } from "../harness/assert.ts";
 import { startTestServer } from "../harness/test_server.ts";
 import { tempDir } from "../harness/temp_dir.ts";
 import { WireClient } from "../harness/wire_client.ts";
 import type { ServerFrame } from "../../src/protocol/frames.ts";
 import { HAVE_TMUX, TmuxSession } from "./tmux.ts";
+import { IrcClient } from "../harness/irc_client.ts";
 
 /** `weechat --version`'s major number, or 0. */
 function weechatMajor(): number {
@@ -40,7 +42,16 @@ async function setup(name: string) {
   ]();
   const peer = await WireClient.login(ts.port, ts.certPem, "victor", { register: true });
   await peer.say("general", "an older message");
+  await (await WireClient.login(ts.port, ts.certPem, "ivo", { register: true }))[
+    Symbol.asyncDispose
+  ]();
   return { ts, irc, peer };
+}
+
+/** What the client shows for another IRC user's NOTICE and QUIT with a reason. */
+interface Shown {
+  notice: string;
+  quit: string;
 }
 
 async function talk(
@@ -48,6 +59,7 @@ async function talk(
   peer: WireClient,
   name: string,
   historyCommand: string,
+  irc: { port: number; certPem: string; shown: Shown },
 ): Promise<void> {
   // chat/1 → the IRC client's screen.
   await peer.say("general", "hello from chat one");
@@ -60,6 +72,14 @@ async function talk(
     { type: "msg" }
   >;
   assertEquals(got.body, "hi from " + name);
+  // Another IRC user's NOTICE is shown as a notice, and their QUIT with its reason.
+  const ivo = await IrcClient.sasl(irc.port, irc.certPem, "ivo");
+  ivo.send("NOTICE #general :heads up from ivo");
+  await t.waitForText(irc.shown.notice);
+  ivo.send("QUIT :gone fishing");
+  await ivo.expectClosed();
+  await ivo[Symbol.asyncDispose]();
+  await t.waitForText(irc.shown.quit);
   // History the client was not there for, through CHATHISTORY.
   await t.type(historyCommand);
   await t.keys("Enter");
@@ -96,7 +116,12 @@ settings = { core = { real_name = "Uma"; user_name = "uma"; nick = "uma"; };
     await t.waitForText("MOTD File is missing", { timeoutMs: 30_000 });
     await t.keys("M-2"); // the #general window
     await t.waitForText("#general");
-    await talk(t, peer, "uma", "/quote CHATHISTORY LATEST #general * 10");
+    await talk(t, peer, "uma", "/quote CHATHISTORY LATEST #general * 10", {
+      port: irc,
+      certPem: ts.certPem,
+      // irssi's formats: a channel notice `-nick:#chan- text`, a quit `[Quit: reason]`.
+      shown: { notice: "-ivo:#general- heads up from ivo", quit: "has quit [Quit: gone fishing]" },
+    });
   },
 });
 
@@ -130,6 +155,13 @@ Deno.test({
     // joined shows as "(#general)"), and the buffer shows the join.
     await t.waitForText("#general(+nt){2}", { timeoutMs: 30_000 });
     await t.waitForText("wendy (wendy@chat) has joined #general");
-    await talk(t, peer, "wendy", "/quote CHATHISTORY LATEST #general * 10");
+    await talk(t, peer, "wendy", "/quote CHATHISTORY LATEST #general * 10", {
+      port: irc,
+      certPem: ts.certPem,
+      shown: {
+        notice: "Notice(ivo): heads up from ivo",
+        quit: "has quit (Quit: gone fishing)",
+      },
+    });
   },
 });

@@ -85,6 +85,17 @@ Deno.test("formatMessage() sanitises the sender, room and body", () => {
   for (const row of wrapLine(line, 200, { color: false })) assertInert(row);
 });
 
+Deno.test("formatMessage() shows a notice as -nick- text, as IRC clients do", () => {
+  const view = { me: "alice", currentRoom: "general", now: 0 };
+  const line = plainText(
+    formatMessage(
+      { id: 1, ts: 0, from: "bob", room: "general", body: "deploy", notice: true },
+      view,
+    ),
+  );
+  assertEquals(line.slice(5), "   -bob- deploy");
+});
+
 Deno.test("formatMessage() marks own messages, actions and direct messages", () => {
   const view = { me: "alice", currentRoom: "general", now: 0 };
   const own = plainText(

@@ -276,6 +276,54 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "cluster: NOTICE, PART and QUIT reasons, client-only tags and TAGMSG from IRC on one node reach IRC users on another",
+  ignore,
+  async fn() {
+    await using nats = await NatsServer.start();
+    await using c = await startCluster({ nats, nodes: 2, config: { ircPort: 0 } });
+    const [n0, n1] = c.nodes;
+    for (const name of ["kai", "lea", "max"]) {
+      await (await WireClient.login(n0.port, c.certPem, name, { register: true }))[
+        Symbol.asyncDispose
+      ]();
+    }
+    const caps = { caps: ["message-tags"] };
+    await using kai = await IrcClient.sasl(n0.server.addrs[1].port, c.certPem, "kai", caps);
+    await using lea = await IrcClient.sasl(n1.server.addrs[1].port, c.certPem, "lea", caps);
+    const max = await IrcClient.sasl(n1.server.addrs[1].port, c.certPem, "max");
+    for (const cl of [kai, lea]) {
+      cl.send("JOIN #ops");
+      await cl.expectCommand("366");
+    }
+    await kai.expect((m) => m.command === "JOIN" && m.source === "lea!lea@chat", 10_000);
+    kai.send("@+draft/reply=1 NOTICE #ops :heads up");
+    const notice = await lea.expect((m) => m.params[1] === "heads up", 10_000);
+    assertEquals([notice.command, notice.tags?.["+draft/reply"]], ["NOTICE", "1"]);
+    kai.send("@+typing=active TAGMSG #ops");
+    const typing = await lea.expectCommand("TAGMSG", 10_000);
+    assertEquals([typing.source, typing.params, typing.tags?.["+typing"]], [
+      "kai!kai@chat",
+      ["#ops"],
+      "active",
+    ]);
+    kai.send("@+typing=paused TAGMSG lea");
+    assertEquals((await lea.expectCommand("TAGMSG", 10_000)).params, ["lea"]);
+    lea.send("PART #ops :see you");
+    const part = await kai.expect((m) => m.command === "PART", 10_000);
+    assertEquals([part.source, ...part.params], ["lea!lea@chat", "#ops", "see you"]);
+    max.send("QUIT :done for today");
+    await max.expectClosed();
+    await max[Symbol.asyncDispose]();
+    const quit = await kai.expect(
+      (m) => m.command === "QUIT" && m.source === "max!max@chat",
+      10_000,
+    );
+    assertEquals(quit.params, ["Quit: done for today"]);
+  },
+});
+
+Deno.test({
   name: "cluster: IRC users see JOIN, PART and QUIT of users on other nodes, and NAMES counts them",
   ignore,
   async fn() {

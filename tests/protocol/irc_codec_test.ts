@@ -9,6 +9,7 @@ import {
   type IrcParseErrorCode,
   IrcSerializeError,
   parseIrcLine,
+  relayableTags,
   serializeIrc,
   unescapeTagValue,
 } from "../../src/protocol/irc_codec.ts";
@@ -32,6 +33,8 @@ const good: { line: string; msg: IrcMessage }[] = [
     msg: { source: "coolguy", command: "FOO", params: ["bar", "baz", "  asdf quux "] },
   },
   { line: "AWAY :", msg: { command: "AWAY", params: [""] } },
+  // An unknown command with `_` parses (the server answers it 421).
+  { line: "nonexistent_command x", msg: { command: "NONEXISTENT_COMMAND", params: ["x"] } },
   { line: "PRIVMSG #c ::-)", msg: { command: "PRIVMSG", params: ["#c", ":-)"] } },
   { line: "PRIVMSG #c :a:b::c", msg: { command: "PRIVMSG", params: ["#c", "a:b::c"] } },
   {
@@ -113,6 +116,7 @@ const bad: { what: string; line: Uint8Array | string; code: IrcParseErrorCode }[
   { what: "an empty tag name", line: "@=1 PING", code: "bad_tags" },
   { what: "a command with punctuation", line: "PRIV;MSG #c :x", code: "no_command" },
   { what: "a two-digit numeric", line: "01 x", code: "no_command" },
+  { what: "a command starting with a digit", line: "1ABC x", code: "no_command" },
   { what: "a NUL in a param", line: "NICK al\0ice", code: "bad_char" },
   { what: "a CR in the trailing param", line: "PRIVMSG #c :a\rQUIT", code: "bad_char" },
   { what: "a NUL in a tag", line: "@a=\0 PING", code: "bad_char" },
@@ -225,4 +229,16 @@ Deno.test("lines split at any byte parse the same (CR LF, LF alone, chunk border
     const lines = [...s.push(bytes.subarray(0, cut)), ...s.push(bytes.subarray(cut))];
     assertEquals(lines.map(parseIrcLine), want);
   }
+});
+
+Deno.test("relayableTags() keeps client-only tags with safe values, within 4094 bytes", () => {
+  assertEquals(relayableTags({ "+a": "1", b: "2", "+c": "x\ny", "+d": "", "bad key": "3" }), {
+    "+a": "1",
+    "+d": "",
+  });
+  assertEquals(relayableTags("nope"), undefined);
+  assertEquals(relayableTags(["+a"]), undefined);
+  assertEquals(relayableTags({ "+a": 5 }), undefined);
+  const big = relayableTags({ "+a": "x".repeat(4000), "+b": "y".repeat(200), "+c": "z" })!;
+  assertEquals(Object.keys(big), ["+a", "+c"]);
 });

@@ -17,8 +17,9 @@ const good: { line: string; want: Record<string, unknown> }[] = [
     want: { type: "login", user: "a1", password: "p", resume: { rooms: { general: 3 }, dm: 2 } },
   },
   {
+    // Unknown fields are ignored (§1): dropped, so the command table sees only checked ones.
     line: '{"type":"send","cid":"c1","room":"general","body":"hi","extra":true}',
-    want: { type: "send", cid: "c1", room: "general", body: "hi", extra: true },
+    want: { type: "send", cid: "c1", room: "general", body: "hi" },
   },
   { line: '{"type":"history","room":"x","limit":null}', want: { type: "history", room: "x" } },
   { line: '{"type":"ping"}', want: { type: "ping" } },
@@ -87,6 +88,30 @@ for (const c of bad) {
     assertEquals((err as ChatError).code, c.code);
   });
 }
+
+Deno.test("decodeClientFrame() drops unknown fields, keeps the known ones, type and ref", () => {
+  const f = decodeClientFrame(line(
+    `{"type":"send","ref":"r1","cid":"c1","room":"general","body":"hi","notice":true,` +
+      `"tags":{"+x":"1"},"op":"kick","__proto__":{"a":1}}`,
+  ));
+  assertEquals(f, {
+    type: "send",
+    ref: "r1",
+    cid: "c1",
+    room: "general",
+    body: "hi",
+    notice: true,
+  } as unknown as ReturnType<typeof decodeClientFrame>);
+  assertEquals(decodeClientFrame(line(`{"type":"part","room":"ops","reason":"bye","x":1}`)), {
+    type: "part",
+    room: "ops",
+    reason: "bye",
+  });
+  assertThrows(() =>
+    decodeClientFrame(line(`{"type":"send","cid":"c","room":"g","body":"x","notice":1}`))
+  );
+  assertThrows(() => decodeClientFrame(line(`{"type":"part","room":"ops","reason":5}`)));
+});
 
 Deno.test("decodeClientFrame() keeps the ref on a rejected frame", () => {
   const err = assertThrows(() => decodeClientFrame(line('{"type":"send","ref":"r9"}')), ChatError);

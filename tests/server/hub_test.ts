@@ -18,7 +18,14 @@ const dec = new TextDecoder();
 
 /** Encodes a message as `<id>;` and presence as `p:<user>;`, so deliveries read back easily. */
 const TEXT: EventEncoder = {
-  encodeEvent: (ev) => enc.encode(ev.kind === "msg" ? `${ev.msg.id};` : `p:${ev.user};`),
+  encodeEvent: (ev) =>
+    enc.encode(
+      ev.kind === "msg"
+        ? `${ev.msg.id};`
+        : ev.kind === "tagmsg"
+        ? `t:${ev.from};`
+        : `p:${ev.user};`,
+    ),
 };
 
 class Member implements HubMember {

@@ -412,6 +412,54 @@ export function runStoreContract(
     },
   );
 
+  t(
+    "a notice is stored as one and every read gives it back with notice: true; others have no notice field",
+    async (s) => {
+      const u = await user(s, "nora");
+      const v = await user(s, "otto");
+      const r = await s.ensureRoom("general", "room", 1);
+      const dm = await s.ensureRoom(`dm:${u.id}:${v.id}`, "dm", 1);
+      await s.addMember(dm.id, u.id, 1);
+      await s.addMember(dm.id, v.id, 1);
+      const note = await s.appendMessage({
+        ...msg(r.id, u.id, "n1", 10, "build green"),
+        notice: true,
+      });
+      const plain = await s.appendMessage(msg(r.id, u.id, "p1", 11, "plain words"));
+      const dmNote = await s.appendMessage({
+        ...msg(dm.id, u.id, "n2", 12, "dm notice"),
+        notice: true,
+        dmUsers: [u.id, v.id],
+      });
+      assertEquals(note.message.notice, true);
+      assertEquals("notice" in plain.message, false);
+      assertEquals(dmNote.message.notice, true);
+      // The duplicate of a notice is the notice.
+      const dup = await s.appendMessage({ ...msg(r.id, u.id, "n1", 13, "again"), notice: true });
+      assertEquals([dup.duplicate, dup.message], [true, note.message]);
+      const flags = (ms: { body: string; notice?: true }[]) =>
+        ms.map((m) => `${m.body}:${m.notice === true}`);
+      assertEquals(flags(await s.messagesAfter(r.id, 0, 10)), [
+        "build green:true",
+        "plain words:false",
+      ]);
+      assertEquals(flags((await s.history(r.id, 10)).messages), [
+        "build green:true",
+        "plain words:false",
+      ]);
+      assertEquals(flags(await s.streamAfter(roomStream(r.id), 0, 10)), [
+        "build green:true",
+        "plain words:false",
+      ]);
+      assertEquals(flags(await s.directMessagesAfter(v.id, 0, 10)), ["dm notice:true"]);
+      assertEquals(flags(await s.streamAfter(dmStream(v.id), 0, 10)), ["dm notice:true"]);
+      assertEquals(
+        flags(await s.messagesPage({ afterId: 0, maxId: dmNote.message.id, limit: 10 })),
+        ["build green:true", "plain words:false", "dm notice:true"],
+      );
+    },
+  );
+
   t("appendMessage calls made in order commit in that order, awaited or not", async (s) => {
     const u = await user(s, "seq");
     const rooms = await Promise.all(["a", "b", "c"].map((n) => s.ensureRoom(n, "room", 1)));
