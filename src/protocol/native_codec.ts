@@ -129,8 +129,9 @@ export function decodeClientFrame(line: Uint8Array): ClientFrame {
   // Unknown fields are ignored (§1), and removed: what reaches the command table is only what
   // the table above checked (a request's other fields are other protocols' to set, e.g. IRC's
   // client-only tags on a send).
-  for (const key of Object.keys(obj)) {
-    if (key !== "type" && key !== "ref" && !Object.hasOwn(spec, key)) delete obj[key];
+  const known = CLIENT_FRAME_FIELDS[obj.type as ClientFrameType];
+  for (const key in obj) {
+    if (key !== "type" && key !== "ref" && !Object.hasOwn(known, key)) delete obj[key];
   }
   return obj as unknown as ClientFrame;
 }
