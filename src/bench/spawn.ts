@@ -97,6 +97,12 @@ export async function readCpuSeconds(pid: number): Promise<number | null> {
   }
 }
 
+/**
+ * The V8 flags `deno task chat` and `deno task compile` give the server (deno.json; a test keeps
+ * them equal), so that a server spawned from source or the bundle runs as it ships.
+ */
+export const SERVER_V8_FLAGS = "--max-semi-space-size=2";
+
 /** How to start `chat serve` from this very program: source tree, bundle, or compiled binary. */
 export function serveCommand(entry: string | undefined): { cmd: string; args: string[] } {
   const exe = Deno.execPath();
@@ -193,8 +199,13 @@ export async function spawnServer(opts: {
     );
     const serve = serveCommand(opts.entry);
     const serveArgs = [...serve.args, "serve", "--data", dataDir, "--config", configPath];
-    if (opts.denoFlags?.length && serve.args[0] === "run") {
-      serveArgs.splice(1, 0, ...opts.denoFlags);
+    if (serve.args[0] === "run") {
+      // The server as shipped (a compiled binary embeds these), unless the caller sets its own.
+      const own = opts.denoFlags ?? [];
+      const v8 = own.some((f) => f.startsWith("--v8-flags"))
+        ? []
+        : [`--v8-flags=${SERVER_V8_FLAGS}`];
+      serveArgs.splice(1, 0, ...v8, ...own);
     }
     const [cmd, args] = opts.cpus
       ? ["taskset", ["-c", opts.cpus, serve.cmd, ...serveArgs]]
