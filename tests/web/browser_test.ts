@@ -315,3 +315,52 @@ browserTest(
     assert(times.length === 5 && times.every((t) => t.render > 0), JSON.stringify(times));
   },
 );
+
+browserTest(
+  "browser: a notice (PROTOCOL.md §5) is shown as a notice, live and from history; a /me-looking notice is not an action",
+  async () => {
+    await using ts = await startTestServer();
+    await using b = await launchBrowser();
+    await using carol = await WireClient.login(ts.port, ts.certPem, "carol", { register: true });
+    const alice = await b.user();
+    await logIn(alice, ts.port, "alice", { register: true });
+
+    const notice = (body: string) => {
+      const cid = carol.nextCid();
+      carol.send({ type: "send", cid, ref: cid, room: "general", body, notice: true });
+      return carol.expect((f) => f.type === "ack" && "ref" in f && f.ref === cid);
+    };
+    await notice("deploy at 5");
+    await notice("/me is a bot");
+    assertEquals((await carol.say("general", "an ordinary line")).type, "ack");
+    const shown = (page: typeof alice) =>
+      page.$$eval(
+        "#message-list .msg[data-id]",
+        (
+          els: {
+            classList: { contains(c: string): boolean };
+            querySelector(s: string): { textContent: string };
+          }[],
+        ) =>
+          els.map((e) => ({
+            from: e.querySelector(".from").textContent,
+            body: e.querySelector(".body").textContent,
+            notice: e.classList.contains("notice"),
+            action: e.classList.contains("action"),
+          })),
+      );
+    const expected = [
+      { from: "carol (notice)", body: "deploy at 5", notice: true, action: false },
+      { from: "carol (notice)", body: "/me is a bot", notice: true, action: false },
+      { from: "carol", body: "an ordinary line", notice: false, action: false },
+    ];
+    await waitForBody(alice, "an ordinary line");
+    assertEquals(await shown(alice), expected);
+
+    // A user who logs in later reads them from history, still as notices.
+    const bob = await b.user();
+    await logIn(bob, ts.port, "bob", { register: true });
+    await waitForBody(bob, "an ordinary line");
+    assertEquals(await shown(bob), expected);
+  },
+);

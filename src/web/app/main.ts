@@ -14,6 +14,8 @@ interface Msg {
   ts: number;
   from: string;
   body: string;
+  /** A notice (PROTOCOL.md §5): shown apart from ordinary messages. */
+  notice?: true;
 }
 
 /** A message of ours not yet acknowledged (pending) or refused (failed). */
@@ -174,7 +176,7 @@ function receive(f: Frame): void {
     state.resume.dm = Math.max(state.resume.dm, f.id);
   }
   if (c.msgs.has(f.id)) return;
-  c.msgs.set(f.id, { id: f.id, ts: f.ts, from: f.from, body: f.body });
+  c.msgs.set(f.id, messageOf(f as unknown as Msg));
   const mine = f.from.toLowerCase() === state.me.toLowerCase();
   if (counts.message(f as unknown as Msg & { room?: string; to?: string })) renderLists();
   if (!mine) {
@@ -363,7 +365,7 @@ async function loadOlder(c: Conv): Promise<void> {
   }
   c.loaded = true;
   for (const m of r.messages as Msg[]) {
-    if (!c.msgs.has(m.id)) c.msgs.set(m.id, { id: m.id, ts: m.ts, from: m.from, body: m.body });
+    if (!c.msgs.has(m.id)) c.msgs.set(m.id, messageOf(m));
   }
   if (!r.more) c.atStart = true;
   if (c.key === state.active) {
@@ -452,6 +454,13 @@ function scheduleRender(): void {
   });
 }
 
+/** What the app keeps of a `msg` frame or a history entry. */
+function messageOf(m: Msg): Msg {
+  const kept: Msg = { id: m.id, ts: m.ts, from: m.from, body: m.body };
+  if (m.notice === true) kept.notice = true;
+  return kept;
+}
+
 function timeText(ts: number): string {
   return new Date(ts).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
@@ -473,10 +482,12 @@ function fillMessage(el: HTMLElement, m: Msg, local: Local | null): void {
   const time = el.querySelector("time")!;
   const body = el.querySelector(".body")!;
   const st = el.querySelector(".state")!;
-  const action = m.body.startsWith("/me ");
-  setText(from, action ? `* ${m.from}` : m.from);
+  const notice = m.notice === true;
+  const action = !notice && m.body.startsWith("/me ");
+  setText(from, action ? `* ${m.from}` : notice ? `${m.from} (notice)` : m.from);
   setText(body, action ? m.body.slice(4) : m.body);
   el.classList.toggle("action", action);
+  el.classList.toggle("notice", notice);
   el.classList.toggle("mine", m.from.toLowerCase() === state.me.toLowerCase());
   el.classList.toggle("pending", local?.state === "pending");
   el.classList.toggle("failed", local?.state === "failed");
