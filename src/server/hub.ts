@@ -7,19 +7,21 @@ import { REAL_TIMERS, type TimerHandle, type Timers } from "./clock.ts";
 import type { ConnRef, Fanout, FanoutEvent, PresenceRoom } from "./fanout.ts";
 
 /** A codec-neutral event as encoders see it (node-local: `online` may look at the hub). */
+/** Client-only tags relayed on their own (IRC TAGMSG): never stored, `msgid` is the relay's. */
+export interface RelayedTags {
+  from: string;
+  room?: string;
+  to?: string;
+  tags: Record<string, string>;
+  msgid: string;
+  ts: number;
+}
+
 export type HubEvent =
   /** `tags`: client-only tags the sender attached (live only). */
   | { kind: "msg"; msg: WireMessage; tags?: Record<string, string> }
   /** Client-only tags on their own (IRC TAGMSG), to a room (`room`) or a user (`to`). */
-  | {
-    kind: "tagmsg";
-    from: string;
-    room?: string;
-    to?: string;
-    tags: Record<string, string>;
-    msgid: string;
-    ts: number;
-  }
+  | ({ kind: "tagmsg" } & RelayedTags)
   | {
     kind: "presence";
     room: string;

@@ -2,7 +2,7 @@
 // tags a connection negotiated, one shared encoder per tag set so fan-out still encodes once each.
 import type { WireMessage } from "../protocol/frames.ts";
 import { type IrcMessage, IrcSerializeError, serializeIrc } from "../protocol/irc_codec.ts";
-import type { EventEncoder, HubEvent } from "./hub.ts";
+import type { EventEncoder, HubEvent, RelayedTags } from "./hub.ts";
 
 /** Version in RPL_YOURHOST / RPL_MYINFO. */
 export const IRC_VERSION = "chat-0.1.0";
@@ -139,14 +139,7 @@ export function messageLines(
  * the tags, then msgid (the relay's), time and account as `mask` says.
  */
 export function tagmsgLine(
-  t: {
-    from: string;
-    room?: string;
-    to?: string;
-    tags: Record<string, string>;
-    msgid: string;
-    ts: number;
-  },
+  t: RelayedTags,
   mask: number,
   extra?: Record<string, string>,
 ): IrcMessage {
