@@ -54,13 +54,9 @@ export const COLLECT_MIN_GROWTH_BYTES = 8 * 1024 * 1024;
  * 3. A collection pauses the event loop (about 40 ms for 1,000 sessions); none happens in steady
  *    chat traffic, which finishes no hash jobs.
  * 4. With `collect` null (no way to collect), nothing happens.
- * 5. After the collection at the end of a burst, `trim` (if given) returns the C heap's free
- *    pages: the TLS and connection buffers of the logins, freed but kept by the allocator between
- *    live blocks (about 4.5 KB per connection, docs/OPERATIONS.md "Memory").
  */
 export class HeapCollector {
   #collect: (() => void) | null;
-  #trim: (() => void) | null;
   #heap: () => { heapUsed: number; heapTotal: number };
   #everyJobs: number;
   #minGrowth: number;
@@ -78,12 +74,9 @@ export class HeapCollector {
       everyJobs?: number;
       /** Default `COLLECT_MIN_GROWTH_BYTES`. */
       minGrowthBytes?: number;
-      /** Gives freed C-heap memory back to the system (`malloc_trim`), after a burst's collection. */
-      trim?: (() => void) | null;
     },
   ) {
     this.#collect = opts.collect;
-    this.#trim = opts.trim ?? null;
     this.#heap = opts.heap ?? (() => Deno.memoryUsage());
     this.#everyJobs = opts.everyJobs ?? COLLECT_EVERY_JOBS;
     this.#minGrowth = opts.minGrowthBytes ?? COLLECT_MIN_GROWTH_BYTES;
@@ -103,16 +96,14 @@ export class HeapCollector {
   burstEnded(): void {
     const jobs = this.#burstJobs;
     this.#burstJobs = 0;
-    if (jobs >= this.#everyJobs && this.#look("heapTotal")) this.#trim?.();
+    if (jobs >= this.#everyJobs) this.#look("heapTotal");
   }
 
-  /** Collects when the heap grew enough; says whether it did. */
-  #look(measure: "heapUsed" | "heapTotal"): boolean {
-    if (!this.#collect) return false;
-    if (this.#heap()[measure] - this.#base < this.#minGrowth) return false;
+  #look(measure: "heapUsed" | "heapTotal"): void {
+    if (!this.#collect) return;
+    if (this.#heap()[measure] - this.#base < this.#minGrowth) return;
     this.#collect();
     this.#collections++;
     this.#base = this.#heap().heapUsed;
-    return true;
   }
 }

@@ -17,7 +17,6 @@ import type { Clock } from "./token_bucket.ts";
 import { LineTransport, type MessageTransport } from "./transport.ts";
 import { WebSocketTransport } from "./websocket_transport.ts";
 import { setListenerNoDelay } from "./tcp_nodelay.ts";
-import { libc } from "./libc.ts";
 import {
   type AcceptedConn,
   listenDenoTls,
@@ -171,11 +170,7 @@ export class ChatServer {
     this.#timers = timers;
     this.hub = new Hub(opts.fanout ?? new LocalFanout(), timers);
     const l = opts.config.limits;
-    const c = libc();
-    const heap = new HeapCollector({
-      collect: v8FullCollection(),
-      trim: typeof c === "string" ? null : () => void c.malloc_trim(0n),
-    });
+    const heap = new HeapCollector({ collect: v8FullCollection() });
     this.hasher = new PasswordHasher({
       workers: l.hashWorkers,
       queue: l.hashQueue,

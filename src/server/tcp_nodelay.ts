@@ -1,5 +1,4 @@
 // Owns turning Nagle's algorithm off for `Deno.listenTls` listeners, which offer no setNoDelay.
-import { type Libc, libc } from "./libc.ts";
 
 /**
  * Why: with Nagle on, a small write that follows an unacknowledged one waits for the peer's
@@ -18,8 +17,27 @@ const TCP_NODELAY = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
 
+const symbols = {
+  setsockopt: { parameters: ["i32", "i32", "i32", "buffer", "u32"], result: "i32" },
+  getsockopt: { parameters: ["i32", "i32", "i32", "buffer", "buffer"], result: "i32" },
+  getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
+} as const;
+
 /** Offset of `d_name` in glibc's `struct dirent` on 64-bit Linux (ino, off: 8 each; reclen; type). */
 const D_NAME_OFFSET = 19;
+
+type Libc = Deno.DynamicLibrary<typeof symbols>["symbols"];
+
+let libc: Libc | null = null;
+
+function openLibc(): Libc {
+  // Opened once and kept for the life of the process (a listener may be bound again later).
+  libc ??= Deno.dlopen("libc.so.6", symbols).symbols;
+  return libc;
+}
 
 function intOption(c: Libc, fd: number, level: number, name: number): number | null {
   const value = new Int32Array(1);
@@ -76,9 +94,11 @@ function listeningFds(c: Libc, port: number): number[] {
  * on has it. Returns null when done, or why it could not be (the caller logs it once).
  */
 export function setListenerNoDelay(port: number): string | null {
-  const c = libc();
-  if (typeof c === "string") return c;
+  if (Deno.build.os !== "linux") return `not on Linux (${Deno.build.os})`;
+  // Asked first so that a terminal without the permission is never prompted for it.
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return "no --allow-ffi";
   try {
+    const c = openLibc();
     const fds = listeningFds(c, port);
     if (fds.length === 0) return `no listening socket found for port ${port}`;
     const on = new Uint8Array(new Int32Array([1]).buffer);

@@ -1,6 +1,5 @@
 import { assert, assertEquals } from "../harness/assert.ts";
 import { HeapCollector, v8FullCollection } from "../../src/server/heap_collector.ts";
-import { libc } from "../../src/server/libc.ts";
 
 /** A heap whose sizes the test sets; a collection brings both down to `live`. */
 function fakeHeap(start: number) {
@@ -88,33 +87,4 @@ Deno.test("v8FullCollection collects without exposing gc to the server or to lat
   const seen = await new Promise<unknown>((r) => worker.onmessage = (e) => r(e.data));
   worker.terminate();
   assertEquals(seen, "undefined");
-});
-
-Deno.test("HeapCollector trims the C heap only after a burst's collection, never during a burst", () => {
-  const { heap, collect, read } = fakeHeap(100);
-  let trims = 0;
-  const c = new HeapCollector({
-    collect,
-    heap: read,
-    everyJobs: 10,
-    minGrowthBytes: 50,
-    trim: () => trims++,
-  });
-  heap.used = heap.total = 300;
-  for (let i = 0; i < 10; i++) c.jobDone();
-  assertEquals([heap.collected, trims], [1, 0], "a collection during the burst: no trim");
-  heap.total = 200;
-  c.burstEnded();
-  assertEquals([heap.collected, trims], [2, 1], "the burst's end collected, then trimmed");
-  for (let i = 0; i < 10; i++) c.jobDone();
-  c.burstEnded();
-  assertEquals([heap.collected, trims], [2, 1], "nothing grew: neither collected nor trimmed");
-});
-
-Deno.test("libc's malloc_trim is callable with --allow-ffi (the server's trim)", () => {
-  const c = libc();
-  if (Deno.build.os !== "linux") return;
-  assert(typeof c !== "string", String(c));
-  // 1: memory was returned to the system, 0: there was none to return; both are success.
-  assert([0, 1].includes(c.malloc_trim(0n)));
 });
