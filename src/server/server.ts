@@ -249,9 +249,12 @@ export class ChatServer {
     }
     if (stuck && !this.#stopping) {
       log.warn("A listener stopped accepting (after running out of descriptors?); binding again");
-      await this.reloadCertificate(this.#certPem, this.#keyPem).catch((err) =>
-        log.error("Binding the listener again failed: {error}", { error: String(err) })
-      );
+      try {
+        await this.reloadCertificate(this.#certPem, this.#keyPem);
+        log.warn("Listeners bound again: accepting");
+      } catch (err) {
+        log.error("Binding the listener again failed: {error}", { error: String(err) });
+      }
     }
   }
 

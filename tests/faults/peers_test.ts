@@ -337,8 +337,9 @@ async function outOfDescriptors(engine: "node" | "deno"): Promise<void> {
   // Once the peers are gone the server accepts again: node:net never accepts again after EMFILE
   // (Deno 2.9.6), so the server's probe of its idle listener finds it stuck and binds it again.
   if (engine === "node") {
+    // Waits for the end of the rebind, not its start: in between no listener is bound.
     await waitFor(
-      () => /binding again/.test(srv.stderr),
+      () => /Listeners bound again/.test(srv.stderr),
       "the server to bind its stuck listener again",
       10_000,
     );
