@@ -17,6 +17,7 @@
 import { parseArgs } from "node:util";
 import { LineSplitter } from "../src/protocol/line_decoder.ts";
 import { ChildServer } from "../tests/faults/helpers.ts";
+import { SERVER_V8_FLAGS } from "../src/bench/spawn.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -32,17 +33,11 @@ const { values: flags } = parseArgs({
 });
 const USERS = Number(flags.users);
 /** The server's V8 flags: those `deno task chat` and `deno task compile` ship, unless given. */
-const V8_FLAGS = flags["v8-flags"] ?? shippedV8Flags();
+const V8_FLAGS = flags["v8-flags"] ?? SERVER_V8_FLAGS;
 const HASH_QUEUE = Number(flags["hash-queue"] ?? USERS);
 const IDLE_MS = Number(flags["idle-ms"]);
 /** A login's deadline, retries of `busy` included; the run is bounded by it. */
 const LOGIN_DEADLINE_MS = 300_000;
-
-/** The `--v8-flags=` of deno.json's compile task (the flags the binary embeds), comma-separated. */
-function shippedV8Flags(): string {
-  const tasks = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url))).tasks;
-  return /--v8-flags=(\S+)/.exec(tasks.compile)?.[1] ?? "";
-}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();

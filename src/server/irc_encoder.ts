@@ -66,6 +66,21 @@ export function ircText(body: string): string {
 }
 
 /**
+ * How many UTF-16 units of `text` fit in `maxBytes` UTF-8 bytes without cutting a character:
+ * `text.slice(0, n)` is the longest whole-character prefix that fits.
+ */
+export function utf8Prefix(text: string, maxBytes: number): number {
+  let bytes = 0;
+  let cut = 0;
+  for (const ch of text) {
+    bytes += utf8Length(ch);
+    if (bytes > maxBytes) break;
+    cut += ch.length;
+  }
+  return cut;
+}
+
+/**
  * Cuts `text` into pieces of at most `maxBytes` UTF-8 bytes, at a space when one is near the end
  * and never inside a character. A CTCP ACTION is cut into several ACTIONs.
  */
@@ -77,14 +92,7 @@ export function splitText(text: string, maxBytes: number): string[] {
   const out: string[] = [];
   let rest = inner;
   while (rest.length > 0) {
-    let bytes = 0;
-    let cut = 0;
-    for (const ch of rest) {
-      const n = enc.encode(ch).length;
-      if (bytes + n > room) break;
-      bytes += n;
-      cut += ch.length;
-    }
+    let cut = utf8Prefix(rest, room);
     if (cut < rest.length) {
       const sp = rest.lastIndexOf(" ", cut);
       if (sp > cut / 2) cut = sp + 1;

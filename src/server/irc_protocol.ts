@@ -28,6 +28,8 @@ import {
   TAG_MSGID,
   TAG_TIME,
   tagmsgLine,
+  utf8Length,
+  utf8Prefix,
 } from "./irc_encoder.ts";
 import { errorReply } from "./irc_replies.ts";
 import type { ProtocolAdapter, Session } from "./session.ts";
@@ -1314,16 +1316,7 @@ function relayedBytes(nick: string, command: string, target: string, body: strin
 export function reasonOf(text: string | undefined): string | undefined {
   if (text === undefined) return undefined;
   let t = safeText(text.replace(FORMATTING_RE, "")).trim();
-  if (utf8.encode(t).length > MAX_REASON_BYTES) {
-    let bytes = 0;
-    let cut = 0;
-    for (const ch of t) {
-      bytes += utf8.encode(ch).length;
-      if (bytes > MAX_REASON_BYTES) break;
-      cut += ch.length;
-    }
-    t = t.slice(0, cut).trim();
-  }
+  if (utf8Length(t) > MAX_REASON_BYTES) t = t.slice(0, utf8Prefix(t, MAX_REASON_BYTES)).trim();
   return t === "" ? undefined : t;
 }
 
