@@ -54,6 +54,8 @@ interface Peer {
   inc: string;
   seq: number;
   lastSeen: number;
+  /** This node's heartbeat periods in a row in which nothing came from the peer. */
+  silentPeriods: number;
   /** A presence snapshot being received in parts. */
   snap: PresenceRoom[] | null;
 }
@@ -78,7 +80,10 @@ const SNAPSHOT_USERS_PER_PART = 5_000;
  *    backoff (a quarter of the outage so far, 250 ms to 2 s).
  * 5. Each node sends a heartbeat every `heartbeatMs`; a node not heard from for
  *    `missedHeartbeats` periods (while this one is connected) is `node_down`, as is one that
- *    says `bye` when it stops.
+ *    says `bye` when it stops. Periods are counted on this node's own ticks, not only on the
+ *    clock: after this node's event loop was blocked (a long GC, a slow disk), the one late tick
+ *    counts as one silent period, however long the block, and what arrived meanwhile is read
+ *    before the next, so a node that was itself stalled does not declare healthy peers down.
  */
 export class NatsFanout implements Fanout {
   readonly node: string;
@@ -100,6 +105,8 @@ export class NatsFanout implements Fanout {
   #dropped = 0;
   #peers = new Map<string, Peer>();
   #timer: TimerHandle | undefined;
+  /** When the heartbeat tick last ran (its lateness tells of a blocked event loop). */
+  #lastTick = 0;
   #retry: TimerHandle | undefined;
   #lastWarn = -Infinity;
   /** When the bus was last lost (or first tried). */
@@ -319,6 +326,7 @@ export class NatsFanout implements Fanout {
     for (const p of this.#peers.values()) {
       p.seq = -1;
       p.lastSeen = now;
+      p.silentPeriods = 0;
     }
     this.#sendSnapshot();
     this.#send(`${this.#prefix}.ctl`, { c: "want" });
@@ -374,7 +382,7 @@ export class NatsFanout implements Fanout {
     }
     if (!peer && env.c === "bye") return;
     if (!peer) {
-      peer = { inc: env.i, seq: env.s, lastSeen: now, snap: null };
+      peer = { inc: env.i, seq: env.s, lastSeen: now, silentPeriods: 0, snap: null };
       this.#peers.set(env.n, peer);
       if (env.c !== "snap") this.#send(`${this.#prefix}.ctl`, { c: "want", to: env.n });
     } else {
@@ -413,15 +421,31 @@ export class NatsFanout implements Fanout {
     }
   }
 
-  /** Heartbeat out; peers silent too long are down (only judged while this node is connected). */
+  /**
+   * Heartbeat out; peers silent too long are down (only judged while this node is connected):
+   * silent for `missedHeartbeats` of this node's periods in a row and for that long on the clock.
+   */
   #tick(): void {
+    this.#lastTick = this.#timers.now();
     this.#timer = this.#timers.setTimeout(() => {
       if (this.#closing) return;
+      const previous = this.#lastTick;
+      const now = this.#timers.now();
+      const blocked = now - previous - this.#heartbeatMs;
+      if (blocked >= this.#heartbeatMs * this.#missed) {
+        log.warn(
+          "This node's event loop was blocked for {ms} ms: peers are judged on what comes next",
+          {
+            ms: Math.round(blocked),
+          },
+        );
+      }
       if (this.#connected) {
         this.#send(`${this.#prefix}.ctl`, { c: "hb" });
-        const deadline = this.#timers.now() - this.#heartbeatMs * this.#missed;
+        const deadline = now - this.#heartbeatMs * this.#missed;
         for (const [node, p] of [...this.#peers]) {
-          if (p.lastSeen >= deadline) continue;
+          p.silentPeriods = p.lastSeen < previous ? p.silentPeriods + 1 : 0;
+          if (p.lastSeen >= deadline || p.silentPeriods < this.#missed) continue;
           log.warn("Node {node} missed {n} heartbeats: its users are offline", {
             node,
             n: this.#missed,

@@ -113,6 +113,28 @@ Deno.test({
 
 Deno.test({
   name:
+    "nats fanout: a node whose own event loop was blocked for many heartbeat periods does not declare a beating peer down",
+  ignore,
+  async fn() {
+    await using nats = await NatsServer.start();
+    await using a = node(nats, "a", { heartbeatMs: 100 });
+    await using b = node(nats, "b", { heartbeatMs: 100 });
+    await Promise.all([a.fanout.connected(), b.fanout.connected()]);
+    await a.expect((e) => e.kind === "presence_sync" && e.node === "b", "b's snapshot");
+    // The process is blocked for 10 periods (a long GC, a slow fsync): a's clock says b was
+    // silent that long, but a heard nothing from anyone because it could not read.
+    const until = Date.now() + 1_000;
+    while (Date.now() < until) { /* blocked */ }
+    // b's heartbeats come again; by the fifth, a has ticked past the block several times.
+    const heard = a.fanout.stats.received;
+    await waitFor(() => a.fanout.stats.received >= heard + 5, "five more envelopes from b");
+    assertEquals(a.got.filter((e) => e.kind === "node_down").length, 0, "b is not down");
+    assertEquals(a.fanout.peers, ["b"]);
+  },
+});
+
+Deno.test({
+  name:
     "nats fanout: a node silent for 3 heartbeat periods is node_down, and back when heard again",
   ignore,
   async fn() {
