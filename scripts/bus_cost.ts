@@ -5,13 +5,13 @@
 // publisher, the receiver and nats-server over the run. docs/PERFORMANCE.md, "Cluster".
 //
 //   deno run -A scripts/bus_cost.ts [--events 100000]
-import { parseArgs } from "node:util";
+import { parseScriptArgs } from "./script_args.ts";
 import { readCpuSeconds } from "../src/bench/spawn.ts";
 import { LocalNats } from "../src/bench/local_engines.ts";
 import type { FanoutEvent } from "../src/server/fanout.ts";
 import { NatsFanout } from "../src/server/nats_fanout.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags } = parseScriptArgs("scripts/bus_cost.ts", {
   args: Deno.args,
   options: {
     events: { type: "string", default: "100000" },

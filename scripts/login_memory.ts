@@ -14,12 +14,12 @@
 // --ops: the phases, in order, each on a fresh start of the server on the same data (`hello`: the
 // connections only say hello, what a connection costs before any login). --v8-flags: the server's
 // V8 flags (DENO_V8_FLAGS); default those deno.json's `chat` and `compile` tasks ship, "" for none.
-import { parseArgs } from "node:util";
+import { parseScriptArgs } from "./script_args.ts";
 import { LineSplitter } from "../src/protocol/line_decoder.ts";
 import { ChildServer } from "../tests/faults/helpers.ts";
 import { SERVER_V8_FLAGS } from "../src/bench/spawn.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags } = parseScriptArgs("scripts/login_memory.ts", {
   args: Deno.args,
   options: {
     users: { type: "string", default: "1000" },

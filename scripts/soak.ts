@@ -7,11 +7,11 @@
 //
 // --rate is messages per client per second; --churn the share of clients that disconnect and
 // reconnect (with resume) every interval.
-import { parseArgs } from "node:util";
+import { parseScriptArgs } from "./script_args.ts";
 import { LineSplitter } from "../src/protocol/line_decoder.ts";
 import { ChildServer, fdCount, percentile, rssBytes } from "../tests/faults/helpers.ts";
 
-const { values: flags } = parseArgs({
+const { values: flags } = parseScriptArgs("scripts/soak.ts", {
   args: Deno.args,
   options: {
     clients: { type: "string", default: "50" },

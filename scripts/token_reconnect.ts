@@ -21,12 +21,12 @@
 // time to its exit is printed. --cpu-prof runs the server under `deno run --cpu-prof` (V8 writes
 // the profile at that clean exit; a SIGKILL leaves none).
 import tls from "node:tls";
-import { parseArgs } from "node:util";
+import { parseScriptArgs } from "./script_args.ts";
 import { readCpuSeconds } from "../src/bench/spawn.ts";
 import { openStore, storeSpec } from "../src/store/open_store.ts";
 import { ChildServer } from "../tests/faults/helpers.ts";
 
-const { values } = parseArgs({
+const { values } = parseScriptArgs("scripts/token_reconnect.ts", {
   args: Deno.args,
   options: {
     clients: { type: "string", default: "2000" },
