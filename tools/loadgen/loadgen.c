@@ -645,8 +645,8 @@ static void take_lines(struct conn *c, double now) {
   if (c->state == S_CLOSED) return;
   if (start < total) {
     if (start == 0 && total == rbuf_bytes) {
-      // A line longer than the buffer: counted, skipped up to its end.
-      count_error("line_too_long");
+      // A line longer than the buffer: counted once, skipped up to its end.
+      if (!c->discarding) count_error("line_too_long");
       c->discarding = 1;
       c->rfill = 0;
       return;
