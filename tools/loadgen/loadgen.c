@@ -965,7 +965,8 @@ int main(int argc, char **argv) {
   // Phase 2: send. The window opens after the CPU readings, like runner.ts's t0.
   long perMessage = 0;
   for (long i = 0; i < N; i++) perMessage += live[i];
-  receivers_per_message = perMessage - 1;
+  // A live sender is one of the live clients, so a message it sends is owed to the others.
+  receivers_per_message = perMessage > 0 ? perMessage - 1 : 0;
   payload_bytes = payload;
   double cpu0 = opt.server_pid ? proc_cpu_seconds(opt.server_pid) : -1;
   double bench0 = self_cpu_seconds();
@@ -973,7 +974,7 @@ int main(int argc, char **argv) {
   long *next_k = calloc((size_t)(S ? S : 1), sizeof *next_k);
   if (!next_k) return 1;
   uint64_t total_msgs = (uint64_t)S * (uint64_t)M;
-  fprintf(stderr, "loadgen: sending %ld × %ld messages to %ld receivers…\n", S, M, perMessage - 1);
+  fprintf(stderr, "loadgen: sending %ld × %ld messages to %ld receivers…\n", S, M, receivers_per_message);
   if (opt.rate <= 0) {
     for (long s = 0; s < S; s++)
       for (long k = 0; k < M; k++) send_one(s, k);
