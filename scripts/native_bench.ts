@@ -55,6 +55,8 @@ interface Options {
   driver?: string;
   serverCpus: string;
   benchCpus: string;
+  /** With --spawn: `deno run` flags for the server (as chat bench's --server-deno-flags). */
+  serverDenoFlags?: string[];
   forward: string[];
   clients: number;
   userPrefix: string;
@@ -112,6 +114,9 @@ function parse(args: string[]): Options {
       case "--bench-cpus":
         o.benchCpus = value();
         break;
+      case "--server-deno-flags":
+        o.serverDenoFlags = value().split(" ").filter((x) => x);
+        break;
       case "--host":
       case "--port":
         usage(`give the target as HOST:PORT, not ${name}`);
@@ -120,7 +125,8 @@ function parse(args: string[]): Options {
       case "--help":
         console.log(
           "usage: native_bench.ts (--spawn | HOST:PORT --ca FILE [--server-pid PID]) " +
-            "[--runs K] [--driver PATH] [--server-cpus 0] [--bench-cpus 1] [driver flags]",
+            "[--runs K] [--driver PATH] [--server-cpus 0] [--bench-cpus 1] " +
+            '[--server-deno-flags "--v8-flags=…"] [driver flags]',
         );
         Deno.exit(0);
         break;
@@ -145,6 +151,7 @@ function parse(args: string[]): Options {
     }
   }
   if (o.spawn === !!o.target) usage("give one of --spawn or HOST:PORT");
+  if (o.serverDenoFlags && !o.spawn) usage("--server-deno-flags is for a --spawn server only");
   if (o.spawn && (o.ca || o.serverPid)) {
     usage("--ca and --server-pid are for an external target (--spawn knows its own)");
   }
@@ -242,6 +249,7 @@ async function main(): Promise<number> {
         cpus: o.serverCpus,
         entry: join(root, "main.ts"),
         irc: true,
+        ...(o.serverDenoFlags ? { denoFlags: o.serverDenoFlags } : {}),
       });
       if (server.ircPort === null) throw new Error("the spawned server has no IRC listener");
       ({ code, result } = await runDriver(driver, o.benchCpus, [

@@ -100,6 +100,15 @@ Deno.test({
       const neither = await run(["--driver", driver, "-n", "4"]);
       assertEquals(neither.code, 2);
       assertMatch(neither.stderr, /give one of --spawn or HOST:PORT/);
+      const flagsForNobody = await run([
+        "--driver",
+        driver,
+        "127.0.0.1:1",
+        "--server-deno-flags",
+        "--v8-flags=--max-semi-space-size=2",
+      ]);
+      assertEquals(flagsForNobody.code, 2);
+      assertMatch(flagsForNobody.stderr, /--server-deno-flags is for a --spawn server only/);
     });
   },
 });
