@@ -1,18 +1,45 @@
 // Owns the test assertions: std-style names over node:assert (JSR's @std/assert is unreachable here).
 import nodeAssert from "node:assert";
+import { inspect, isDeepStrictEqual } from "node:util";
 
 /** Fails unless `cond` is truthy. */
 export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
   nodeAssert.ok(cond, msg);
 }
 
-/** Deep, strict equality. */
+/**
+ * How a value is shown in a failure: bounded, because node:assert's own diff inspects both values
+ * whole and diffs the text, which for a large object graph (a Playwright ElementHandle holds its
+ * whole connection) grew the test process to 13 GB before the failure could be reported.
+ */
+function shown(v: unknown): string {
+  return inspect(v, {
+    depth: 4,
+    maxArrayLength: 50,
+    maxStringLength: 2_000,
+    breakLength: 100,
+    sorted: true,
+  });
+}
+
+/** The failure of a comparison: the caller's words first, then both values, bounded. */
+function notEqual(op: string, actual: unknown, expected: unknown, msg?: string): never {
+  const head = msg ? `${msg}\n\n` : "";
+  const a = shown(actual);
+  const e = shown(expected);
+  const body = !a.includes("\n") && !e.includes("\n") && a.length + e.length < 200
+    ? `${a} ${op} ${e}`
+    : `actual:\n${a}\n\nexpected${op === "!==" ? "" : " to differ from"}:\n${e}`;
+  throw new nodeAssert.AssertionError({ message: head + body });
+}
+
+/** Deep, strict equality (node's `isDeepStrictEqual`). */
 export function assertEquals<T>(actual: T, expected: T, msg?: string): void {
-  nodeAssert.deepStrictEqual(actual, expected, msg);
+  if (!isDeepStrictEqual(actual, expected)) notEqual("!==", actual, expected, msg);
 }
 
 export function assertNotEquals<T>(actual: T, expected: T, msg?: string): void {
-  nodeAssert.notDeepStrictEqual(actual, expected, msg);
+  if (isDeepStrictEqual(actual, expected)) notEqual("===", actual, expected, msg);
 }
 
 export function assertMatch(actual: string, re: RegExp, msg?: string): void {

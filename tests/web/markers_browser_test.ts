@@ -211,7 +211,7 @@ browserTest(
       (els) => els.map((e) => e.textContent),
     );
     assertEquals(hits, ["a walrus <img src=x onerror=alert(1)>", "the walrus meeting is at 3"]);
-    assertEquals(await alice.$$("#search-list img"), []);
+    assertEquals(await alice.locator("#search-list img").count(), 0, "an image from a result");
     assertEquals(await alice.textContent("#search-title"), "2 found");
     // A result opens its conversation.
     await alice.click("#search-list li:nth-child(1)");
